@@ -1,0 +1,97 @@
+"""The course's environment helpers, same names and behaviour, extended for laptops without Maven.
+
+On Databricks: the active session, Delta built in, tables under a Unity Catalog volume (STOCKS_BASE_PATH) and the
+API key from a secret scope. Locally: a quiet local[*] session (UI off, UTC), tables under ./delta_tables, Delta
+through delta-spark when its jars can be had and through delta-rs otherwise (see stockpipe/session.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from stockpipe.errors import PipelineError
+from stockpipe.session import SessionInfo, build_session
+from stockpipe.session import is_databricks as _is_databricks
+
+log = logging.getLogger("databricks_utils")
+
+LOCAL_BASE = Path(os.environ.get("STOCKS_LOCAL_BASE", "delta_tables"))
+_last_session: SessionInfo | None = None
+
+
+def is_databricks() -> bool:
+    """True inside a Databricks runtime (notebook or job)."""
+    return _is_databricks()
+
+
+def get_spark(app_name: str = "stocks", *, want_delta_spark: bool = True, warehouse: str | None = None) -> SparkSession:
+    """The session to use; logs one line saying whether Delta comes from delta-spark and why."""
+    global _last_session
+    _last_session = build_session(app_name, want_delta_spark=want_delta_spark, warehouse=warehouse)
+    log.info("spark %s: %s", _last_session.spark.version, _last_session.reason)
+    return _last_session.spark
+
+
+def session_reason() -> str:
+    return _last_session.reason if _last_session else "no session built yet"
+
+
+def get_base_path(subdir: str = "") -> str:
+    """Where tables live: STOCKS_BASE_PATH (a Unity Catalog volume on Databricks) or ./delta_tables locally."""
+    configured = os.environ.get("STOCKS_BASE_PATH")
+    if configured:
+        base = configured.rstrip("/")
+    elif is_databricks():
+        raise PipelineError(
+            "set STOCKS_BASE_PATH to a Unity Catalog volume you can write, e.g. /Volumes/main/default/stocks "
+            "(or pass --table-path)"
+        )
+    else:
+        base = str(LOCAL_BASE.resolve())
+    return f"{base}/{subdir}" if subdir else base
+
+
+def cleanup_path(spark: SparkSession, path: str) -> None:
+    """Remove a table folder: dbutils on Databricks, the local filesystem elsewhere."""
+    if is_databricks():
+        dbutils = _dbutils(spark)
+        try:
+            dbutils.fs.rm(path, True)
+        except Exception as exc:  # noqa: BLE001 - dbutils raises a generic error for a missing path
+            log.debug("nothing to remove at %s (%s)", path, exc)
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def stop_spark_if_local(spark: SparkSession | None) -> None:
+    """Stop the session locally; never on Databricks, where the session belongs to the cluster."""
+    if spark is not None and not is_databricks():
+        spark.stop()
+
+
+def get_secret(scope: str, key: str) -> str | None:
+    """An API key from a Databricks secret scope; None off Databricks or when unset."""
+    if not is_databricks():
+        return None
+    spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+    try:
+        return _dbutils(spark).secrets.get(scope=scope, key=key)
+    except Exception:  # noqa: BLE001 - never echo secret-store errors that might contain names we do not own
+        log.warning("could not read secret %s/%s", scope, key)
+        return None
+
+
+def _dbutils(spark: SparkSession):  # -> pyspark.dbutils.DBUtils, only importable on Databricks
+    from pyspark.dbutils import DBUtils  # type: ignore[import-not-found]
+
+    return DBUtils(spark)
+
+
+def active_session() -> SparkSession | None:
+    """The session a script built, if any (None when it failed before needing Spark)."""
+    return SparkSession.getActiveSession()

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Fixed harvester: all tickers in one idempotent write, partitioned by (ticker, trade_date), with real time columns.
+
+Fetches minute bars from the Massive aggregates API (or the offline sample source), lands every raw page, then
+writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched.
+
+Exit codes: 0 done, 1 a ticker failed (the others are written) or a runtime failure, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import databricks_utils as du
+from stockpipe import cli
+from stockpipe.harvest import build_config, run_fixed
+from stockpipe.reports import render_fixed
+from stockpipe.storage import open_storage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.new_parser(__doc__)
+    cli.add_harvest_args(parser, "stocks_fixed")
+    parser.add_argument(
+        "--layout", choices=("partitioned", "clustered"), default="partitioned",
+        help="partitioned by (ticker, trade_date), or liquid clustering on them (delta-spark/Databricks only)",
+    )
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        cli.setup_logging(args.verbose)
+        cfg = build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
+                           secret=du.get_secret, layout=args.layout)
+        def spark_factory():
+            return open_storage(du.get_spark, args.engine, "fixed_stock_harvester")
+
+        report = run_fixed(cfg, spark_factory)
+        print(render_fixed(report))
+        if report.failed:
+            names = ", ".join(t.ticker for t in report.failed)
+            print(f"error: {len(report.failed)} ticker(s) failed: {names}", file=sys.stderr)
+            return 1
+        return 0
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    code = main()
+    du.stop_spark_if_local(du.active_session())
+    sys.exit(code)

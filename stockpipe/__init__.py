@@ -1,0 +1,3 @@
+"""Shared logic for the stock harvesters: fetch -> land -> transform -> write -> maintain -> register."""
+
+DEFAULT_TICKERS: tuple[str, ...] = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")

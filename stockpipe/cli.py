@@ -1,0 +1,270 @@
+"""What every door shares: argument types that validate before any network or Spark work, logging that never
+shows the key, one readable line per user-facing error, tables and progress people can read."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stockpipe import DEFAULT_TICKERS
+from stockpipe.errors import PipelineError, UsageError
+from stockpipe.market_calendar import new_york_today
+
+log = logging.getLogger("stockpipe")
+
+# Exchange symbols: letters and digits with '.' or '-' classes (BRK.B, BF-B). Nothing path-like gets through.
+TICKER_PATTERN = re.compile(r"^[A-Z0-9](?:[A-Z0-9]|[.\-](?=[A-Z0-9])){0,11}$")
+API_KEY_VARIABLES = ("MASSIVE_API_KEY", "POLYGON_API_KEY")
+ENGINES = ("auto", "spark", "delta-rs")
+
+
+def parse_tickers(text: str) -> tuple[str, ...]:
+    tickers: list[str] = []
+    for raw in text.split(","):
+        symbol = raw.strip().upper()
+        if not TICKER_PATTERN.match(symbol):
+            raise UsageError(f"--tickers: {raw.strip()!r} is not an exchange symbol (letters, digits, '.' or '-')")
+        if symbol not in tickers:
+            tickers.append(symbol)
+    if not tickers:
+        raise UsageError("--tickers: give at least one symbol")
+    return tuple(tickers)
+
+
+def parse_date(text: str, flag: str) -> dt.date:
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def resolve_dates(date_from: str | None, date_to: str | None, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """Inclusive range; the default is the last 5 calendar days up to New York today, like the starter."""
+    today = today or new_york_today()
+    end = parse_date(date_to, "--to") if date_to else today
+    start = parse_date(date_from, "--from") if date_from else end - dt.timedelta(days=4)
+    if start > end:
+        raise UsageError(f"--from {start} is after --to {end}")
+    if end > today:
+        raise UsageError(f"--to {end} is in the future (New York today is {today})")
+    if start.year < 2000:
+        raise UsageError(f"--from {start} is before 2000: the calendar and the API start later")
+    return start, end
+
+
+def validate_table_path(text: str, flag: str = "--table-path") -> str:
+    if not text or not text.strip():
+        raise UsageError(f"{flag}: empty path")
+    if any(ch in text for ch in "`'\"\n\r\x00"):
+        raise UsageError(f"{flag}: {text!r} contains a quote, backquote or control character")
+    if "://" in text or text.startswith(("/Volumes/", "dbfs:")):
+        return text.rstrip("/")
+    path = Path(text).expanduser().resolve()
+    if path == Path(path.anchor) or path == Path.home().resolve():
+        raise UsageError(f"{flag}: refusing {path}: a table needs a folder of its own")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag}: {path} is a file, not a table folder")
+    return str(path)
+
+
+def api_key_from_env() -> str | None:
+    for name in API_KEY_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2 through UsageError, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def new_parser(description: str) -> argparse.ArgumentParser:
+    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics (retries, engine choice)")
+    return parser
+
+
+def add_engine_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine", choices=ENGINES, default="auto",
+        help="Delta engine: delta-spark (spark), delta-rs, or auto (delta-spark when its jars load) [auto]",
+    )
+
+
+def add_harvest_args(parser: argparse.ArgumentParser, default_table: str) -> None:
+    parser.add_argument("--tickers", default=",".join(DEFAULT_TICKERS), help="comma-separated symbols [the eight]")
+    parser.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day [to minus 4 days]")
+    parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day, inclusive [New York today]")
+    parser.add_argument(
+        "--source", choices=("api", "sample"),
+        help="api (needs MASSIVE_API_KEY or POLYGON_API_KEY) or sample (offline loopback fake) "
+        "[api when a key is set, else sample]",
+    )
+    parser.add_argument("--base-url", help="API origin [MASSIVE_BASE_URL or https://api.massive.com]")
+    parser.add_argument(
+        "--calls-per-minute", type=positive_int,
+        help="pacing: calls allowed per rolling minute [5 for the API; unpaced for sample]",
+    )
+    parser.add_argument("--table-path", help=f"Delta table folder [get_base_path('{default_table}')]")
+    parser.add_argument("--landing-path", help="raw page landing zone [<table-path>_landing]")
+    parser.add_argument("--refetch", action="store_true", help="ignore landed pages and fetch everything again")
+    parser.add_argument("--secret-scope", help="Databricks secret scope holding the API key")
+    parser.add_argument("--secret-key", default="massive_api_key", help="key name in --secret-scope")
+    add_engine_arg(parser)
+
+
+class RedactFilter(logging.Filter):
+    """Belt and braces: the key travels only in a header, but no log record may ever show it."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactFilter(list(secrets) + [api_key_from_env() or ""]))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    level = logging.DEBUG if verbose else logging.INFO
+    for name in ("stockpipe", "databricks_utils", "__main__"):
+        logging.getLogger(name).setLevel(level)
+    for noisy in ("py4j", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(main: Callable[[], int], secrets: Callable[[], Sequence[str]] = lambda: ()) -> int:
+    """Map user-facing failures to one line on stderr and an exit code; tracebacks are for bugs only."""
+    try:
+        return main()
+    except PipelineError as exc:
+        message = str(exc)
+        for secret in [*secrets(), api_key_from_env() or ""]:
+            if secret:
+                message = message.replace(secret, "***")
+        print(f"error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: landed pages are kept; rerun to resume", file=sys.stderr)
+        return 130
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> str:
+    text_rows = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    numeric = [bool(text_rows) and all(_is_number(r[i]) for r in text_rows) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [title] if title else []
+    out += [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in text_rows]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1e15 else f"{value:.3g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def _is_number(text: str) -> bool:
+    return bool(re.fullmatch(r"-?[\d,]+(\.\d+)?[%x s]*", text.strip())) or text.strip() in ("", "-")
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+class Progress:
+    """Fetch progress. On a terminal, a tqdm bar whose postfix counts down rate-limit waits with an ETA; elsewhere
+    (CI logs, Databricks jobs) one log line per wait longer than a second."""
+
+    def __init__(self, total: int, eta: Callable[[int], float], enabled: bool = True) -> None:
+        self.total = total
+        self.done = 0
+        self._eta = eta
+        self._bar = None
+        self._started = time.monotonic()
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="ticker", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def remaining(self) -> int:
+        return self.total - self.done
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        if seconds < 1:
+            return
+        eta = self._eta(self.remaining())
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"waiting {seconds:.0f}s ({reason}); ETA {eta:.0f}s")
+        else:
+            log.info("waiting %.1f s (%s); %d ticker(s) left, ETA %.0f s", seconds, reason, self.remaining(), eta)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep in one-second steps so the countdown moves."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"waiting {left:.0f}s (rate limit); ETA {self._eta(self.remaining()):.0f}s")
+            time.sleep(min(1.0, left))
+
+    def advance(self, ticker: str) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.set_description_str(ticker)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

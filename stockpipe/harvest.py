@@ -1,0 +1,455 @@
+"""The two harvesters: fetch -> land -> transform -> write.
+
+`run_broken` keeps the starter's three bugs and nothing else wrong; `run_fixed` is correct, idempotent and polite.
+Both fetch through the same client and landing zone, so both are gentle with a shared key and run offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from stockpipe.cli import Progress
+from stockpipe.errors import FetchFailedError, KeyRejectedError, PipelineError, UsageError
+from stockpipe.landing import LandedFetch, LandingZone
+from stockpipe.market_calendar import new_york_today, trading_days
+from stockpipe.massive import DEFAULT_BASE_URL, ClientConfig, FetchStats, MassiveClient
+from stockpipe.sample import FakeMassiveServer
+from stockpipe.storage import DeltaStorage, ReplacePredicate
+from stockpipe.transforms import (
+    BROKEN_PARTITION_COLUMNS,
+    PARTITION_COLUMNS,
+    drop_duplicate_bars,
+    ohlc_violation,
+    raw_bars_from_pages,
+    session_bounds,
+    to_broken,
+    to_silver,
+    with_market_session,
+    with_trade_date,
+    with_trade_ts,
+)
+
+log = logging.getLogger(__name__)
+
+Layout = Literal["partitioned", "clustered"]
+SparkFactory = Callable[[], tuple[SparkSession, DeltaStorage]]
+
+
+@dataclass(frozen=True)
+class HarvestConfig:
+    tickers: tuple[str, ...]
+    date_from: dt.date
+    date_to: dt.date
+    table_path: str
+    landing_path: str
+    source: Literal["api", "sample"] = "sample"
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = field(default="", repr=False)
+    calls_per_minute: int | None = None
+    layout: Layout = "partitioned"
+    refetch: bool = False
+    show_progress: bool = True
+    today: dt.date | None = None  # New York today; injectable so tests can pin "the current day"
+
+
+@dataclass
+class TickerFetch:
+    ticker: str
+    stats: FetchStats
+    assignment: dict[dt.date, LandedFetch] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.stats.error is not None
+
+
+@contextlib.contextmanager
+def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterator[MassiveClient]:
+    """The same client for both sources; the sample source is a loopback server started for this run."""
+    on_wait = progress.waiting if progress else None
+    sleep = progress.sleep if progress else time.sleep
+    if cfg.source == "sample":
+        with FakeMassiveServer() as server:
+            client = MassiveClient(
+                ClientConfig(base_url=server.base_url, calls_per_minute=cfg.calls_per_minute),
+                on_wait=on_wait, sleep=sleep,
+            )
+            try:
+                yield client
+            finally:
+                client.close()
+        return
+    if not cfg.api_key:
+        raise UsageError("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
+    client = MassiveClient(
+        ClientConfig(base_url=cfg.base_url, api_key=cfg.api_key, calls_per_minute=cfg.calls_per_minute or 5),
+        on_wait=on_wait, sleep=sleep,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def fetch_ticker(
+    client: MassiveClient, landing: LandingZone, ticker: str, days: list[dt.date], today: dt.date, refetch: bool
+) -> TickerFetch:
+    """Land what the ticker still needs and say, for each requested trading day, which landed fetch holds it.
+
+    Finished past days already landed are reused without a call; the current day is always fetched again.
+    """
+    result = TickerFetch(ticker, FetchStats(ticker))
+    if not days:
+        return result
+    if refetch:
+        assigned, missing = {}, list(days)
+    else:
+        assigned, missing = landing.assign_days(ticker, days)
+    if missing:
+        lo, hi = min(missing), max(missing)
+        resumable = None if refetch else landing.resumable(ticker, lo, hi)
+        if resumable is not None:
+            writer, start_url = landing.resume(resumable), resumable.last_next_url()
+            result.stats.pages_from_landing += len(resumable.pages())
+            log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumable.pages()))
+        else:
+            writer, start_url = landing.new_fetch(ticker, lo, hi), None
+        for page in client.iter_pages(ticker, lo, hi, result.stats, start_url=start_url):
+            writer.add(page)
+        complete = writer.finish(final_through=today - dt.timedelta(days=1))
+        for day in days:
+            if lo <= day <= hi:
+                assigned[day] = complete
+    reused = {f.path: f for day, f in assigned.items() if day not in missing}
+    result.stats.pages_from_landing += sum(len(f.pages()) for f in reused.values())
+    result.assignment = assigned
+    return result
+
+
+class Fetcher:
+    """One client (so one rate-limit window) and one progress display for a whole run."""
+
+    def __init__(self, cfg: HarvestConfig, landing: LandingZone, days: list[dt.date]) -> None:
+        self.cfg = cfg
+        self.landing = landing
+        self.days = days
+        self.today = cfg.today or new_york_today()
+        self.key_error: KeyRejectedError | None = None
+        self._stack = contextlib.ExitStack()
+        self.progress = Progress(len(cfg.tickers), eta=lambda n: 0.0, enabled=cfg.show_progress)
+        self.client = self._stack.enter_context(open_client(cfg, self.progress))
+        self.progress._eta = self.client.limiter.eta
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.close()
+        self._stack.close()
+
+    def fetch(self, ticker: str) -> TickerFetch:
+        """Fetch one ticker; a failure is recorded, not raised. After a rejected key no further call is made."""
+        if self.key_error is not None:
+            return TickerFetch(ticker, FetchStats(ticker, error=str(self.key_error)))
+        try:
+            return fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch)
+        except FetchFailedError as exc:
+            log.warning("%s", exc)
+            return TickerFetch(ticker, FetchStats(ticker, error=exc.reason))
+        except KeyRejectedError as exc:
+            self.key_error = exc
+            return TickerFetch(ticker, FetchStats(ticker, error=str(exc)))
+        finally:
+            self.progress.advance(ticker)
+
+
+def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date]) -> tuple[dict[str, TickerFetch],
+                                                                                     KeyRejectedError | None]:
+    with Fetcher(cfg, landing, days) as fetcher:
+        results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
+        return results, fetcher.key_error
+
+
+def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch], days: list[dt.date]) -> tuple[DataFrame, dict]:
+    """Bars of the requested days, each from the one landed fetch assigned to its day, with trade_ts/trade_date.
+
+    Returns the bars and, per ticker, how many landed bars fell outside the requested days (counted, not hidden).
+    """
+    files: list[str] = []
+    assignment_rows = []
+    for ticker, item in fetched.items():
+        if item.failed:
+            continue
+        for fetch in {f.path: f for f in item.assignment.values()}.values():
+            files.extend(str(p) for p in fetch.pages())
+        assignment_rows.extend((ticker, f.fetch_id, day, True) for day, f in item.assignment.items())
+    bars = raw_bars_from_pages(spark, files).transform(with_trade_ts).transform(with_trade_date)
+    assignment = spark.createDataFrame(
+        assignment_rows, "ticker string, fetch_id string, trade_date date, assigned boolean"
+    )
+    marked = bars.join(F.broadcast(assignment), ["ticker", "fetch_id", "trade_date"], "left").cache()
+    outside = (
+        marked.filter(~F.col("trade_date").isin(*days) if days else F.lit(True))
+        .groupBy("ticker").count().collect()
+    )
+    kept = marked.filter(F.col("assigned").isNotNull()).drop("assigned")
+    return kept, {row["ticker"]: row["count"] for row in outside}
+
+
+# -------------------------------------------------------------------------------------------------------------------
+@dataclass
+class TickerReport:
+    ticker: str
+    stats: FetchStats
+    bars_landed: int = 0
+    outside_range: int = 0
+    duplicates: int = 0
+    sanity_failures: int = 0
+    rows_written: int = 0
+    partitions: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.stats.error:
+            return "FAILED"
+        return "ok" if self.rows_written else "no bars"
+
+
+@dataclass
+class FixedReport:
+    tickers: list[TickerReport]
+    table_path: str
+    engine: str
+    layout: Layout
+    days: list[dt.date]
+    seconds: dict[str, float]
+    table_version: int | None = None
+    files_written: int = 0
+    partitions_written: int = 0
+
+    @property
+    def failed(self) -> list[TickerReport]:
+        return [t for t in self.tickers if t.status == "FAILED"]
+
+
+def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
+    days = trading_days(cfg.date_from, cfg.date_to)
+    landing = LandingZone(cfg.landing_path)
+    started = time.monotonic()
+    fetched, key_error = fetch_all(cfg, landing, days)
+    fetched_at = time.monotonic()
+    if key_error is not None and all(item.failed for item in fetched.values()):
+        raise key_error
+    spark, storage = spark_factory()
+    spark_at = time.monotonic()
+    report = FixedReport(
+        [TickerReport(t, fetched[t].stats) for t in cfg.tickers], cfg.table_path, storage.name, cfg.layout, days,
+        {"fetch": fetched_at - started, "spark start": spark_at - fetched_at},
+    )
+    by_ticker = {t.ticker: t for t in report.tickers}
+    _check_layout(storage, cfg)
+
+    kept, outside = landed_bars(spark, fetched, days)
+    bounds = session_bounds(spark, days)
+    per_ticker_before = {r["ticker"]: r["count"] for r in kept.groupBy("ticker").count().collect()}
+    silver = (
+        kept.transform(drop_duplicate_bars)
+        .transform(lambda df: with_market_session(df, bounds))
+        .transform(to_silver)
+        .cache()
+    )
+    stats = (
+        silver.groupBy("ticker")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.countDistinct("trade_date").alias("days"),
+            F.sum(ohlc_violation().cast("int")).alias("violations"),
+        )
+        .collect()
+    )
+    for row in stats:
+        item = by_ticker[row["ticker"]]
+        item.rows_written, item.partitions, item.sanity_failures = row["rows"], row["days"], row["violations"] or 0
+    for ticker, item in by_ticker.items():
+        item.bars_landed = per_ticker_before.get(ticker, 0) + outside.get(ticker, 0)
+        item.outside_range = outside.get(ticker, 0)
+        item.duplicates = per_ticker_before.get(ticker, 0) - item.rows_written
+        if item.sanity_failures:
+            log.warning("%s: %d bar(s) break OHLC sanity (kept, flagged in the summary)", ticker,
+                        item.sanity_failures)
+    transformed_at = time.monotonic()
+    report.seconds["transform"] = transformed_at - spark_at
+
+    succeeded = [t for t in cfg.tickers if not fetched[t].failed]
+    if succeeded and days:
+        replace = ReplacePredicate.of(ticker=succeeded, trade_date=days)
+        report.table_version = storage.write(
+            silver.filter(replace.column()),
+            cfg.table_path,
+            mode="overwrite",
+            partition_by=PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
+            cluster_by=PARTITION_COLUMNS if cfg.layout == "clustered" else (),
+            replace=replace,
+        )
+        last = storage.history(cfg.table_path)[-1]
+        report.files_written = added_files(last.metrics)
+        report.partitions_written = sum(t.partitions for t in report.tickers)
+    silver.unpersist()
+    report.seconds["write"] = time.monotonic() - transformed_at
+    if key_error is not None:
+        # The tickers fetched before the key was refused are stored; the run still fails loudly.
+        raise KeyRejectedError(f"{key_error} (stored {len(succeeded)} ticker(s) fetched before that)")
+    return report
+
+
+def build_config(
+    args,
+    *,
+    default_table_path: Callable[[], str],
+    secret: Callable[[str, str], str | None],
+    layout: Layout = "partitioned",
+) -> HarvestConfig:
+    """Validate everything the user typed before any network or Spark work."""
+    import os
+
+    from stockpipe.cli import api_key_from_env, parse_tickers, resolve_dates, validate_table_path
+    from stockpipe.landing import default_landing_path
+
+    tickers = parse_tickers(args.tickers)
+    date_from, date_to = resolve_dates(args.date_from, args.date_to)
+    table_path = validate_table_path(args.table_path) if args.table_path else default_table_path()
+    landing_path = (
+        validate_table_path(args.landing_path, "--landing-path") if args.landing_path
+        else default_landing_path(table_path)
+    )
+    api_key = api_key_from_env() or ""
+    if not api_key and args.secret_scope:
+        api_key = secret(args.secret_scope, args.secret_key) or ""
+    source = args.source or ("api" if api_key else "sample")
+    if source == "api" and not api_key:
+        raise UsageError("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
+    if args.source is None:
+        log.info(
+            "source: %s", "the Massive API (key from the environment)" if source == "api"
+            else "offline sample data from a loopback fake of the Massive API (set MASSIVE_API_KEY for real data)"
+        )
+    base_url = args.base_url or os.environ.get("MASSIVE_BASE_URL") or DEFAULT_BASE_URL
+    if not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url: {base_url!r} is not an http(s) URL")
+    return HarvestConfig(
+        tickers=tickers, date_from=date_from, date_to=date_to, table_path=table_path, landing_path=landing_path,
+        source=source, base_url=base_url, api_key=api_key, calls_per_minute=args.calls_per_minute,
+        layout=layout, refetch=args.refetch,
+    )
+
+
+def _check_layout(storage: DeltaStorage, cfg: HarvestConfig) -> None:
+    if not storage.is_delta(cfg.table_path):
+        if Path(cfg.table_path).is_dir() and any(Path(cfg.table_path).iterdir()):
+            raise PipelineError(f"{cfg.table_path} exists, is not empty and is not a Delta table: not writing there")
+        return
+    detail = storage.detail(cfg.table_path)
+    wanted = list(PARTITION_COLUMNS) if cfg.layout == "partitioned" else []
+    if detail.partition_columns != wanted:
+        raise PipelineError(
+            f"the table at {cfg.table_path} is partitioned by {detail.partition_columns or 'nothing'}, "
+            f"but --layout {cfg.layout} needs {wanted or 'no partitions'}: use another --table-path"
+        )
+
+
+def added_files(metrics: dict) -> int:
+    """Files a commit added, whichever engine wrote it."""
+    for key in ("num_added_files", "numAddedFiles", "numFiles", "numFilesAdded"):
+        if key in metrics and metrics[key] is not None:
+            return int(metrics[key])
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------------------
+@dataclass
+class BrokenReport:
+    table_path: str
+    engine: str
+    fetched: dict[str, TickerFetch]
+    total_rows: int
+    rows_per_ticker: dict[str, int]
+    schema_tree: str
+    sample_rows: str
+    partition_dirs_on_disk: int
+    live_partitions: int
+    files_on_disk: int
+    seconds: float
+
+
+def run_broken(
+    cfg: HarvestConfig, spark_factory: SparkFactory, cleanup: Callable[[SparkSession, str], None]
+) -> BrokenReport:
+    """The starter, its three bugs intact: (1) every ticker overwrites the table, (2) partitioned by
+    (ticker, minute), (3) no date or timestamp column."""
+    started = time.monotonic()
+    days = trading_days(cfg.date_from, cfg.date_to)
+    landing = LandingZone(cfg.landing_path)
+    spark, storage = spark_factory()
+    _refuse_foreign_folder(storage, cfg.table_path)
+    cleanup(spark, cfg.table_path)
+    fetched: dict[str, TickerFetch] = {}
+    with Fetcher(cfg, landing, days) as fetcher:
+        for ticker in cfg.tickers:
+            fetched[ticker] = one = fetcher.fetch(ticker)
+            if one.failed:
+                continue
+            bars, _ = landed_bars(spark, {ticker: one}, days)
+            # BUG 1: mode("overwrite") inside the loop: each ticker replaces the whole table.
+            # BUG 2: partitioned by (ticker, minute): one folder and one tiny file per bar.
+            # BUG 3: to_broken keeps only timestamp_ms: no date or timestamp column to filter on.
+            storage.write(bars.transform(to_broken), cfg.table_path, mode="overwrite",
+                          partition_by=BROKEN_PARTITION_COLUMNS)
+            log.info("%s: written with mode=overwrite (replacing every earlier ticker)", ticker)
+    if fetcher.key_error is not None and not storage.is_delta(cfg.table_path):
+        raise fetcher.key_error
+    if not storage.is_delta(cfg.table_path):
+        raise PipelineError("no ticker could be fetched: nothing was written")
+    table = storage.read(cfg.table_path)
+    per_ticker = {r["ticker"]: r["count"] for r in table.groupBy("ticker").count().collect()}
+    detail = storage.detail(cfg.table_path)
+    return BrokenReport(
+        table_path=cfg.table_path,
+        engine=storage.name,
+        fetched=fetched,
+        total_rows=sum(per_ticker.values()),
+        rows_per_ticker=per_ticker,
+        schema_tree=table._jdf.schema().treeString(),
+        sample_rows=table._jdf.showString(5, 20, False),
+        partition_dirs_on_disk=count_partition_dirs(cfg.table_path),
+        live_partitions=detail.num_partitions,
+        files_on_disk=storage.files_on_disk(cfg.table_path),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _refuse_foreign_folder(storage: DeltaStorage, path: str) -> None:
+    """The starter deletes its table folder first; never let that delete a folder that is not a Delta table."""
+    folder = Path(path)
+    if "://" in path or not folder.exists():
+        return
+    if folder.is_dir() and any(folder.iterdir()) and not storage.is_delta(path):
+        raise PipelineError(f"{path} exists, is not empty and is not a Delta table: refusing to delete it")
+
+
+def count_partition_dirs(path: str) -> int:
+    """Leaf partition folders on disk (live or not): what a file listing of the table has to walk."""
+    root = Path(path)
+    if not root.is_dir():
+        return 0
+    leaves = {p.parent for p in root.rglob("*.parquet") if "_delta_log" not in p.parts}
+    return len(leaves)

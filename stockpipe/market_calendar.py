@@ -1,0 +1,67 @@
+"""NYSE trading days and session bounds from a maintained calendar (exchange_calendars' XNYS), not a hand list."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import exchange_calendars as xcals
+import pandas as pd
+
+NEW_YORK = ZoneInfo("America/New_York")
+PRE_MARKET_OPEN = dt.time(4, 0)
+AFTER_HOURS_CLOSE = dt.time(20, 0)
+# On early-close days (13:00) extended trading ends at 17:00.
+EARLY_CLOSE_AFTER_HOURS_CLOSE = dt.time(17, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _xnys() -> xcals.ExchangeCalendar:
+    return xcals.get_calendar("XNYS", start="2000-01-03")
+
+
+def trading_days(date_from: dt.date, date_to: dt.date) -> list[dt.date]:
+    """NYSE sessions in [date_from, date_to], both inclusive."""
+    cal = _xnys()
+    lo = max(pd.Timestamp(date_from), cal.first_session)
+    hi = min(pd.Timestamp(date_to), cal.last_session)
+    if lo > hi:
+        return []
+    return [ts.date() for ts in cal.sessions_in_range(lo, hi)]
+
+
+@dataclass(frozen=True)
+class SessionHours:
+    """One trading day's extended-hours window and regular session, as aware New York datetimes."""
+
+    day: dt.date
+    pre_open: dt.datetime
+    open: dt.datetime
+    close: dt.datetime
+    post_close: dt.datetime
+
+    @property
+    def early_close(self) -> bool:
+        return self.close.time() < dt.time(16, 0)
+
+
+def session_hours(day: dt.date) -> SessionHours:
+    cal = _xnys()
+    ts = pd.Timestamp(day)
+    regular_open = cal.session_open(ts).tz_convert(NEW_YORK).to_pydatetime()
+    regular_close = cal.session_close(ts).tz_convert(NEW_YORK).to_pydatetime()
+    post = EARLY_CLOSE_AFTER_HOURS_CLOSE if regular_close.time() < dt.time(16, 0) else AFTER_HOURS_CLOSE
+    return SessionHours(
+        day=day,
+        pre_open=dt.datetime.combine(day, PRE_MARKET_OPEN, NEW_YORK),
+        open=regular_open,
+        close=regular_close,
+        post_close=dt.datetime.combine(day, post, NEW_YORK),
+    )
+
+
+def new_york_today(now: dt.datetime | None = None) -> dt.date:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(NEW_YORK).date()

@@ -1,0 +1,367 @@
+"""Massive (formerly Polygon.io) aggregates client: one session, one place for auth, pacing, retries, pagination.
+
+Contract: ../shared/reference/massive-stock-aggs-openapi.json,
+`GET /v2/aggs/ticker/{T}/range/1/minute/{from}/{to}`.
+
+Unlike the official client, it waits as long as a per-minute window needs (a 0.1 s backoff cannot outlast it) and
+never turns a bad response into an empty result.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+
+from stockpipe.errors import FetchFailedError, KeyRejectedError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.massive.com"
+DATA_STATUSES = frozenset({"OK", "DELAYED"})
+REQUIRED_BAR_FIELDS = ("o", "h", "l", "c", "v", "t")
+MAX_LIMIT = 50_000
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+class RollingWindowLimiter:
+    """At most `calls` calls in any `window` seconds: burst up to the limit, then wait exactly until the oldest
+    call leaves the window.
+
+    A call is stamped when its response arrives, not when it is sent: the server counted it somewhere in between,
+    so the later stamp can only err on the safe side.
+    """
+
+    def __init__(
+        self, calls: int, window: float = 60.0, *, clock: Clock = time.monotonic, margin: float = 0.05
+    ) -> None:
+        if calls < 1:
+            raise ValueError("calls must be >= 1")
+        self.calls = calls
+        self.window = window
+        self.margin = margin
+        self._clock = clock
+        self._stamps: collections.deque[float] = collections.deque()
+        self._blocked_until = 0.0
+
+    def delay(self) -> float:
+        """Seconds to wait before the next call may be sent (0 when a slot is free now)."""
+        now = self._clock()
+        while self._stamps and self._stamps[0] + self.window <= now:
+            self._stamps.popleft()
+        wait = max(0.0, self._blocked_until - now)
+        if len(self._stamps) >= self.calls:
+            wait = max(wait, self._stamps[0] + self.window + self.margin - now)
+        return wait
+
+    def record(self) -> None:
+        """Stamp a completed call."""
+        self._stamps.append(self._clock())
+
+    def block_for(self, seconds: float) -> None:
+        """Nobody calls before `seconds` from now (the server said so, or the key is busy with other users)."""
+        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    def eta(self, remaining_calls: int) -> float:
+        """Seconds until `remaining_calls` more calls can all have been sent, assuming instant responses."""
+        if remaining_calls <= 0:
+            return 0.0
+        now = self._clock()
+        stamps = [s for s in self._stamps if s + self.window > now]
+        start = max(now, self._blocked_until)
+        last = start
+        for _ in range(remaining_calls):
+            if len(stamps) >= self.calls:
+                last = max(last, stamps[-self.calls] + self.window + self.margin)
+            stamps.append(last)
+        return last - now
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = field(default="", repr=False)
+    calls_per_minute: int | None = 5
+    window_seconds: float = 60.0
+    max_attempts: int = 8
+    max_retry_wait: float = 600.0
+    backoff_cap: float = 60.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    page_limit: int = MAX_LIMIT
+
+    @property
+    def pacing_interval(self) -> float:
+        """Seconds per call at the allowed rate: the first backoff step after an unexplained 429."""
+        return self.window_seconds / (self.calls_per_minute or 60)
+
+
+@dataclass
+class Page:
+    """One validated response page. `url` never contains the key (auth travels in a header)."""
+
+    ticker: str
+    url: str
+    body: bytes
+    request_id: str | None
+    status: str
+    bar_count: int
+    next_url: str | None
+
+
+@dataclass
+class FetchStats:
+    ticker: str
+    pages: int = 0
+    bars: int = 0
+    calls: int = 0
+    retries: int = 0
+    http_429: int = 0
+    waited_s: float = 0.0
+    pages_from_landing: int = 0
+    error: str | None = None
+
+
+class _Retryable(Exception):
+    """A response or transport failure worth another attempt; retry_after is the server's own wait, if given."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, rate_limited: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def _server_message(response: requests.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200].strip()
+    if isinstance(payload, dict):
+        return str(payload.get("error") or payload.get("message") or payload.get("status") or "")
+    return ""
+
+
+def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
+    """Parse and check one page. Raises _Retryable for malformed bodies (cut-off transfers are transient)."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise _Retryable(f"malformed JSON ({exc.msg} at byte {exc.pos})") from None
+    if not isinstance(payload, dict) or "status" not in payload:
+        raise _Retryable("response is not an aggregates object")
+    status = str(payload["status"])
+    if status not in DATA_STATUSES:
+        message = payload.get("error") or payload.get("message") or ""
+        raise FetchFailedError(ticker, f"API status {status}: {message}".rstrip(": "))
+    results = payload.get("results", [])
+    if not isinstance(results, list):
+        raise _Retryable("'results' is not a list")
+    for index, bar in enumerate(results):
+        missing = [name for name in REQUIRED_BAR_FIELDS if not isinstance(bar, dict) or bar.get(name) is None]
+        if missing:
+            raise _Retryable(f"bar {index} lacks required field(s) {', '.join(missing)}")
+    return payload
+
+
+class MassiveClient:
+    """Fetches minute bars page by page. The harvesters use it the same way for the real API and the sample server."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        session: requests.Session | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        rng: random.Random | None = None,
+        on_wait: Callable[[float, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._session = session or requests.Session()
+        if config.api_key:
+            self._session.headers["Authorization"] = f"Bearer {config.api_key}"
+        self._session.headers["Accept"] = "application/json"
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._on_wait = on_wait
+        # Unpaced (the offline sample source) is a window too wide to fill, so a 429's wait still holds every call.
+        self.limiter = RollingWindowLimiter(
+            config.calls_per_minute or 1_000_000_000, config.window_seconds, clock=clock
+        )
+        origin = urlsplit(config.base_url)
+        self._origin = (origin.scheme, origin.netloc)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def first_url(self, ticker: str, date_from: dt.date, date_to: dt.date) -> str:
+        base = self.config.base_url.rstrip("/")
+        return (
+            f"{base}/v2/aggs/ticker/{ticker}/range/1/minute/{date_from.isoformat()}/{date_to.isoformat()}"
+            f"?adjusted=true&sort=asc&limit={self.config.page_limit}"
+        )
+
+    def iter_pages(
+        self,
+        ticker: str,
+        date_from: dt.date,
+        date_to: dt.date,
+        stats: FetchStats,
+        *,
+        start_url: str | None = None,
+    ) -> Iterator[Page]:
+        """Yield every page of the range in order, following next_url. `start_url` resumes an interrupted fetch."""
+        url: str | None = start_url or self.first_url(ticker, date_from, date_to)
+        while url is not None:
+            self._check_origin(ticker, url)
+            page = self._get_page(ticker, url, stats)
+            stats.pages += 1
+            stats.bars += page.bar_count
+            yield page
+            url = page.next_url
+
+    def _check_origin(self, ticker: str, url: str) -> None:
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) != self._origin:
+            # next_url is followed with the Authorization header: another host must never receive the key.
+            raise FetchFailedError(ticker, f"refusing to follow next_url to another origin ({parts.netloc})")
+
+    def _wait(self, seconds: float, reason: str, stats: FetchStats) -> None:
+        if seconds <= 0:
+            return
+        stats.waited_s += seconds
+        if self._on_wait is not None:
+            self._on_wait(seconds, reason)
+        self._sleep(seconds)
+
+    def _backoff(self, attempt: int, error: _Retryable) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self.config.max_retry_wait)
+        base = self.config.pacing_interval if error.rate_limited else 1.0
+        step = min(self.config.backoff_cap, base * 2 ** (attempt - 1))
+        # Full jitter on the upper half: students sharing a key must not retry in lockstep.
+        return step / 2 + self._rng.uniform(0, step / 2)
+
+    def _get_page(self, ticker: str, url: str, stats: FetchStats) -> Page:
+        waited_for_retries = 0.0
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            nonlocal waited_for_retries
+            error = state.outcome.exception() if state.outcome else None
+            assert isinstance(error, _Retryable)
+            seconds = self._backoff(state.attempt_number, error)
+            waited_for_retries += seconds
+            if error.rate_limited:
+                # Somebody (maybe another user of the key) filled the window: hold every call, not just this one;
+                # the next attempt then waits in the limiter.
+                self.limiter.block_for(seconds)
+                return 0.0
+            return seconds
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            return (
+                state.attempt_number >= self.config.max_attempts
+                or waited_for_retries >= self.config.max_retry_wait
+            )
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            stats.retries += 1
+            log.info("%s: retry %d after %s", ticker, state.attempt_number, error)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            wait=wait,
+            stop=stop,
+            sleep=lambda seconds: self._wait(seconds, "backing off after a failed call", stats),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, ticker, url, stats)
+        except _Retryable as exc:
+            raise FetchFailedError(ticker, f"{exc.reason} (gave up after {stats.retries} retries)") from None
+
+    def _attempt(self, ticker: str, url: str, stats: FetchStats) -> Page:
+        self._wait(self.limiter.delay(), "rate-limit window", stats)
+        stats.calls += 1
+        try:
+            response = self._session.get(
+                url, timeout=(self.config.connect_timeout, self.config.read_timeout), allow_redirects=False
+            )
+            body = response.content
+        except requests.Timeout:
+            raise _Retryable("timed out") from None
+        except requests.RequestException as exc:
+            # requests puts URLs in its messages; ours carry no key, but redact anyway in case one ever does.
+            raise _Retryable(redact(f"connection failed: {type(exc).__name__}", self.config.api_key)) from None
+        finally:
+            self.limiter.record()
+        code = response.status_code
+        if code in (401, 403):
+            what = "API key rejected" if code == 401 else "API plan does not cover this request"
+            detail = redact(_server_message(response), self.config.api_key)
+            raise KeyRejectedError(f"{what} (HTTP {code} for {ticker}): {detail}".rstrip(": "))
+        if code == 429:
+            stats.http_429 += 1
+            raise _Retryable("HTTP 429 rate limited", parse_retry_after(response.headers.get("Retry-After")), True)
+        if code >= 500:
+            raise _Retryable(f"HTTP {code}", parse_retry_after(response.headers.get("Retry-After")))
+        if code != 200:
+            detail = redact(_server_message(response), self.config.api_key)
+            raise FetchFailedError(ticker, f"HTTP {code}: {detail}".rstrip(": "))
+        payload = validate_page(ticker, body)
+        results = payload.get("results") or []
+        return Page(
+            ticker=ticker,
+            url=url,
+            body=body,
+            request_id=payload.get("request_id"),
+            status=str(payload["status"]),
+            bar_count=len(results),
+            next_url=payload.get("next_url") or None,
+        )
+
+
+def floor_seconds(calls: int, calls_per_minute: int, window: float = 60.0) -> float:
+    """The least wall time `calls` calls can take under a rolling window: full windows after the first burst."""
+    return window * max(0, math.ceil(calls / calls_per_minute) - 1)

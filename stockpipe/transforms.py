@@ -1,0 +1,183 @@
+"""DataFrame in, DataFrame out: small pure functions chained with `DataFrame.transform`.
+
+`raw_bars_from_pages` is the one reader: landed pages in bulk through `spark.read.json` with an explicit schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from stockpipe.market_calendar import session_hours
+
+NEW_YORK_TZ = "America/New_York"
+
+BAR_SCHEMA = T.StructType(
+    [
+        T.StructField("t", T.LongType()),
+        T.StructField("o", T.DoubleType()),
+        T.StructField("h", T.DoubleType()),
+        T.StructField("l", T.DoubleType()),
+        T.StructField("c", T.DoubleType()),
+        # The API sends int, x.0 and fractional volumes (303067.656...): a double keeps all three exactly.
+        T.StructField("v", T.DoubleType()),
+        T.StructField("vw", T.DoubleType()),
+        T.StructField("n", T.LongType()),
+    ]
+)
+PAGE_SCHEMA = T.StructType(
+    [
+        T.StructField("ticker", T.StringType()),
+        T.StructField("status", T.StringType()),
+        T.StructField("request_id", T.StringType()),
+        T.StructField("results", T.ArrayType(BAR_SCHEMA)),
+    ]
+)
+
+# The fixed table: the starter's names, plus the time columns it lacked.
+SILVER_SCHEMA = T.StructType(
+    [
+        T.StructField("ticker", T.StringType(), False),
+        T.StructField("timestamp_ms", T.LongType(), False),
+        T.StructField("trade_ts", T.TimestampType(), False),
+        T.StructField("trade_date", T.DateType(), False),
+        T.StructField("market_session", T.StringType(), False),
+        T.StructField("open", T.DoubleType(), False),
+        T.StructField("high", T.DoubleType(), False),
+        T.StructField("low", T.DoubleType(), False),
+        T.StructField("close", T.DoubleType(), False),
+        T.StructField("volume", T.DoubleType(), False),
+        T.StructField("vwap", T.DoubleType(), True),
+        T.StructField("num_transactions", T.LongType(), True),
+        T.StructField("ingested_at", T.TimestampType(), False),
+    ]
+)
+SILVER_COLUMNS = [field.name for field in SILVER_SCHEMA.fields]
+PARTITION_COLUMNS = ("ticker", "trade_date")
+
+# The starter's table, faithfully: no date or timestamp column, and a per-minute partition key.
+BROKEN_COLUMNS = [
+    "ticker", "open", "high", "low", "close", "volume", "vwap", "timestamp_ms", "num_transactions", "minute",
+]
+BROKEN_PARTITION_COLUMNS = ("ticker", "minute")
+
+
+def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataFrame:
+    """Landed pages -> one row per bar with the API's fields renamed, plus the fetch each bar came from.
+
+    ticker and fetch come from the landing path (what we asked for), ingested_at from the fetch's start time.
+    """
+    files = list(page_files)
+    if not files:
+        empty = T.StructType(
+            [T.StructField("ticker", T.StringType()), T.StructField("fetch_id", T.StringType())]
+            + [T.StructField(n, t) for n, t in _RAW_TYPES]
+            + [T.StructField("ingested_at", T.TimestampType())]
+        )
+        return spark.createDataFrame([], empty)
+    pages = spark.read.schema(PAGE_SCHEMA).option("multiLine", True).option("mode", "FAILFAST").json(files)
+    path = F.input_file_name()
+    fetch_id = F.regexp_extract(path, r"fetch=([^/]+)/", 1)
+    return (
+        pages.select(
+            F.regexp_extract(path, r"ticker=([^/]+)/", 1).alias("ticker"),
+            fetch_id.alias("fetch_id"),
+            F.explode("results").alias("bar"),
+        )
+        .select(
+            "ticker",
+            "fetch_id",
+            F.col("bar.t").alias("timestamp_ms"),
+            F.col("bar.o").alias("open"),
+            F.col("bar.h").alias("high"),
+            F.col("bar.l").alias("low"),
+            F.col("bar.c").alias("close"),
+            F.col("bar.v").alias("volume"),
+            F.col("bar.vw").alias("vwap"),
+            F.col("bar.n").alias("num_transactions"),
+            F.to_timestamp(F.regexp_extract("fetch_id", r"_(\d{8}T\d{12})Z_", 1), "yyyyMMdd'T'HHmmssSSSSSS").alias(
+                "ingested_at"
+            ),
+        )
+    )
+
+
+_RAW_TYPES = [
+    ("timestamp_ms", T.LongType()),
+    ("open", T.DoubleType()),
+    ("high", T.DoubleType()),
+    ("low", T.DoubleType()),
+    ("close", T.DoubleType()),
+    ("volume", T.DoubleType()),
+    ("vwap", T.DoubleType()),
+    ("num_transactions", T.LongType()),
+]
+
+
+def with_trade_ts(bars: DataFrame) -> DataFrame:
+    """trade_ts is the bar's start instant (the API's `t`, epoch milliseconds, UTC)."""
+    return bars.withColumn("trade_ts", F.timestamp_millis("timestamp_ms"))
+
+
+def with_trade_date(bars: DataFrame, tz: str = NEW_YORK_TZ) -> DataFrame:
+    """trade_date is the exchange's calendar date: a 19:59 New York bar is 00:59 UTC the next day."""
+    return bars.withColumn("trade_date", F.to_date(F.from_utc_timestamp("trade_ts", tz)))
+
+
+def session_bounds(spark: SparkSession, days: Iterable[dt.date]) -> DataFrame:
+    """(trade_date, regular_open, regular_close) per trading day, from the exchange calendar (early closes too)."""
+    rows = []
+    for day in days:
+        hours = session_hours(day)
+        rows.append((day, hours.open.astimezone(dt.UTC), hours.close.astimezone(dt.UTC)))
+    schema = "trade_date date, regular_open timestamp, regular_close timestamp"
+    return spark.createDataFrame(rows, schema)
+
+
+def with_market_session(bars: DataFrame, bounds: DataFrame) -> DataFrame:
+    """market_session: pre (before the open), regular, or post (after the close, 13:00 on early-close days)."""
+    joined = bars.join(F.broadcast(bounds), "trade_date", "left")
+    session = (
+        F.when(F.col("regular_open").isNull(), F.lit("closed"))
+        .when(F.col("trade_ts") < F.col("regular_open"), F.lit("pre"))
+        .when(F.col("trade_ts") < F.col("regular_close"), F.lit("regular"))
+        .otherwise(F.lit("post"))
+    )
+    return joined.withColumn("market_session", session).drop("regular_open", "regular_close")
+
+
+def drop_duplicate_bars(bars: DataFrame) -> DataFrame:
+    """One row per (ticker, timestamp_ms): the latest ingest wins (a refetch corrects an earlier fetch)."""
+    latest_first = Window.partitionBy("ticker", "timestamp_ms").orderBy(
+        F.col("ingested_at").desc(), F.col("fetch_id").desc()
+    )
+    return bars.withColumn("_rank", F.row_number().over(latest_first)).filter("_rank = 1").drop("_rank")
+
+
+def ohlc_violation() -> Column:
+    """True for a bar that breaks OHLC sanity: low <= min(open, close), high >= max(open, close), volume >= 0."""
+    return (
+        (F.col("low") > F.least("open", "close"))
+        | (F.col("high") < F.greatest("open", "close"))
+        | (F.col("volume") < 0)
+    )
+
+
+def to_silver(bars: DataFrame) -> DataFrame:
+    return bars.select(*[F.col(f.name).cast(f.dataType) for f in SILVER_SCHEMA.fields])
+
+
+def with_minute_partition(bars: DataFrame) -> DataFrame:
+    """The starter's partition key (bug 2): the bar time as yyyy-MM-dd_HH-mm, one value per bar."""
+    return bars.withColumn(
+        "minute", F.date_format(F.timestamp_millis("timestamp_ms"), "yyyy-MM-dd_HH-mm")
+    )
+
+
+def to_broken(bars: DataFrame) -> DataFrame:
+    """The starter's columns (bug 3: only epoch milliseconds, no date or timestamp column)."""
+    return bars.transform(with_minute_partition).select(*BROKEN_COLUMNS)
