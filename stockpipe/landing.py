@@ -94,7 +94,7 @@ class FetchWriter:
             "status": page.status,
             "bars": page.bar_count,
             "next_url": page.next_url,
-            "fetched_at": dt.datetime.now(dt.UTC).isoformat(),
+            "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         # Body first, then its metadata: a page without metadata is ignored on resume and refetched.
         _atomic_write(page_path, page.body)
@@ -131,7 +131,7 @@ class LandingZone:
             final_through = None
             if marker.exists():
                 final_through = dt.date.fromisoformat(json.loads(marker.read_text())["final_through"])
-            fetched_at = dt.datetime.strptime(match[3], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
+            fetched_at = dt.datetime.strptime(match[3], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.timezone.utc)
             found.append(
                 LandedFetch(
                     ticker, child, dt.date.fromisoformat(match[1]), dt.date.fromisoformat(match[2]),
@@ -150,7 +150,7 @@ class LandingZone:
         return None
 
     def new_fetch(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter:
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.now(dt.timezone.utc)
         name = f"fetch={date_from}_{date_to}_{now.strftime('%Y%m%dT%H%M%S%fZ')}_{os.getpid()}"
         path = self.ticker_dir(ticker) / name
         path.mkdir(parents=True, exist_ok=False)

@@ -22,7 +22,7 @@ SCALA_BINARY = "2.12"
 DELTA_JAR_NAMES = (f"delta-spark_{SCALA_BINARY}-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
 IVY_JAR_NAMES = tuple(f"io.delta_{name}" for name in DELTA_JAR_NAMES)
 MAVEN_HOST = ("repo1.maven.org", 443)
-LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+SPARK_CONF_DIR = Path(__file__).with_name("spark_conf")
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
@@ -64,7 +64,9 @@ def _maven_reachable(timeout: float = 3.0) -> bool:
 
 
 def _builder(app_name: str, master: str) -> SparkSession.Builder:
-    java_options = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+    # Spark puts SPARK_CONF_DIR on the driver's classpath, where log4j2 finds our quiet log4j2.properties before
+    # the JVM prints anything (an -D option in the builder arrives too late for the launcher's own lines).
+    os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_CONF_DIR))
     return (
         SparkSession.builder.appName(app_name)
         .master(master)
@@ -74,7 +76,6 @@ def _builder(app_name: str, master: str) -> SparkSession.Builder:
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.memory", os.environ.get("STOCKS_DRIVER_MEMORY", "4g"))
-        .config("spark.driver.extraJavaOptions", java_options)
     )
 
 
@@ -113,8 +114,7 @@ def build_session(
         builder = (
             builder.config("spark.sql.warehouse.dir", f"{warehouse}/warehouse")
             .config("javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true")
-            .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} "
-                    f"-Dderby.system.home={warehouse}")
+            .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
             .enableHiveSupport()
         )
     if not want_delta_spark:

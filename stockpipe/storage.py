@@ -294,7 +294,7 @@ class DeltaRsStorage(DeltaStorage):
             entries.append(
                 HistoryEntry(
                     version=int(item["version"]),
-                    timestamp=dt.datetime.fromtimestamp(item["timestamp"] / 1000, dt.UTC),
+                    timestamp=dt.datetime.fromtimestamp(item["timestamp"] / 1000, dt.timezone.utc),
                     operation=str(item.get("operation", "")),
                     parameters=dict(item.get("operationParameters") or {}),
                     metrics=dict(item.get("operationMetrics") or {}),
@@ -412,7 +412,7 @@ class DeltaSparkStorage(DeltaStorage):
         entries = [
             HistoryEntry(
                 version=int(row["version"]),
-                timestamp=row["timestamp"].replace(tzinfo=dt.UTC),
+                timestamp=row["timestamp"].replace(tzinfo=dt.timezone.utc),
                 operation=str(row["operation"]),
                 parameters=dict(row["operationParameters"] or {}),
                 metrics=dict(row["operationMetrics"] or {}),

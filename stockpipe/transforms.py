@@ -133,7 +133,7 @@ def session_bounds(spark: SparkSession, days: Iterable[dt.date]) -> DataFrame:
     rows = []
     for day in days:
         hours = session_hours(day)
-        rows.append((day, hours.open.astimezone(dt.UTC), hours.close.astimezone(dt.UTC)))
+        rows.append((day, hours.open.astimezone(dt.timezone.utc), hours.close.astimezone(dt.timezone.utc)))
     schema = "trade_date date, regular_open timestamp, regular_close timestamp"
     return spark.createDataFrame(rows, schema)
 

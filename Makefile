@@ -1,0 +1,32 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Each builds .venv from requirements.txt when it is
+# missing or older than requirements.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_RANGE := --from 2024-01-08 --to 2024-01-12
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python broken_stock_harvester.py --source sample $(DEMO_RANGE)
+	$(BIN)/python fixed_stock_harvester.py --source sample $(DEMO_RANGE)
+	$(BIN)/python maintenance.py
+	$(BIN)/python external_table.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m stockpipe.bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf delta_tables spark-warehouse metastore_db derby.log .pytest_cache

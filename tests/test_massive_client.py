@@ -1,0 +1,230 @@
+"""The client against the loopback server, with an injected clock: pacing, retries, pagination, errors, secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pytest
+
+from stockpipe.errors import FetchFailedError, KeyRejectedError
+from stockpipe.massive import ClientConfig, FetchStats, MassiveClient, RollingWindowLimiter, parse_retry_after
+from stockpipe.sample import FakeMassiveServer, Fault, http_date, range_bars
+
+MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
+KEY = "test-key-5d41402abc4b2a76"
+
+
+def client_for(server, clock, **overrides) -> MassiveClient:
+    config = ClientConfig(base_url=server.base_url, api_key=KEY, calls_per_minute=overrides.pop("cpm", None),
+                          **overrides)
+    return MassiveClient(config, clock=clock, sleep=clock.sleep)
+
+
+def fetch(client, ticker="AAPL", date_from=MONDAY, date_to=FRIDAY):
+    stats = FetchStats(ticker)
+    pages = list(client.iter_pages(ticker, date_from, date_to, stats))
+    bars = [bar for page in pages for bar in json.loads(page.body).get("results", [])]
+    return pages, bars, stats
+
+
+# -- limiter ---------------------------------------------------------------------------------------------------------
+def test_limiter_bursts_up_to_the_limit_then_waits_for_the_oldest_call(clock):
+    limiter = RollingWindowLimiter(5, 60.0, clock=clock, margin=0.0)
+    for _ in range(5):
+        assert limiter.delay() == 0.0
+        limiter.record()
+    assert limiter.delay() == pytest.approx(60.0)
+    clock.sleep(59.0)
+    assert limiter.delay() == pytest.approx(1.0)
+    clock.sleep(1.0)
+    assert limiter.delay() == 0.0
+
+
+def test_limiter_window_rolls_call_by_call(clock):
+    limiter = RollingWindowLimiter(2, 10.0, clock=clock, margin=0.0)
+    limiter.record()
+    clock.sleep(4.0)
+    limiter.record()
+    assert limiter.delay() == pytest.approx(6.0)
+    clock.sleep(6.0)
+    limiter.record()
+    assert limiter.delay() == pytest.approx(4.0)  # now the second call is the oldest
+
+
+def test_limiter_eta_counts_whole_windows(clock):
+    limiter = RollingWindowLimiter(5, 60.0, clock=clock, margin=0.0)
+    assert limiter.eta(5) == 0.0
+    assert limiter.eta(8) == pytest.approx(60.0)
+    assert limiter.eta(11) == pytest.approx(120.0)
+
+
+def test_eight_single_page_tickers_at_five_per_minute_take_one_window(sample_server, clock):
+    client = client_for(sample_server, clock, cpm=5)
+    start = clock.now
+    for ticker in ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM"):
+        fetch(client, ticker)
+    elapsed = clock.now - start
+    assert 60.0 <= elapsed <= 60.0 * 1.05
+    assert sample_server.data_calls == 8
+    assert all(entry.status == 200 for entry in sample_server.log)
+
+
+# -- pagination and data ---------------------------------------------------------------------------------------------
+def test_multi_page_range_lands_every_bar_once(sample_server, clock):
+    client = client_for(sample_server, clock, page_limit=700)
+    pages, bars, stats = fetch(client)
+    expected = range_bars("AAPL", MONDAY, FRIDAY)["t"].tolist()
+    assert len(pages) == -(-len(expected) // 700) and len(pages) > 1
+    assert [bar["t"] for bar in bars] == expected
+    assert stats.pages == len(pages) and stats.bars == len(expected)
+
+
+def test_next_url_is_followed_as_given_with_its_cursor(sample_server, clock):
+    client = client_for(sample_server, clock, page_limit=1000)
+    fetch(client)
+    follow_ups = [entry for entry in sample_server.log[1:]]
+    assert follow_ups and all("cursor=" in entry.query for entry in follow_ups)
+    assert all(entry.path.split("/")[-2].isdigit() for entry in follow_ups)  # millisecond `from`
+
+
+def test_fractional_volume_is_kept_exactly(sample_server, clock):
+    _, bars, _ = fetch(client_for(sample_server, clock))
+    fractional = [bar["v"] for bar in bars if isinstance(bar["v"], float) and not bar["v"].is_integer()]
+    assert fractional, "the sample must contain fractional volumes"
+    columns = range_bars("AAPL", MONDAY, FRIDAY)
+    assert sorted(fractional) == sorted(v for v in columns["v"].tolist() if not float(v).is_integer())
+
+
+def test_empty_range_is_zero_bars_not_an_error(sample_server, clock):
+    pages, bars, stats = fetch(client_for(sample_server, clock), date_from=dt.date(2024, 1, 13),
+                               date_to=dt.date(2024, 1, 14))
+    assert len(pages) == 1 and bars == [] and stats.bars == 0
+
+
+def test_delayed_status_is_data(clock):
+    with FakeMassiveServer(status="DELAYED") as server:
+        _, bars, _ = fetch(client_for(server, clock))
+    assert len(bars) > 0
+
+
+def test_status_error_in_a_200_fails_naming_the_ticker(clock):
+    with FakeMassiveServer(faults=[Fault("status_error")]) as server:
+        with pytest.raises(FetchFailedError, match="^MSFT: API status ERROR"):
+            fetch(client_for(server, clock), "MSFT")
+
+
+# -- retries ---------------------------------------------------------------------------------------------------------
+def test_429_with_retry_after_seconds_waits_that_long(clock):
+    with FakeMassiveServer(faults=[Fault("429", retry_after="7")]) as server:
+        _, bars, stats = fetch(client_for(server, clock))
+    assert bars and stats.http_429 == 1 and stats.retries == 1
+    assert clock.sleeps == [pytest.approx(7.0)]
+
+
+def test_429_with_retry_after_http_date_is_understood():
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == pytest.approx(30.0)
+    assert parse_retry_after(http_date(-5)) == 0.0
+    assert parse_retry_after("soon") is None
+
+
+def test_429_without_retry_after_backs_off_from_the_pacing_interval(clock):
+    with FakeMassiveServer(faults=[Fault("429", times=3)]) as server:
+        _, bars, stats = fetch(client_for(server, clock, cpm=5))
+    assert bars and stats.http_429 == 3
+    # Steps of 12, 24, 48 s (60 / 5 calls, doubling), each jittered into its upper half.
+    for wait, step in zip(clock.sleeps, (12.0, 24.0, 48.0), strict=True):
+        assert step / 2 <= wait <= step + 0.06
+
+
+def test_backoff_is_capped_at_a_minute(clock):
+    from stockpipe.massive import _Retryable
+
+    client = MassiveClient(ClientConfig(base_url="http://127.0.0.1:9", calls_per_minute=5), clock=clock)
+    waits = [client._backoff(attempt, _Retryable("x", rate_limited=True)) for attempt in range(1, 12)]
+    assert max(waits) <= 60.0 and waits[-1] >= 30.0
+
+
+def test_5xx_then_success(clock):
+    with FakeMassiveServer(faults=[Fault("500"), Fault("502"), Fault("503")]) as server:
+        _, bars, stats = fetch(client_for(server, clock))
+    assert bars and stats.retries == 3 and stats.calls == 4
+
+
+def test_read_timeout_is_retried(clock):
+    with FakeMassiveServer(faults=[Fault("delay", seconds=0.6)]) as server:
+        _, bars, stats = fetch(client_for(server, clock, read_timeout=0.2))
+    assert bars and stats.retries == 1
+
+
+def test_connection_reset_is_retried(clock):
+    with FakeMassiveServer(faults=[Fault("reset")]) as server:
+        _, bars, stats = fetch(client_for(server, clock))
+    assert bars and stats.retries == 1
+
+
+def test_retries_are_bounded_and_then_fail_naming_the_ticker(clock):
+    with FakeMassiveServer(faults=[Fault("503", times=100)]) as server:
+        with pytest.raises(FetchFailedError, match="^NVDA: HTTP 503 .gave up after 3 retries"):
+            fetch(client_for(server, clock, max_attempts=4), "NVDA")
+        assert len(server.log) == 4
+
+
+def test_401_fails_in_one_call_with_the_servers_reason(clock):
+    with FakeMassiveServer(api_key="the-right-key") as server:
+        with pytest.raises(KeyRejectedError, match="API key rejected .HTTP 401.*Unknown API Key"):
+            fetch(client_for(server, clock))
+        assert len(server.log) == 1
+
+
+def test_403_names_the_plan(clock):
+    with FakeMassiveServer(faults=[Fault("403")]) as server:
+        with pytest.raises(KeyRejectedError, match="plan does not cover.*not entitled"):
+            fetch(client_for(server, clock))
+
+
+def test_malformed_json_fails_naming_the_ticker_after_retries(clock):
+    with FakeMassiveServer(faults=[Fault("truncate", times=10)]) as server:
+        with pytest.raises(FetchFailedError, match="^TSLA: malformed JSON"):
+            fetch(client_for(server, clock, max_attempts=3), "TSLA")
+
+
+def test_cut_off_json_once_is_recovered(clock):
+    with FakeMassiveServer(faults=[Fault("truncate")]) as server:
+        _, bars, stats = fetch(client_for(server, clock))
+    assert len(bars) == range_bars("AAPL", MONDAY, FRIDAY)["t"].size and stats.retries == 1
+
+
+def test_bar_missing_a_required_field_is_an_error_not_a_gap(clock):
+    with FakeMassiveServer(faults=[Fault("missing_field", times=10)]) as server:
+        with pytest.raises(FetchFailedError, match="^META: bar 0 lacks required field.* c"):
+            fetch(client_for(server, clock, max_attempts=2), "META")
+
+
+def test_next_url_to_another_host_is_refused(clock):
+    with FakeMassiveServer(foreign_next_url=True) as server:
+        client = client_for(server, clock, page_limit=1000)
+        with pytest.raises(FetchFailedError, match="another origin"):
+            fetch(client)
+        assert all(entry.path.startswith("/v2/") for entry in server.log)
+
+
+# -- secrets ---------------------------------------------------------------------------------------------------------
+def test_key_travels_only_in_the_authorization_header(sample_server, clock):
+    fetch(client_for(sample_server, clock, page_limit=1000))
+    assert sample_server.log and all(entry.authorization == f"Bearer {KEY}" for entry in sample_server.log)
+    assert all(KEY not in entry.path + entry.query for entry in sample_server.log)
+
+
+def test_key_is_in_no_log_record_or_exception(clock, caplog):
+    caplog.set_level(logging.DEBUG)
+    faults = [Fault("500"), Fault("reset"), Fault("401")]
+    with FakeMassiveServer(faults=faults) as server:
+        client = client_for(server, clock)
+        with pytest.raises(KeyRejectedError) as caught:
+            fetch(client)
+    assert KEY not in str(caught.value) and KEY not in repr(caught.value)
+    assert KEY not in caplog.text
+    assert KEY not in repr(client.config)

@@ -1,0 +1,158 @@
+"""One contract, two engines: every test runs on delta-rs, and on delta-spark wherever its jars load."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from stockpipe.errors import EngineUnsupportedError, NotDeltaTableError, PipelineError
+from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, ReplacePredicate, parquet_files_on_disk
+
+SCHEMA = "ticker string, trade_date date, trade_ts timestamp, close double, volume double, n long"
+D1, D2, D3 = dt.date(2024, 1, 8), dt.date(2024, 1, 9), dt.date(2024, 1, 10)
+
+
+def rows(ticker: str, day: dt.date, count: int = 3, close: float = 1.0):
+    return [(ticker, day, dt.datetime.combine(day, dt.time(15, i)), close + i, 100.5 + i, i) for i in range(count)]
+
+
+def frame(spark, data):
+    return spark.createDataFrame(data, SCHEMA)
+
+
+def collect(storage, path):
+    return sorted(tuple(r) for r in storage.read(path).collect())
+
+
+def test_rows_round_trip_with_types(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    data = rows("AAPL", D1) + rows("BRK.B", D2)
+    storage.write(frame(spark, data), path, mode="append", partition_by=["ticker", "trade_date"])
+    back = storage.read(path)
+    assert [(f.name, f.dataType.simpleString()) for f in back.schema.fields] == [
+        ("ticker", "string"), ("trade_date", "date"), ("trade_ts", "timestamp"), ("close", "double"),
+        ("volume", "double"), ("n", "bigint"),
+    ]
+    assert collect(storage, path) == sorted(data)
+
+
+def test_partition_columns_and_directory_layout(spark, storage, tmp_path):
+    path = tmp_path / "t"
+    storage.write(frame(spark, rows("AAPL", D1) + rows("MSFT", D2)), str(path), mode="append",
+                  partition_by=["ticker", "trade_date"])
+    detail = storage.detail(str(path))
+    assert detail.partition_columns == ["ticker", "trade_date"]
+    leaves = {p.parent.relative_to(path).as_posix() for p in parquet_files_on_disk(str(path))}
+    assert leaves == {"ticker=AAPL/trade_date=2024-01-08", "ticker=MSFT/trade_date=2024-01-09"}
+    assert detail.num_partitions == 2 and detail.num_files == 2
+    assert detail.size_bytes == sum(p.stat().st_size for p in parquet_files_on_disk(str(path)))
+
+
+def test_replace_predicate_touches_only_its_partitions(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    original = rows("AAPL", D1) + rows("AAPL", D2) + rows("MSFT", D1)
+    storage.write(frame(spark, original), path, mode="append", partition_by=["ticker", "trade_date"])
+    replacement = rows("AAPL", D1, count=2, close=50.0)
+    storage.write(frame(spark, replacement), path, mode="overwrite", partition_by=["ticker", "trade_date"],
+                  replace=ReplacePredicate.of(ticker=["AAPL"], trade_date=[D1]))
+    assert collect(storage, path) == sorted(replacement + rows("AAPL", D2) + rows("MSFT", D1))
+
+
+def test_replace_predicate_rejects_rows_outside_it_and_writes_nothing(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
+    version = storage.detail(path).version
+    with pytest.raises(PipelineError, match="outside the replace predicate"):
+        storage.write(frame(spark, rows("MSFT", D1)), path, mode="overwrite", partition_by=["ticker", "trade_date"],
+                      replace=ReplacePredicate.of(ticker=["AAPL"], trade_date=[D1]))
+    assert storage.detail(path).version == version
+    assert collect(storage, path) == sorted(rows("AAPL", D1))
+
+
+def test_replace_on_a_missing_table_creates_it(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(frame(spark, rows("AAPL", D1)), path, mode="overwrite", partition_by=["ticker", "trade_date"],
+                  replace=ReplacePredicate.of(ticker=["AAPL"], trade_date=[D1, D2]))
+    assert collect(storage, path) == sorted(rows("AAPL", D1))
+
+
+def test_optimize_reduces_live_files_and_keeps_every_row(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    for i in range(4):
+        storage.write(frame(spark, rows("AAPL", D1, close=float(i))), path, mode="append",
+                      partition_by=["ticker", "trade_date"])
+    before_rows = collect(storage, path)
+    assert storage.detail(path).num_files == 4
+    storage.optimize(path)
+    assert storage.detail(path).num_files == 1
+    assert collect(storage, path) == before_rows
+    assert storage.history(path)[-1].operation == "OPTIMIZE"
+
+
+def test_zorder_optimize_keeps_every_row(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    for day in (D1, D2, D3):
+        storage.write(frame(spark, rows("AAPL", day) + rows("MSFT", day)), path, mode="append",
+                      partition_by=["trade_date"])
+    before_rows = collect(storage, path)
+    storage.optimize(path, zorder_by=["ticker"])
+    assert collect(storage, path) == before_rows
+    assert storage.detail(path).num_files == 3
+
+
+def test_vacuum_at_zero_hours_leaves_exactly_the_live_files(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    for i in range(3):
+        storage.write(frame(spark, rows("AAPL", D1, close=float(i))), path, mode="append",
+                      partition_by=["ticker", "trade_date"])
+    storage.optimize(path)
+    assert len(parquet_files_on_disk(path)) == 4  # 3 tombstoned + 1 compacted
+    deleted = storage.vacuum(path, retain_hours=0)
+    live = {Path(f.path).name for f in storage.detail(path).files}
+    assert {p.name for p in parquet_files_on_disk(path)} == live
+    assert deleted == 3 and len(live) == 1
+
+
+def test_history_lists_each_operation(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
+    storage.write(frame(spark, rows("AAPL", D1)), path, mode="overwrite", partition_by=["ticker", "trade_date"],
+                  replace=ReplacePredicate.of(ticker=["AAPL"], trade_date=[D1]))
+    storage.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
+    storage.optimize(path)
+    history = storage.history(path)
+    assert [h.version for h in history] == [0, 1, 2, 3]
+    assert [h.operation for h in history] == ["WRITE", "WRITE", "WRITE", "OPTIMIZE"]
+    assert history[1].parameters.get("predicate") and history[3].metrics
+    assert all(isinstance(h.timestamp, dt.datetime) for h in history)
+
+
+def test_not_a_delta_table_is_named(spark, storage, tmp_path):
+    with pytest.raises(NotDeltaTableError, match="is not a Delta table"):
+        storage.detail(str(tmp_path))
+    assert storage.is_delta(str(tmp_path)) is False
+
+
+def test_registered_view_reads_the_table_by_name(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    storage.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
+    storage.register_view(path, "contract_view")
+    assert spark.sql("SELECT count(*) AS c FROM contract_view").first()["c"] == 3
+
+
+def test_clustering_is_refused_where_the_engine_cannot_create_it(spark, tmp_path):
+    with pytest.raises(EngineUnsupportedError, match="liquid clustering"):
+        DeltaRsStorage(spark).write(frame(spark, rows("AAPL", D1)), str(tmp_path / "t"), cluster_by=["ticker"])
+
+
+def test_a_table_written_by_one_engine_reads_in_the_other(spark_info, tmp_path):
+    if not spark_info.has_delta_spark:
+        pytest.skip("needs both engines; " + "delta-spark's jars cannot be loaded here")
+    spark = spark_info.spark
+    for writer, reader in ((DeltaRsStorage(spark), DeltaSparkStorage(spark)),
+                           (DeltaSparkStorage(spark), DeltaRsStorage(spark))):
+        path = str(tmp_path / writer.name)
+        writer.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
+        assert collect(reader, path) == sorted(rows("AAPL", D1))
