@@ -156,7 +156,7 @@ class RedactFilter(logging.Filter):
 def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactFilter(list(secrets) + [api_key_from_env() or ""]))
+    handler.addFilter(RedactFilter([*secrets, api_key_from_env() or ""]))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -190,10 +190,12 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: s
     widths = [len(h) for h in headers]
     for row in text_rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    numeric = [bool(text_rows) and all(_is_number(r[i]) for r in text_rows) for i in range(len(headers))]
+    numeric = [bool(text_rows) and all(_is_number(r[i]) for r in text_rows)
+               for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        padded = (c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(padded)
 
     out = [title] if title else []
     out += [line(headers), "  ".join("-" * w for w in widths)]

@@ -136,7 +136,7 @@ class FetchStats:
     error: str | None = None
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     """A response or transport failure worth another attempt; retry_after is the server's own wait, if given."""
 
     def __init__(self, reason: str, retry_after: float | None = None, rate_limited: bool = False) -> None:
@@ -180,24 +180,24 @@ def _server_message(response: requests.Response) -> str:
 
 
 def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
-    """Parse and check one page. Raises _Retryable for malformed bodies (cut-off transfers are transient)."""
+    """Parse and check one page. Raises _RetryableError for malformed bodies (cut-off transfers are transient)."""
     try:
         payload = json.loads(body)
     except ValueError as exc:
-        raise _Retryable(f"malformed JSON ({exc.msg} at byte {exc.pos})") from None
+        raise _RetryableError(f"malformed JSON ({exc.msg} at byte {exc.pos})") from None
     if not isinstance(payload, dict) or "status" not in payload:
-        raise _Retryable("response is not an aggregates object")
+        raise _RetryableError("response is not an aggregates object")
     status = str(payload["status"])
     if status not in DATA_STATUSES:
         message = payload.get("error") or payload.get("message") or ""
         raise FetchFailedError(ticker, f"API status {status}: {message}".rstrip(": "))
     results = payload.get("results", [])
     if not isinstance(results, list):
-        raise _Retryable("'results' is not a list")
+        raise _RetryableError("'results' is not a list")
     for index, bar in enumerate(results):
         missing = [name for name in REQUIRED_BAR_FIELDS if not isinstance(bar, dict) or bar.get(name) is None]
         if missing:
-            raise _Retryable(f"bar {index} lacks required field(s) {', '.join(missing)}")
+            raise _RetryableError(f"bar {index} lacks required field(s) {', '.join(missing)}")
     return payload
 
 
@@ -273,7 +273,7 @@ class MassiveClient:
             self._on_wait(seconds, reason)
         self._sleep(seconds)
 
-    def _backoff(self, attempt: int, error: _Retryable) -> float:
+    def _backoff(self, attempt: int, error: _RetryableError) -> float:
         if error.retry_after is not None:
             return min(error.retry_after, self.config.max_retry_wait)
         base = self.config.pacing_interval if error.rate_limited else 1.0
@@ -287,7 +287,7 @@ class MassiveClient:
         def wait(state: tenacity.RetryCallState) -> float:
             nonlocal waited_for_retries
             error = state.outcome.exception() if state.outcome else None
-            assert isinstance(error, _Retryable)
+            assert isinstance(error, _RetryableError)
             seconds = self._backoff(state.attempt_number, error)
             waited_for_retries += seconds
             if error.rate_limited:
@@ -309,7 +309,7 @@ class MassiveClient:
             log.info("%s: retry %d after %s", ticker, state.attempt_number, error)
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
+            retry=tenacity.retry_if_exception_type(_RetryableError),
             wait=wait,
             stop=stop,
             sleep=lambda seconds: self._wait(seconds, "backing off after a failed call", stats),
@@ -318,7 +318,7 @@ class MassiveClient:
         )
         try:
             return retrying(self._attempt, ticker, url, stats)
-        except _Retryable as exc:
+        except _RetryableError as exc:
             raise FetchFailedError(ticker, f"{exc.reason} (gave up after {stats.retries} retries)") from None
 
     def _attempt(self, ticker: str, url: str, stats: FetchStats) -> Page:
@@ -330,10 +330,10 @@ class MassiveClient:
             )
             body = response.content
         except requests.Timeout:
-            raise _Retryable("timed out") from None
+            raise _RetryableError("timed out") from None
         except requests.RequestException as exc:
             # requests puts URLs in its messages; ours carry no key, but redact anyway in case one ever does.
-            raise _Retryable(redact(f"connection failed: {type(exc).__name__}", self.config.api_key)) from None
+            raise _RetryableError(redact(f"connection failed: {type(exc).__name__}", self.config.api_key)) from None
         finally:
             self.limiter.record()
         code = response.status_code
@@ -343,9 +343,9 @@ class MassiveClient:
             raise KeyRejectedError(f"{what} (HTTP {code} for {ticker}): {detail}".rstrip(": "))
         if code == 429:
             stats.http_429 += 1
-            raise _Retryable("HTTP 429 rate limited", parse_retry_after(response.headers.get("Retry-After")), True)
+            raise _RetryableError("HTTP 429 rate limited", parse_retry_after(response.headers.get("Retry-After")), True)
         if code >= 500:
-            raise _Retryable(f"HTTP {code}", parse_retry_after(response.headers.get("Retry-After")))
+            raise _RetryableError(f"HTTP {code}", parse_retry_after(response.headers.get("Retry-After")))
         if code != 200:
             detail = redact(_server_message(response), self.config.api_key)
             raise FetchFailedError(ticker, f"HTTP {code}: {detail}".rstrip(": "))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from stockpipe.cli import format_table
+from stockpipe.external import PruningResult, Registration
 from stockpipe.harvest import BrokenReport, FixedReport, TickerFetch
+from stockpipe.health import PRODUCTION_RETENTION_HOURS, MaintenanceReport
 
 
 def fetch_table(fetched: dict[str, TickerFetch]) -> str:
@@ -68,4 +70,89 @@ def render_fixed(report: FixedReport) -> str:
         "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
         + f", total {sum(report.seconds.values()):.1f}",
     ]
+    return "\n".join(lines)
+
+
+def _history_metrics(metrics: dict) -> str:
+    keys = ("num_added_files", "num_removed_files", "num_added_rows", "numFiles", "numOutputRows",
+            "numAddedFiles", "numRemovedFiles", "numFilesAdded", "numFilesRemoved", "numDeletedFiles",
+            "numFilesToDelete")
+    shown = [f"{k}={metrics[k]}" for k in keys if k in metrics and metrics[k] not in (None, "")]
+    return ", ".join(shown)
+
+
+OPTIMIZE_KEYS = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized", "totalConsideredFiles",
+                 "totalFilesSkipped")
+
+
+def render_maintenance(report: MaintenanceReport) -> str:
+    from stockpipe.cli import human_bytes
+
+    b, a = report.before, report.after
+    rows = [
+        ("table version", b.version, a.version),
+        ("live files", b.live_files, a.live_files),
+        ("parquet files on disk (live + tombstoned)", b.files_on_disk, a.files_on_disk),
+        ("total size (live)", human_bytes(b.total_bytes), human_bytes(a.total_bytes)),
+        ("average file size", human_bytes(b.avg_file_bytes), human_bytes(a.avg_file_bytes)),
+        ("min / max file size", f"{human_bytes(b.min_file_bytes)} / {human_bytes(b.max_file_bytes)}",
+         f"{human_bytes(a.min_file_bytes)} / {human_bytes(a.max_file_bytes)}"),
+        ("partitions", b.partitions, a.partitions),
+        ("max files in one partition", b.max_files_per_partition, a.max_files_per_partition),
+        ("row count", b.rows, a.rows),
+        ("health score (0-100)", b.score, a.score),
+    ]
+    what = f"Z-ORDER BY ({', '.join(report.zorder_by)})" if report.zorder_by else "compaction"
+    lines = [
+        f"Table {report.path} (engine {report.engine}, partitioned by {', '.join(b.partition_columns) or 'nothing'})",
+        format_table(["metric", "before", "after"], rows, title="Health check: before and after maintenance"),
+        "",
+        f"OPTIMIZE ({what}): {report.optimize_seconds:.1f} s; metrics: "
+        + (", ".join(f"{k}={report.optimize_metrics[k]}" for k in OPTIMIZE_KEYS if k in report.optimize_metrics)
+           or "-"),
+        f"VACUUM RETAIN {report.retain_hours:g} HOURS: deleted {report.vacuum_deleted:,} file(s) in "
+        f"{report.vacuum_seconds:.1f} s",
+        f"Row count check: {b.rows:,} before = {a.rows:,} after: no row lost.",
+    ]
+    if report.retain_hours < PRODUCTION_RETENTION_HOURS:
+        lines.append(
+            f"Note: {report.retain_hours:g} h retention is for this homework. Production keeps at least "
+            f"{PRODUCTION_RETENTION_HOURS} h (7 days): VACUUM deletes the files older versions need, so time travel "
+            "to them breaks, and a reader or writer still working from an older snapshot can fail mid-query."
+        )
+    lines += ["", format_table(
+        ["version", "timestamp (UTC)", "operation", "key metrics"],
+        [(h.version, h.timestamp.strftime("%Y-%m-%d %H:%M:%S"), h.operation, _history_metrics(h.metrics))
+         for h in report.history],
+        title="Table history",
+    )]
+    for title, snap in (("Recommendations before", b), ("Recommendations after", a)):
+        lines.append("")
+        lines.append(f"{title} (score {snap.score}):")
+        lines += [f"  - {r}" for r in snap.recommendations] or ["  - none: the table is healthy"]
+    return "\n".join(lines)
+
+
+def render_external(registration: Registration, daily_table: str, pruning: PruningResult, path: str) -> str:
+    lines = [f"Registered {registration.kind} {registration.name} -> {path}"]
+    lines += [f"  {statement}" for statement in registration.statements]
+    if registration.table_type:
+        lines.append(f"  catalog says Type: {registration.table_type}")
+    if registration.drop_demo:
+        demo = registration.drop_demo
+        lines += [
+            "",
+            "What EXTERNAL means (DROP TABLE, then look at the files):",
+            f"  before DROP: {demo['rows_before_drop']:,} rows through the name, {demo['files_before_drop']} files",
+            f"  after DROP:  name exists = {bool(demo['name_exists_after_drop'])}; the path still holds "
+            f"{demo['rows_at_path_after_drop']:,} rows in {demo['files_at_path_after_drop']} files",
+            f"  registered again: {demo['rows_after_reregister']:,} rows through the name",
+        ]
+    lines += ["", f"Daily bars through the name ({registration.name}):", daily_table.rstrip(), ""]
+    files = "n/a" if pruning.files_read is None else f"{pruning.files_read}"
+    lines.append(
+        f"Partition pruning: {pruning.ticker} on {pruning.trade_date}: {pruning.rows:,} bars; files read {files} of "
+        f"{pruning.files_in_table} in the table"
+        + (f"; PartitionFilters {pruning.partition_filters}" if pruning.partition_filters else "")
+    )
     return "\n".join(lines)

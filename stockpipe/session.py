@@ -113,7 +113,10 @@ def build_session(
         # outlives the session, as it would in Unity Catalog.
         builder = (
             builder.config("spark.sql.warehouse.dir", f"{warehouse}/warehouse")
-            .config("javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true")
+            .config(
+                "spark.hadoop.javax.jdo.option.ConnectionURL",
+                f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true",
+            )
             .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
             .enableHiveSupport()
         )

@@ -140,10 +140,10 @@ def test_429_without_retry_after_backs_off_from_the_pacing_interval(clock):
 
 
 def test_backoff_is_capped_at_a_minute(clock):
-    from stockpipe.massive import _Retryable
+    from stockpipe.massive import _RetryableError
 
     client = MassiveClient(ClientConfig(base_url="http://127.0.0.1:9", calls_per_minute=5), clock=clock)
-    waits = [client._backoff(attempt, _Retryable("x", rate_limited=True)) for attempt in range(1, 12)]
+    waits = [client._backoff(attempt, _RetryableError("x", rate_limited=True)) for attempt in range(1, 12)]
     assert max(waits) <= 60.0 and waits[-1] >= 30.0
 
 

@@ -94,7 +94,9 @@ def test_ohlc_violation_flags_each_broken_rule(spark):
         (10.0, 10.4, 9.0, 10.5, 100.0, True),  # high below close
         (10.0, 11.0, 9.0, 10.5, -1.0, True),  # negative volume
     ]
-    given = spark.createDataFrame(rows, "open double, high double, low double, close double, volume double, bad boolean")
+    given = spark.createDataFrame(
+        rows, "open double, high double, low double, close double, volume double, bad boolean"
+    )
     flagged = [r["bad"] == r["flag"] for r in given.withColumn("flag", ohlc_violation()).collect()]
     assert all(flagged)
 

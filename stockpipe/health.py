@@ -1,0 +1,190 @@
+"""Table health: a snapshot computed from the table's detail, a score and recommendations in the spirit of the
+course's DeltaTableHealthCheck, and the maintenance run (OPTIMIZE, VACUUM) with before/after snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stockpipe.errors import DataLossError, UsageError
+from stockpipe.storage import DeltaStorage, HistoryEntry
+
+SMALL_FILE_BYTES = 16 * 1024 * 1024  # well under Delta's 128 MiB-1 GiB compaction targets
+MANY_PARTITIONS = 1_000
+PRODUCTION_RETENTION_HOURS = 168
+
+
+@dataclass
+class HealthSnapshot:
+    version: int
+    live_files: int
+    files_on_disk: int
+    total_bytes: int
+    avg_file_bytes: float
+    min_file_bytes: int
+    max_file_bytes: int
+    median_file_bytes: float
+    partitions: int
+    max_files_per_partition: int
+    rows: int
+    partition_columns: list[str]
+    clustering_columns: list[str]
+    file_sizes: list[int] = field(repr=False)
+    score: int = 100
+    recommendations: list[str] = field(default_factory=list)
+
+
+def snapshot(storage: DeltaStorage, path: str) -> HealthSnapshot:
+    detail = storage.detail(path)
+    sizes = sorted(f.size_bytes for f in detail.files)
+    per_partition = Counter(tuple(sorted(f.partition.items())) for f in detail.files)
+    snap = HealthSnapshot(
+        version=detail.version,
+        live_files=detail.num_files,
+        files_on_disk=storage.files_on_disk(path),
+        total_bytes=detail.size_bytes,
+        avg_file_bytes=statistics.fmean(sizes) if sizes else 0.0,
+        min_file_bytes=sizes[0] if sizes else 0,
+        max_file_bytes=sizes[-1] if sizes else 0,
+        median_file_bytes=statistics.median(sizes) if sizes else 0.0,
+        partitions=detail.num_partitions,
+        max_files_per_partition=max(per_partition.values()) if per_partition else 0,
+        rows=storage.count(path),
+        partition_columns=detail.partition_columns,
+        clustering_columns=detail.clustering_columns,
+        file_sizes=sizes,
+    )
+    snap.score, snap.recommendations = assess(snap, storage.history(path))
+    return snap
+
+
+def assess(snap: HealthSnapshot, history: Sequence[HistoryEntry]) -> tuple[int, list[str]]:
+    """A 0-100 score and what to do, from measured facts only. Each rule names the number that triggered it."""
+    score = 100.0
+    advice: list[str] = []
+    groups = snap.partitions if snap.partition_columns else 1
+    compactable = snap.live_files - groups
+    if snap.live_files and compactable > 0:
+        share = compactable / snap.live_files
+        score -= 40 * share
+        advice.append(
+            f"OPTIMIZE: {snap.live_files:,} live files in {groups:,} partition(s); compaction can remove "
+            f"{compactable:,} of them"
+        )
+    if snap.partition_columns and snap.partitions > MANY_PARTITIONS:
+        score -= 25
+        advice.append(
+            f"Partitioning too fine: {snap.partitions:,} partitions averaging {snap.rows / snap.partitions:,.0f} "
+            f"rows; partition by a coarser key (e.g. trade_date) or use liquid clustering"
+        )
+    if snap.live_files and snap.avg_file_bytes < SMALL_FILE_BYTES:
+        score -= 10
+        advice.append(
+            f"Small files: average {snap.avg_file_bytes / 1024:,.0f} KiB (target is 128 MiB+); this is the data "
+            f"volume per partition ({snap.rows / max(groups, 1):,.0f} rows), not fragmentation, when each "
+            "partition already holds one file"
+        )
+    if snap.median_file_bytes and snap.max_file_bytes / snap.median_file_bytes > 10:
+        score -= 10
+        advice.append(
+            f"Skewed file sizes: largest {snap.max_file_bytes:,} B is "
+            f"{snap.max_file_bytes / snap.median_file_bytes:,.0f}x the median; compaction or re-partitioning evens it"
+        )
+    stale = snap.files_on_disk - snap.live_files
+    if stale > 0:
+        score -= 10 * stale / max(snap.files_on_disk, 1)
+        advice.append(f"VACUUM: {stale:,} data files on disk are no longer referenced by the current version")
+    since_optimize = 0
+    for entry in reversed(history):
+        if entry.operation == "OPTIMIZE":
+            break
+        since_optimize += 1
+    if since_optimize > 50:
+        score -= 5
+        advice.append(f"{since_optimize} commits since the last OPTIMIZE: schedule maintenance")
+    return max(0, round(score)), advice
+
+
+@dataclass
+class MaintenanceReport:
+    path: str
+    engine: str
+    before: HealthSnapshot
+    after: HealthSnapshot
+    optimize_metrics: dict[str, Any]
+    optimize_seconds: float
+    vacuum_deleted: int
+    vacuum_seconds: float
+    retain_hours: float
+    zorder_by: list[str]
+    history: list[HistoryEntry]
+
+    def to_json(self) -> str:
+        def default(value: Any) -> Any:
+            if isinstance(value, dt.datetime | dt.date):
+                return value.isoformat()
+            return str(value)
+
+        return json.dumps(dataclasses.asdict(self), indent=2, default=default)
+
+
+def check_zorder_columns(columns: Sequence[str], partition_columns: Sequence[str], schema_names: Sequence[str]) -> None:
+    for column in columns:
+        if column in partition_columns:
+            raise UsageError(
+                f"--zorder-by {column}: it is a partition column, so every file already holds one value of it and "
+                "Z-ORDER on it does nothing; Z-ORDER by a column inside the partitions (e.g. timestamp_ms)"
+            )
+        if column not in schema_names:
+            raise UsageError(f"--zorder-by {column}: no such column (table has {', '.join(schema_names)})")
+
+
+def run_maintenance(
+    storage: DeltaStorage, path: str, *, retain_hours: float = 0, zorder_by: Sequence[str] = ()
+) -> MaintenanceReport:
+    storage.require_delta(path)
+    detail = storage.detail(path)
+    check_zorder_columns(zorder_by, detail.partition_columns, storage.read(path).columns)
+    before = snapshot(storage, path)
+    started = time.monotonic()
+    metrics = storage.optimize(path, zorder_by)
+    optimized = time.monotonic()
+    deleted = storage.vacuum(path, retain_hours)
+    vacuumed = time.monotonic()
+    after = snapshot(storage, path)
+    if after.rows != before.rows:
+        raise DataLossError(f"row count changed during maintenance: {before.rows:,} before, {after.rows:,} after")
+    return MaintenanceReport(
+        path=path, engine=storage.name, before=before, after=after, optimize_metrics=dict(metrics),
+        optimize_seconds=optimized - started, vacuum_deleted=deleted, vacuum_seconds=vacuumed - optimized,
+        retain_hours=retain_hours, zorder_by=list(zorder_by), history=storage.history(path),
+    )
+
+
+def write_chart(report: MaintenanceReport, path: str | Path) -> None:
+    """File-size distribution before and after, one panel each, on the same axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    largest = max([1, *report.before.file_sizes, *report.after.file_sizes]) / 1024
+    for axis, snap, label in ((axes[0], report.before, "before"), (axes[1], report.after, "after")):
+        sizes = [s / 1024 for s in snap.file_sizes]
+        axis.hist(sizes, bins=30, range=(0, largest * 1.05), color="#4c72b0" if label == "before" else "#55a868")
+        axis.set_title(f"{label}: {snap.live_files:,} live files, {snap.files_on_disk:,} on disk")
+        axis.set_xlabel("file size (KiB)")
+        axis.set_ylabel("files")
+    fig.suptitle(f"{Path(report.path).name}: OPTIMIZE + VACUUM {report.retain_hours:g} h ({report.engine})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
