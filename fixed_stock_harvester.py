@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = parser.parse_args(argv)
         cli.setup_logging(args.verbose)
+        if args.layout == "clustered" and args.engine == "delta-rs":
+            raise cli.UsageError("--layout clustered needs liquid clustering, which delta-rs cannot create: use "
+                                 "--engine spark (delta-spark 3.2+ or Databricks) or --layout partitioned")
         cfg = build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
                            secret=du.get_secret, layout=args.layout)
         def spark_factory():

@@ -251,15 +251,14 @@ class Progress:
             log.info("waiting %.1f s (%s); %d ticker(s) left, ETA %.0f s", seconds, reason, self.remaining(), eta)
 
     def sleep(self, seconds: float) -> None:
-        """Sleep in one-second steps so the countdown moves."""
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
+        """Sleep in one-second steps so the countdown moves (a bounded loop: ceil(seconds) steps)."""
+        left = seconds
+        while left > 0:
             if self._bar is not None:
                 self._bar.set_postfix_str(f"waiting {left:.0f}s (rate limit); ETA {self._eta(self.remaining()):.0f}s")
-            time.sleep(min(1.0, left))
+            step = min(1.0, left)
+            time.sleep(step)
+            left -= step
 
     def advance(self, ticker: str) -> None:
         self.done += 1

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from stockpipe.cli import Progress
-from stockpipe.errors import FetchFailedError, KeyRejectedError, PipelineError, UsageError
+from stockpipe.errors import EngineUnsupportedError, FetchFailedError, KeyRejectedError, PipelineError, UsageError
 from stockpipe.landing import LandedFetch, LandingZone
 from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.massive import DEFAULT_BASE_URL, ClientConfig, FetchStats, MassiveClient
@@ -60,6 +60,11 @@ class HarvestConfig:
     refetch: bool = False
     show_progress: bool = True
     today: dt.date | None = None  # New York today; injectable so tests can pin "the current day"
+    read_timeout: float = 30.0
+    max_attempts: int = 8
+    # Injected time for tests (pacing and backoff without real waiting); None means the real clock.
+    clock: Callable[[], float] | None = field(default=None, repr=False, compare=False)
+    sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -77,12 +82,13 @@ class TickerFetch:
 def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterator[MassiveClient]:
     """The same client for both sources; the sample source is a loopback server started for this run."""
     on_wait = progress.waiting if progress else None
-    sleep = progress.sleep if progress else time.sleep
+    sleep = cfg.sleep or (progress.sleep if progress else time.sleep)
+    timing = {"clock": cfg.clock or time.monotonic, "sleep": sleep, "on_wait": on_wait}
+    limits = {"read_timeout": cfg.read_timeout, "max_attempts": cfg.max_attempts}
     if cfg.source == "sample":
         with FakeMassiveServer() as server:
             client = MassiveClient(
-                ClientConfig(base_url=server.base_url, calls_per_minute=cfg.calls_per_minute),
-                on_wait=on_wait, sleep=sleep,
+                ClientConfig(base_url=server.base_url, calls_per_minute=cfg.calls_per_minute, **limits), **timing
             )
             try:
                 yield client
@@ -92,8 +98,9 @@ def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterato
     if not cfg.api_key:
         raise UsageError("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
     client = MassiveClient(
-        ClientConfig(base_url=cfg.base_url, api_key=cfg.api_key, calls_per_minute=cfg.calls_per_minute or 5),
-        on_wait=on_wait, sleep=sleep,
+        ClientConfig(base_url=cfg.base_url, api_key=cfg.api_key, calls_per_minute=cfg.calls_per_minute or 5,
+                     **limits),
+        **timing,
     )
     try:
         yield client
@@ -354,6 +361,11 @@ def build_config(
 
 
 def _check_layout(storage: DeltaStorage, cfg: HarvestConfig) -> None:
+    if cfg.layout == "clustered" and not storage.supports_clustering:
+        raise EngineUnsupportedError(
+            f"--layout clustered needs liquid clustering (delta-spark 3.2+ or Databricks); the {storage.name} engine "
+            "cannot create it. Landed pages are kept, so a rerun with --layout partitioned makes no new call"
+        )
     if not storage.is_delta(cfg.table_path):
         if Path(cfg.table_path).is_dir() and any(Path(cfg.table_path).iterdir()):
             raise PipelineError(f"{cfg.table_path} exists, is not empty and is not a Delta table: not writing there")

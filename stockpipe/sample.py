@@ -168,7 +168,9 @@ class FakeMassiveServer:
         faults: list[Fault] | None = None,
         status: str = "OK",
         foreign_next_url: bool = False,
+        empty_tickers: frozenset[str] = frozenset(),
     ) -> None:
+        self.empty_tickers = empty_tickers
         self.api_key = api_key
         self.calls_per_window = calls_per_window
         self.window_seconds = window_seconds
@@ -334,7 +336,9 @@ class FakeMassiveServer:
         else:
             date_from = dt.date.fromisoformat(frm)
             from_ms = None
-        columns = range_bars(ticker, date_from, date_to)
+        # An empty ticker (delisted, halted) answers with an empty range.
+        last_day = date_to if ticker not in self.empty_tickers else date_from - dt.timedelta(days=1)
+        columns = range_bars(ticker, date_from, last_day)
         start = int(np.searchsorted(columns["t"], from_ms)) if from_ms is not None else 0
         stop = min(start + limit, columns["t"].size)
         results = bars_as_json(columns, start, stop)

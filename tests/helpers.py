@@ -1,0 +1,63 @@
+"""Shared helpers for end-to-end tests: run a door in-process (same Spark session), read a table back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from stockpipe.market_calendar import trading_days
+from stockpipe.sample import range_bars
+from stockpipe.storage import DeltaRsStorage
+
+EIGHT = "AAPL,MSFT,GOOGL,AMZN,TSLA,META,NVDA,JPM"
+WEEK = ["--from", "2024-01-08", "--to", "2024-01-12"]
+
+
+def run_door(module, argv: list[str], capsys) -> tuple[int, str, str]:
+    code = module.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_rows(spark, path: str | Path) -> list[tuple]:
+    frame = DeltaRsStorage(spark).read(str(path))
+    return sorted(tuple(r) for r in frame.select("ticker", "timestamp_ms", "close", "volume").collect())
+
+
+def expected_rows(tickers: list[str], date_from: dt.date, date_to: dt.date) -> list[tuple]:
+    """What the sample source holds for these tickers and New York days: every bar exactly once."""
+    rows = []
+    for ticker in tickers:
+        columns = range_bars(ticker, date_from, date_to)
+        rows += [(ticker, int(t), float(c), float(v)) for t, c, v in zip(columns["t"], columns["c"], columns["v"],
+                                                                        strict=True)]
+    return sorted(rows)
+
+
+def live_files_by_partition(path: str | Path) -> dict[tuple[str, str], set[str]]:
+    from deltalake import DeltaTable
+
+    files: dict[tuple[str, str], set[str]] = {}
+    for uri in DeltaTable(str(path)).file_uris():
+        parts = dict(p.split("=", 1) for p in Path(uri).parts if "=" in p)
+        files.setdefault((parts["ticker"], parts["trade_date"]), set()).add(Path(uri).name)
+    return files
+
+
+def days(date_from: str, date_to: str) -> list[dt.date]:
+    return trading_days(dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to))
+
+
+def harvest(spark, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from="2024-01-08", date_to="2024-01-12",
+            refetch=False, today=None, max_attempts=8, read_timeout=30.0):
+    """run_fixed against a test server with an injected clock: retries and pacing cost no real time."""
+    from stockpipe.harvest import HarvestConfig, run_fixed
+    from stockpipe.landing import default_landing_path
+
+    cfg = HarvestConfig(
+        tickers=tuple(tickers), date_from=dt.date.fromisoformat(date_from), date_to=dt.date.fromisoformat(date_to),
+        table_path=str(path), landing_path=default_landing_path(str(path)), source="api", base_url=server.base_url,
+        api_key=server.api_key or "k", calls_per_minute=5, refetch=refetch, show_progress=False, today=today,
+        max_attempts=max_attempts, read_timeout=read_timeout, clock=clock, sleep=clock.sleep,
+    )
+    return run_fixed(cfg, lambda: (spark, DeltaRsStorage(spark)))
