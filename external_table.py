@@ -38,15 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = parser.parse_args(argv)
         cli.setup_logging(args.verbose)
-        path = cli.validate_table_path(args.table_path) if args.table_path else du.get_base_path("stocks_fixed")
+        path = cli.table_path_or_default(args.table_path, lambda: du.get_base_path("stocks_fixed"))
         location = args.location or path
         for flag, value in (("--catalog", args.catalog), ("--schema", args.schema), ("--name", args.name)):
             from stockpipe.external import identifier
 
             identifier(value, flag)
-        if args.ticker:
+        if args.ticker is not None:
             args.ticker = cli.parse_tickers(args.ticker)[0]
-        if args.day:
+        if args.day is not None:
             cli.parse_date(args.day, "--day")
         warehouse = None if du.is_databricks() else du.get_base_path("catalog")
         spark, storage = open_storage(

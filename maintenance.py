@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = parser.parse_args(argv)
         cli.setup_logging(args.verbose)
-        path = cli.validate_table_path(args.table_path) if args.table_path else du.get_base_path("stocks_fixed")
-        zorder = [c.strip() for c in args.zorder_by.split(",") if c.strip()] if args.zorder_by else []
+        path = cli.table_path_or_default(args.table_path, lambda: du.get_base_path("stocks_fixed"))
+        zorder = [c.strip() for c in args.zorder_by.split(",") if c.strip()] if args.zorder_by is not None else []
         if args.retain_hours < 0:
             raise cli.UsageError("--retain-hours must be 0 or more")
         for output in (args.json_path, args.chart_path):

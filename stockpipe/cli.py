@@ -51,8 +51,8 @@ def parse_date(text: str, flag: str) -> dt.date:
 def resolve_dates(date_from: str | None, date_to: str | None, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
     """Inclusive range; the default is the last 5 calendar days up to New York today, like the starter."""
     today = today or new_york_today()
-    end = parse_date(date_to, "--to") if date_to else today
-    start = parse_date(date_from, "--from") if date_from else end - dt.timedelta(days=4)
+    end = parse_date(date_to, "--to") if date_to is not None else today
+    start = parse_date(date_from, "--from") if date_from is not None else end - dt.timedelta(days=4)
     if start > end:
         raise UsageError(f"--from {start} is after --to {end}")
     if end > today:
@@ -75,6 +75,11 @@ def validate_table_path(text: str, flag: str = "--table-path") -> str:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag}: {path} is a file, not a table folder")
     return str(path)
+
+
+def table_path_or_default(value: str | None, default: Callable[[], str], flag: str = "--table-path") -> str:
+    """The user's path, validated (an empty one is an error, not the default), or the default."""
+    return validate_table_path(value, flag) if value is not None else default()
 
 
 def api_key_from_env() -> str | None:

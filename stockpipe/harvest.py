@@ -19,7 +19,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from stockpipe.cli import Progress
-from stockpipe.errors import EngineUnsupportedError, FetchFailedError, KeyRejectedError, PipelineError, UsageError
+from stockpipe.errors import (
+    EngineUnsupportedError,
+    FetchFailedError,
+    KeyRejectedError,
+    PipelineError,
+    UsageError,
+)
 from stockpipe.landing import LandedFetch, LandingZone
 from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.massive import DEFAULT_BASE_URL, ClientConfig, FetchStats, MassiveClient
@@ -329,16 +335,13 @@ def build_config(
     """Validate everything the user typed before any network or Spark work."""
     import os
 
-    from stockpipe.cli import api_key_from_env, parse_tickers, resolve_dates, validate_table_path
+    from stockpipe.cli import api_key_from_env, parse_tickers, resolve_dates, table_path_or_default
     from stockpipe.landing import default_landing_path
 
     tickers = parse_tickers(args.tickers)
     date_from, date_to = resolve_dates(args.date_from, args.date_to)
-    table_path = validate_table_path(args.table_path) if args.table_path else default_table_path()
-    landing_path = (
-        validate_table_path(args.landing_path, "--landing-path") if args.landing_path
-        else default_landing_path(table_path)
-    )
+    table_path = table_path_or_default(args.table_path, default_table_path)
+    landing_path = table_path_or_default(args.landing_path, lambda: default_landing_path(table_path), "--landing-path")
     api_key = api_key_from_env() or ""
     if not api_key and args.secret_scope:
         api_key = secret(args.secret_scope, args.secret_key) or ""

@@ -8,9 +8,9 @@ import pytest
 
 import broken_stock_harvester
 import fixed_stock_harvester
+from stockpipe.reports import render_fixed
 from stockpipe.sample import FakeMassiveServer, Fault
 from stockpipe.storage import DeltaRsStorage
-from stockpipe.reports import render_fixed
 from tests.helpers import EIGHT, WEEK, expected_rows, harvest, live_files_by_partition, run_door, table_rows
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,289 @@
+"""What real runs meet, injected through the loopback server: shared-key 429s, 5xx bursts, timeouts, resets,
+cut-off JSON, bad bars, a rejected key; a crash mid-run; two writers at once; hostile input; the key's secrecy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fixed_stock_harvester
+from stockpipe.errors import KeyRejectedError
+from stockpipe.landing import LandingZone, default_landing_path
+from stockpipe.sample import FakeMassiveServer, Fault
+from tests.conftest import ROOT
+from tests.helpers import expected_rows, harvest, table_rows
+
+pytestmark = pytest.mark.slow
+MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
+TRIO = ("AAPL", "MSFT", "NVDA")
+KEY = "secret-key-for-tests-9f86d081884c7d65"
+
+
+def every_bar_once(spark, path, tickers=TRIO) -> bool:
+    return table_rows(spark, path) == expected_rows(list(tickers), MONDAY, FRIDAY)
+
+
+# -- faults ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param([Fault("500", times=2), Fault("502", times=2), Fault("503", times=2)], id="5xx-bursts"),
+        pytest.param([Fault("delay", seconds=0.5, times=2)], id="read-timeouts"),
+        pytest.param([Fault("reset", times=3)], id="connection-resets"),
+        pytest.param([Fault("truncate", times=2)], id="cut-off-json"),
+        pytest.param([Fault("missing_field", times=1)], id="bar-missing-field-once"),
+        pytest.param([Fault("429", times=4)], id="429-without-retry-after"),
+        pytest.param([Fault("429", retry_after="3", times=2)], id="429-with-retry-after"),
+    ],
+)
+def test_transient_faults_end_with_every_bar_landed_once(spark, tmp_path, clock, faults):
+    injected = sum(f.times for f in faults)
+    with FakeMassiveServer(api_key=KEY, faults=faults) as server:
+        report = harvest(spark, tmp_path / "t", server, clock, tickers=TRIO, read_timeout=0.2)
+    assert not report.failed
+    assert sum(t.stats.retries for t in report.tickers) == injected  # every fault met, every one survived
+    assert every_bar_once(spark, tmp_path / "t")
+
+
+def test_shared_key_with_35_percent_random_429s(spark, tmp_path, clock):
+    with FakeMassiveServer(api_key=KEY, random_429_rate=0.35, seed=11) as server:
+        report = harvest(spark, tmp_path / "t", server, clock, tickers=(*TRIO, "JPM", "META"))
+        received = sum(t.stats.http_429 for t in report.tickers)
+    assert not report.failed and received > 0
+    assert every_bar_once(spark, tmp_path / "t", (*TRIO, "JPM", "META"))
+
+
+def test_persistent_bad_bar_fails_that_ticker_only(spark, tmp_path, clock):
+    with FakeMassiveServer(api_key=KEY, faults=[Fault("missing_field", ticker="MSFT", times=100)]) as server:
+        report = harvest(spark, tmp_path / "t", server, clock, tickers=TRIO, max_attempts=3)
+    assert [t.ticker for t in report.failed] == ["MSFT"]
+    assert "lacks required field" in report.failed[0].stats.error
+    assert table_rows(spark, tmp_path / "t") == expected_rows(["AAPL", "NVDA"], MONDAY, FRIDAY)
+
+
+def test_rejected_key_mid_run_stops_calling_and_keeps_earlier_tickers(spark, tmp_path, clock):
+    with FakeMassiveServer(api_key=KEY, faults=[Fault("401", ticker="MSFT")]) as server:
+        with pytest.raises(KeyRejectedError, match="API key rejected") as caught:
+            harvest(spark, tmp_path / "t", server, clock, tickers=TRIO)
+        calls = len(server.log)
+    assert calls == 2  # AAPL, then MSFT's refused call; none for NVDA
+    assert KEY not in str(caught.value)
+    assert table_rows(spark, tmp_path / "t") == expected_rows(["AAPL"], MONDAY, FRIDAY)
+
+
+def test_rejected_key_at_the_door_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MASSIVE_API_KEY", "wrong-" + KEY)
+    with FakeMassiveServer(api_key=KEY) as server:
+        code = fixed_stock_harvester.main(["--tickers", "AAPL", "--from", "2024-01-08", "--to", "2024-01-08",
+                                           "--base-url", server.base_url, "--table-path", str(tmp_path / "t")])
+        assert len(server.log) == 1
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("error: API key rejected (HTTP 401 for AAPL): Unknown API Key")
+    assert KEY not in out + err and "Traceback" not in err
+    assert not (tmp_path / "t").exists()
+
+
+# -- landing zone ----------------------------------------------------------------------------------------------------
+def test_rerun_of_finished_days_makes_no_call(spark, tmp_path, clock):
+    with FakeMassiveServer(api_key=KEY) as server:
+        harvest(spark, tmp_path / "t", server, clock, tickers=TRIO)
+        first = len(server.log)
+        report = harvest(spark, tmp_path / "t", server, clock, tickers=TRIO)
+        assert len(server.log) == first == 3
+    assert all(t.stats.pages_from_landing == 1 and t.stats.calls == 0 for t in report.tickers)
+    assert every_bar_once(spark, tmp_path / "t")
+
+
+def test_the_current_day_is_always_fetched_again(spark, tmp_path, clock):
+    with FakeMassiveServer(api_key=KEY) as server:
+        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
+        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
+        assert len(server.log) == 2
+        # The day after, Friday is over: fetched once more (only Friday), then never again.
+        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
+        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
+        assert len(server.log) == 3
+        assert server.log[-1].path.endswith("/2024-01-12/2024-01-12")
+    assert every_bar_once(spark, tmp_path / "t", ("AAPL",))
+
+
+def test_refetch_ignores_the_landing_zone(spark, tmp_path, clock):
+    with FakeMassiveServer(api_key=KEY) as server:
+        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",))
+        report = harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), refetch=True)
+        assert len(server.log) == 2
+    assert report.tickers[0].duplicates == 0  # the older fetch's pages are superseded, not double-counted
+    assert every_bar_once(spark, tmp_path / "t", ("AAPL",))
+
+
+# -- crash and resume ------------------------------------------------------------------------------------------------
+def _harvester(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "fixed_stock_harvester.py"), *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(spark, tmp_path):
+    path = tmp_path / "t"
+    env = {**os.environ, "MASSIVE_API_KEY": KEY}
+    tickers = "AAPL,MSFT,NVDA,JPM"
+    # JPM's answer hangs, so the process is killed with three tickers landed and nothing written.
+    with FakeMassiveServer(api_key=KEY, faults=[Fault("delay", ticker="JPM", seconds=20)]) as server:
+        def argv(base_url: str) -> list[str]:
+            return ["--tickers", tickers, "--from", "2024-01-08", "--to", "2024-01-12", "--base-url", base_url,
+                    "--table-path", str(path), "--calls-per-minute", "100000"]
+
+        process = _harvester(argv(server.base_url), env)
+        landing = LandingZone(default_landing_path(str(path)))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(
+            1 for t in ("AAPL", "MSFT", "NVDA") if any(f.complete for f in landing.fetches(t))
+        ) < 3:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    assert not path.exists(), "nothing may be written before every fetch is done"
+    with FakeMassiveServer(api_key=KEY) as server:
+        os.environ["MASSIVE_API_KEY"] = KEY
+        try:
+            code = fixed_stock_harvester.main(argv(server.base_url))
+        finally:
+            del os.environ["MASSIVE_API_KEY"]
+        fetched = sorted(entry.path.split("/")[4] for entry in server.log)
+    assert code == 0
+    assert fetched == ["JPM"]
+    assert every_bar_once(spark, path, ("AAPL", "MSFT", "NVDA", "JPM"))
+
+
+# -- concurrency -----------------------------------------------------------------------------------------------------
+def test_two_writers_on_different_tickers_both_succeed(spark, tmp_path, clock):
+    path = tmp_path / "t"
+    errors: list[BaseException] = []
+
+    def writer(tickers):
+        try:
+            with FakeMassiveServer(api_key=KEY) as server:
+                from tests.conftest import FakeClock
+
+                harvest(spark, path, server, FakeClock(), tickers=tickers)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in (("AAPL", "MSFT"), ("NVDA", "JPM"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not errors
+    assert every_bar_once(spark, path, ("AAPL", "MSFT", "NVDA", "JPM"))
+
+
+def test_two_writers_on_the_same_partitions_leave_one_consistent_table(spark, tmp_path):
+    path = tmp_path / "t"
+    results: list[object] = []
+
+    def writer():
+        try:
+            with FakeMassiveServer(api_key=KEY) as server:
+                from tests.conftest import FakeClock
+
+                results.append(harvest(spark, path, server, FakeClock(), tickers=("AAPL", "MSFT")))
+        except BaseException as exc:  # noqa: BLE001 - either outcome is allowed; the table must stay consistent
+            results.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert len(results) == 2
+    assert all(not isinstance(r, BaseException) or "concurrent" in str(r).lower() for r in results)
+    assert every_bar_once(spark, path, ("AAPL", "MSFT"))
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+bad_tickers = st.text(min_size=1, max_size=15).filter(
+    lambda s: not __import__("re").fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9]|[.\-](?=[A-Za-z0-9])){0,11}", s.strip())
+    and "," not in s
+)
+bad_dates = st.one_of(
+    st.text(max_size=12).filter(lambda s: not __import__("re").fullmatch(r"\d{4}-\d{2}-\d{2}", s)),
+    st.from_regex(r"\A\d{4}-(1[3-9]|00)-\d{2}\Z"),
+    st.just("2024-02-30"),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ticker=bad_tickers)
+def test_bad_tickers_never_traceback_never_write(ticker, tmp_path, capsys):
+    code = fixed_stock_harvester.main(["--tickers", ticker, "--table-path", str(tmp_path / "t")])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(date=bad_dates, flag=st.sampled_from(["--from", "--to"]))
+def test_bad_dates_never_traceback_never_write(date, flag, tmp_path, capsys):
+    code = fixed_stock_harvester.main([flag, date, "--table-path", str(tmp_path / "t")])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(days_back=st.integers(1, 4000))
+def test_from_after_to_or_future_dates_are_refused(days_back, tmp_path, capsys):
+    today = dt.date.today()
+    cases = [["--from", str(today - dt.timedelta(days=days_back - 1)), "--to", str(today - dt.timedelta(days_back))],
+             ["--to", str(today + dt.timedelta(days=days_back + 1))]]
+    for argv in cases:
+        assert fixed_stock_harvester.main([*argv, "--table-path", str(tmp_path / "t")]) == 2
+    assert not (tmp_path / "t").exists()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.text(alphabet="`'\"\x00\n", min_size=1, max_size=4))
+def test_paths_with_quotes_or_control_characters_are_refused(junk, tmp_path, capsys):
+    code = fixed_stock_harvester.main(["--table-path", str(tmp_path / f"t{junk}x")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--table-path" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["--tickers", "../etc"], ["--from", "yesterday"], ["--calls-per-minute", "0"],
+                                  ["--table-path", "/"], ["--engine", "duckdb"], ["--bogus"]])
+def test_bad_input_in_a_real_process_is_one_line_exit_2(argv, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "fixed_stock_harvester.py"), *argv], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- secrets ---------------------------------------------------------------------------------------------------------
+def test_the_key_appears_in_nothing_a_run_writes_or_prints(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MASSIVE_API_KEY", KEY)
+    faults = [Fault("429"), Fault("500"), Fault("truncate"), Fault("401", ticker="NVDA")]
+    with FakeMassiveServer(api_key=KEY, faults=faults) as server:
+        code = fixed_stock_harvester.main(["--tickers", "AAPL,MSFT,NVDA", "--from", "2024-01-08", "--to",
+                                           "2024-01-12", "--base-url", server.base_url, "--table-path",
+                                           str(tmp_path / "t"), "--calls-per-minute", "100000", "-v"])
+        assert all(entry.authorization == f"Bearer {KEY}" for entry in server.log)
+    out, err = capsys.readouterr()
+    assert code == 1 and "API key rejected" in err
+    assert KEY not in out and KEY not in err
+    written = [p for p in Path(tmp_path).rglob("*") if p.is_file()]
+    assert len(written) > 10
+    assert not [p for p in written if KEY.encode() in p.read_bytes()]
