@@ -108,6 +108,14 @@ class HistoryEntry:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def require_delta_log(path: str) -> None:
+    """Fail before starting Spark when a local path plainly holds no Delta table (remote paths are checked later)."""
+    if "://" in path or path.startswith(("dbfs:", "/Volumes/")):
+        return
+    if not (Path(path) / "_delta_log").is_dir():
+        raise NotDeltaTableError(f"{path} is not a Delta table (no _delta_log): run the fixed harvester first")
+
+
 def parquet_files_on_disk(path: str) -> list[Path]:
     """Every data file under a local table path, live or tombstoned (what VACUUM can delete)."""
     root = Path(path)

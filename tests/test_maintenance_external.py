@@ -1,0 +1,175 @@
+"""Parts 3 and 4: maintenance keeps every row and cleans the disk; the name answers the assignment's query."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+import external_table
+import fixed_stock_harvester
+import maintenance
+from stockpipe.errors import DataLossError, UsageError
+from stockpipe.external import DAILY_QUERY, identifier, location_literal, pruning_demo, register_temp_view
+from stockpipe.health import run_maintenance
+from stockpipe.market_calendar import NEW_YORK
+from stockpipe.sample import range_bars
+from stockpipe.storage import DeltaRsStorage, parquet_files_on_disk
+from tests.helpers import WEEK, run_door
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harvested(tmp_path_factory, spark):
+    """A fixed table written by two runs (the second --refetch), so it has tombstoned files to vacuum."""
+    path = tmp_path_factory.mktemp("m") / "stocks_fixed"
+    argv = ["--source", "sample", "--tickers", "AAPL,MSFT", *WEEK, "--table-path", str(path)]
+    assert fixed_stock_harvester.main(argv) == 0
+    assert fixed_stock_harvester.main([*argv, "--refetch"]) == 0
+    return path
+
+
+def fragmented_table(spark, path, storage):
+    """Three appends of one day each into the same partitions: compaction has real work to do."""
+    for hour in (14, 15, 16):
+        rows = [("AAPL", dt.date(2024, 1, 8), dt.datetime(2024, 1, 8, hour, m), float(m)) for m in range(30)]
+        frame = spark.createDataFrame(rows, "ticker string, trade_date date, trade_ts timestamp, close double")
+        storage.write(frame, str(path), mode="append", partition_by=["ticker", "trade_date"])
+
+
+def test_maintenance_compacts_vacuums_and_keeps_every_row(spark, storage, tmp_path):
+    fragmented_table(spark, tmp_path / "t", storage)
+    report = run_maintenance(storage, str(tmp_path / "t"), retain_hours=0)
+    assert (report.before.live_files, report.after.live_files) == (3, 1)
+    assert report.before.rows == report.after.rows == 90
+    assert report.after.files_on_disk == report.after.live_files == len(parquet_files_on_disk(str(tmp_path / "t")))
+    assert report.vacuum_deleted == 3
+    assert "OPTIMIZE" in [h.operation for h in report.history]
+    assert report.after.score > report.before.score
+    assert any(r.startswith("OPTIMIZE:") for r in report.before.recommendations)
+
+
+def test_report_fields_are_consistent_with_the_table(spark, harvested):
+    storage = DeltaRsStorage(spark)
+    report = run_maintenance(storage, str(harvested), retain_hours=0)
+    detail = storage.detail(str(harvested))
+    after = report.after
+    assert after.live_files == detail.num_files == 10 and after.partitions == 10
+    assert after.total_bytes == detail.size_bytes == sum(after.file_sizes)
+    assert after.min_file_bytes == min(after.file_sizes) and after.max_file_bytes == max(after.file_sizes)
+    assert after.rows == storage.count(str(harvested)) == report.before.rows
+    assert report.before.files_on_disk == 20 and after.files_on_disk == 10  # the first run's files are gone
+
+
+def test_row_count_change_fails_loudly(spark, tmp_path):
+    class LosingStorage(DeltaRsStorage):
+        calls = 0
+
+        def count(self, path):
+            self.calls += 1
+            return super().count(path) - (self.calls > 1)
+
+    storage = LosingStorage(spark)
+    fragmented_table(spark, tmp_path / "t", storage)
+    with pytest.raises(DataLossError, match="row count changed"):
+        run_maintenance(storage, str(tmp_path / "t"))
+
+
+def test_door_prints_side_by_side_and_writes_json_and_chart(harvested, tmp_path, capsys):
+    code, out, _ = run_door(maintenance, ["--table-path", str(harvested), "--json", str(tmp_path / "r.json"),
+                                          "--chart", str(tmp_path / "c.png")], capsys)
+    assert code == 0
+    assert "Health check: before and after maintenance" in out and "Table history" in out
+    assert "Production keeps at least 168 h" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["before"]["rows"] == report["after"]["rows"] > 0
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_zorder_on_a_partition_column_is_refused_with_the_reason(harvested, capsys):
+    code, _, err = run_door(maintenance, ["--table-path", str(harvested), "--zorder-by", "ticker"], capsys)
+    assert code == 2 and "partition column" in err and "does nothing" in err
+
+
+def test_zorder_inside_partitions_runs(harvested, capsys):
+    code, out, _ = run_door(maintenance, ["--table-path", str(harvested), "--zorder-by", "timestamp_ms"], capsys)
+    assert code == 0 and "Z-ORDER BY (timestamp_ms)" in out
+
+
+def test_not_a_delta_table_is_one_line_and_exit_1(tmp_path, capsys, spark):
+    (tmp_path / "plain").mkdir()
+    code, _, err = run_door(maintenance, ["--table-path", str(tmp_path / "plain")], capsys)
+    assert code == 1 and err.strip() == f"error: {tmp_path / 'plain'} is not a Delta table (no _delta_log): run " \
+                                        "the fixed harvester first"
+
+
+# -- external table --------------------------------------------------------------------------------------------------
+def independent_daily(tickers: list[str]) -> list[tuple]:
+    """bar_count, day_low, day_high per (ticker, New York day), straight from the sample generator."""
+    out = []
+    for ticker in tickers:
+        columns = range_bars(ticker, dt.date(2024, 1, 8), dt.date(2024, 1, 12))
+        days = np.array([dt.datetime.fromtimestamp(t / 1000, NEW_YORK).date() for t in columns["t"]])
+        for day in sorted(set(days)):
+            mask = days == day
+            out.append((ticker, day, int(mask.sum()), float(columns["l"][mask].min()),
+                        float(columns["h"][mask].max())))
+    return out
+
+
+def test_daily_query_through_the_name_matches_an_independent_computation(spark, harvested):
+    registration = register_temp_view(DeltaRsStorage(spark), "stocks_external_test", str(harvested))
+    rows = [tuple(r) for r in spark.sql(DAILY_QUERY.format(name=registration.name)).collect()]
+    assert rows == independent_daily(["AAPL", "MSFT"])
+
+
+def test_pruning_reads_one_file_of_the_table(spark, harvested):
+    register_temp_view(DeltaRsStorage(spark), "stocks_prune_test", str(harvested))
+    result = pruning_demo(spark, "stocks_prune_test", "MSFT", "2024-01-10", files_in_table=10)
+    assert result.files_read == 1 and result.files_in_table == 10
+    assert result.rows == sum(1 for r in independent_daily(["MSFT"]) if r[1] == dt.date(2024, 1, 10)
+                              for _ in range(r[2]))
+
+
+def test_external_table_door_locally_on_delta_rs(harvested, capsys):
+    code, out, _ = run_door(external_table, ["--table-path", str(harvested), "--engine", "delta-rs"], capsys)
+    assert code == 0
+    assert "Registered temporary view stocks_external" in out
+    assert "|ticker|trade_date|bar_count|day_low|day_high|" in out
+    assert "files read 1 of 10 in the table" in out
+
+
+@pytest.mark.parametrize("bad", ["stocks; DROP TABLE x", "a-b", "1abc", "", "`x`", "x y"])
+def test_identifiers_are_validated(bad):
+    with pytest.raises(UsageError, match="not an identifier"):
+        identifier(bad, "--name")
+
+
+def test_identifiers_are_backquoted_and_locations_quoted():
+    assert identifier("stocks_external", "--name") == "`stocks_external`"
+    assert location_literal("s3://bucket/stocks_fixed") == "'s3://bucket/stocks_fixed'"
+    with pytest.raises(UsageError):
+        location_literal("s3://bucket/x' OR '1'='1")
+
+
+def test_bad_name_at_the_door_is_exit_2(capsys, harvested):
+    code, _, err = run_door(external_table, ["--table-path", str(harvested), "--name", "x;y"], capsys)
+    assert code == 2 and "--name" in err
+
+
+def test_local_catalog_external_table_survives_drop(spark_info, tmp_path):
+    if not spark_info.has_delta_spark:
+        pytest.skip("delta-spark's jars cannot be loaded here: the persistent local catalog needs delta-spark")
+    from stockpipe.external import register_local_catalog
+    from stockpipe.storage import DeltaSparkStorage
+
+    storage = DeltaSparkStorage(spark_info.spark)
+    fragmented_table(spark_info.spark, tmp_path / "t", storage)
+    registration = register_local_catalog(spark_info.spark, storage, "test_schema", "stocks_ext", str(tmp_path / "t"))
+    demo = registration.drop_demo
+    assert registration.table_type == "EXTERNAL"
+    assert demo["name_exists_after_drop"] == 0
+    assert demo["rows_before_drop"] == demo["rows_at_path_after_drop"] == demo["rows_after_reregister"] == 90
