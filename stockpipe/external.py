@@ -136,6 +136,18 @@ def pruning_demo(spark: SparkSession, name: str, ticker: str, day: str, files_in
     return PruningResult(ticker, day, rows, files_read, files_in_table, filters)
 
 
+def scan_files_read(frame) -> int | None:
+    """Run the frame (AQE paused so the plan exposes its scan) and return how many files the scan read."""
+    spark = frame.sparkSession
+    previous = spark.conf.get("spark.sql.adaptive.enabled", "true")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    try:
+        frame.collect()
+        return _scan_metrics(frame)[0]
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", previous)
+
+
 def _scan_metrics(frame) -> tuple[int | None, str]:
     try:
         plan = frame._jdf.queryExecution().executedPlan()

@@ -201,10 +201,14 @@ class DeltaStorage(ABC):
     def _is_commit_conflict(self, exc: Exception) -> bool: ...
 
     @abstractmethod
-    def read(self, path: str) -> DataFrame: ...
+    def read(self, path: str, where: ReplacePredicate | None = None) -> DataFrame:
+        """The table as a Spark DataFrame; `where` filters it, skipping files whose partition values or column
+        statistics cannot match (Delta's data skipping)."""
 
     @abstractmethod
-    def optimize(self, path: str, zorder_by: Sequence[str] = ()) -> dict[str, Any]: ...
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
+                 ) -> dict[str, Any]:
+        """Compact (or Z-ORDER) into files of about target_file_bytes (the engine's default when None)."""
 
     @abstractmethod
     def vacuum(self, path: str, retain_hours: float) -> int:
@@ -265,12 +269,13 @@ class DeltaRsStorage(DeltaStorage):
 
         return isinstance(exc, CommitFailedError)
 
-    def read(self, path: str) -> DataFrame:
+    def read(self, path: str, where: ReplacePredicate | None = None) -> DataFrame:
         table = self._table(path)
         schema = T.StructType.fromJson(json.loads(table.schema().to_json()))
-        files = table.file_uris()
+        files = table.file_uris() if where is None else self._skip_files(table, path, where)
         if not files:
-            return self.spark.createDataFrame([], schema)
+            empty = self.spark.createDataFrame([], schema)
+            return empty if where is None else empty.filter(where.column())
         partitions = set(table.metadata().partition_columns)
         data_schema = T.StructType([f for f in schema.fields if f.name not in partitions])
         part_schema = T.StructType([f for f in schema.fields if f.name in partitions])
@@ -280,13 +285,28 @@ class DeltaRsStorage(DeltaStorage):
             .option("basePath", str(path))
             .parquet(*files)
         )
-        return frame.select(*[f.name for f in schema.fields])
+        frame = frame.select(*[f.name for f in schema.fields])
+        return frame if where is None else frame.filter(where.column())
 
-    def optimize(self, path: str, zorder_by: Sequence[str] = ()) -> dict[str, Any]:
+    def _skip_files(self, table, path: str, where: ReplacePredicate) -> list[str]:
+        """Data skipping as a Delta reader does it: keep a file only if, for every clause, its partition value is
+        one of the values, or one of the values lies within the file's min/max statistics."""
+        import pyarrow as pa
+
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        root = str(Path(path).resolve())
+        kept = []
+        for action in actions:
+            if all(_may_match(action, column, values) for column, values in where.clauses):
+                kept.append(f"{root}/{unquote(action['path'])}")
+        return kept
+
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
+                 ) -> dict[str, Any]:
         table = self._table(path)
         if zorder_by:
-            return table.optimize.z_order(list(zorder_by))
-        return table.optimize.compact()
+            return table.optimize.z_order(list(zorder_by), target_size=target_file_bytes)
+        return table.optimize.compact(target_size=target_file_bytes)
 
     def vacuum(self, path: str, retain_hours: float) -> int:
         # enforce_retention_duration=False lifts the 168-hour safety check for this call only; full=True also
@@ -329,6 +349,15 @@ class DeltaRsStorage(DeltaStorage):
 
     def register_view(self, path: str, name: str) -> None:
         self.read(path).createOrReplaceTempView(name)
+
+
+def _may_match(action: dict[str, Any], column: str, values: tuple[Any, ...]) -> bool:
+    if f"partition.{column}" in action:
+        return _partition_text(action[f"partition.{column}"]) in {_partition_text(v) for v in values}
+    low, high = action.get(f"min.{column}"), action.get(f"max.{column}")
+    if low is None or high is None:
+        return True  # no statistics: the file must be read
+    return any(low <= value <= high for value in values)
 
 
 def _partition_text(value: Any) -> str:
@@ -388,16 +417,29 @@ class DeltaSparkStorage(DeltaStorage):
             return "Concurrent" in type(exc).__name__
         return isinstance(exc, DeltaConcurrentModificationException)
 
-    def read(self, path: str) -> DataFrame:
+    def read(self, path: str, where: ReplacePredicate | None = None) -> DataFrame:
         self.require_delta(path)
-        return self.spark.read.format("delta").load(path)
+        frame = self.spark.read.format("delta").load(path)
+        return frame if where is None else frame.filter(where.column())
 
-    def optimize(self, path: str, zorder_by: Sequence[str] = ()) -> dict[str, Any]:
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
+                 ) -> dict[str, Any]:
         table = self._delta_table(path)
-        if zorder_by:
-            result = table.optimize().executeZOrderBy(*zorder_by)
-        else:
-            result = table.optimize().executeCompaction()
+        key = "spark.databricks.delta.optimize.maxFileSize"
+        previous = self.spark.conf.get(key, None)
+        if target_file_bytes:
+            self.spark.conf.set(key, str(target_file_bytes))
+        try:
+            if zorder_by:
+                result = table.optimize().executeZOrderBy(*zorder_by)
+            else:
+                result = table.optimize().executeCompaction()
+        finally:
+            if target_file_bytes:
+                if previous is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, previous)
         metrics = result.collect()[0]["metrics"]
         return metrics.asDict(recursive=True) if hasattr(metrics, "asDict") else dict(metrics)
 

@@ -156,3 +156,16 @@ def test_a_table_written_by_one_engine_reads_in_the_other(spark_info, tmp_path):
         path = str(tmp_path / writer.name)
         writer.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
         assert collect(reader, path) == sorted(rows("AAPL", D1))
+
+
+def test_filtered_read_skips_files_by_partition_and_statistics(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    for ticker in ("AAPL", "MSFT", "NVDA"):  # one file per ticker inside one date partition: stats tell them apart
+        storage.write(frame(spark, rows(ticker, D1) + rows(ticker, D2)), path, mode="append",
+                      partition_by=["trade_date"])
+    where = ReplacePredicate.of(ticker=["MSFT"], trade_date=[D2])
+    result = storage.read(path, where=where)
+    assert sorted(tuple(r) for r in result.collect()) == sorted(rows("MSFT", D2))
+    from stockpipe.external import scan_files_read
+
+    assert scan_files_read(result) == 1

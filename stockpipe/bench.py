@@ -1,0 +1,446 @@
+"""`make bench`: every comparison measured side by side in one run, written to bench_results/ (markdown, JSON, PNG).
+
+Sections (each figure in analysis.md names this command):
+  1. broken vs fixed harvester on the same sample data (8 tickers x 5 trading days)
+  2. layouts at 8 x 5 and 500 x 20: (ticker, trade_date) partitions; trade_date partitions + Z-ORDER by ticker;
+     liquid clustering where the engine supports it; the broken (ticker, minute) layout at the small size only
+  3. fetch efficiency against the loopback server with a real 5 calls / 60 s window, and the starter's naive loop
+  4. end-to-end cost as tickers grow: 8, 64, 512 tickers x 5 days
+
+Times are medians of --repeat runs (queries and small writes); a row says n= where fewer runs were affordable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from stockpipe import DEFAULT_TICKERS
+from stockpipe.cli import setup_logging
+from stockpipe.external import scan_files_read
+from stockpipe.harvest import HarvestConfig, count_partition_dirs, fetch_all, run_broken, run_fixed
+from stockpipe.landing import LandingZone, default_landing_path
+from stockpipe.market_calendar import trading_days
+from stockpipe.massive import floor_seconds
+from stockpipe.sample import FakeMassiveServer, range_bars
+from stockpipe.session import build_session
+from stockpipe.storage import DeltaStorage, ReplacePredicate, choose_engine
+from stockpipe.transforms import session_bounds, to_broken, to_silver, with_market_session, with_trade_date
+
+log = logging.getLogger("stockpipe.bench")
+SMALL = (DEFAULT_TICKERS, dt.date(2024, 1, 8), dt.date(2024, 1, 12))
+ZORDER_TARGET_BYTES = 2 * 1024 * 1024
+LARGE_DAYS = (dt.date(2024, 1, 2), dt.date(2024, 1, 30))  # 20 NYSE sessions
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def median_time(action: Callable[[], Any], repeat: int) -> float:
+    return statistics.median(timed(action)[0] for _ in range(repeat))
+
+
+def synthetic_tickers(count: int) -> list[str]:
+    """The eight, then deterministic made-up symbols (the sample source serves any symbol)."""
+    names = list(DEFAULT_TICKERS)
+    index = 0
+    while len(names) < count:
+        a, b, c = index // 676 % 26, index // 26 % 26, index % 26
+        names.append("Z" + "".join(chr(65 + x) for x in (a, b, c)))
+        index += 1
+    return names[:count]
+
+
+def synthetic_bars(spark: SparkSession, tickers: list[str], first: dt.date, last: dt.date) -> DataFrame:
+    """Silver rows straight from the generator (no HTTP): for layout studies where fetching is not the point."""
+    frames = []
+    for ticker in tickers:
+        columns = range_bars(ticker, first, last)
+        frames.append(pd.DataFrame({
+            "ticker": ticker, "fetch_id": "bench", "timestamp_ms": columns["t"], "open": columns["o"],
+            "high": columns["h"], "low": columns["l"], "close": columns["c"], "volume": columns["v"],
+            "vwap": columns["vw"], "num_transactions": columns["n"],
+        }))
+    bars = spark.createDataFrame(pd.concat(frames, ignore_index=True))
+    bars = (bars.withColumn("trade_ts", F.timestamp_millis("timestamp_ms"))
+            .transform(with_trade_date)
+            .withColumn("ingested_at", F.current_timestamp()))
+    return to_silver(with_market_session(bars, session_bounds(spark, trading_days(first, last))))
+
+
+# -------------------------------------------------------------------------------------------------------------------
+@dataclass
+class QuerySpec:
+    name: str
+    where: Callable[[dict[str, Any]], ReplacePredicate]
+
+
+def _queries(tickers: list[str], days: list[dt.date]) -> list[QuerySpec]:
+    ticker, day = tickers[0], days[len(days) // 2]
+    return [
+        QuerySpec("one ticker, one day", lambda ctx: ReplacePredicate.of(ticker=[ticker], trade_date=[day])),
+        QuerySpec("all tickers, one day", lambda ctx: ReplacePredicate.of(trade_date=[day])),
+        QuerySpec("one ticker, all days", lambda ctx: ReplacePredicate.of(ticker=[ticker])),
+    ]
+
+
+def _run_query(storage: DeltaStorage, path: str, where: ReplacePredicate, broken: bool) -> DataFrame:
+    if broken:
+        # No trade_date column (bug 3): the only way to ask for a day is a range on epoch milliseconds.
+        ticker_clause = [(c, v) for c, v in where.clauses if c == "ticker"]
+        day_clause = [v for c, v in where.clauses if c == "trade_date"]
+        frame = storage.read(path, ReplacePredicate(tuple(ticker_clause)) if ticker_clause else None)
+        if day_clause:
+            day = day_clause[0][0]
+            start = int(dt.datetime.combine(day, dt.time(4), tzinfo=_ny()).timestamp() * 1000)
+            frame = frame.filter((F.col("timestamp_ms") >= start) & (F.col("timestamp_ms") < start + 16 * 3600_000))
+    else:
+        frame = storage.read(path, where)
+    return frame.agg(F.count(F.lit(1)).alias("bars"), F.sum("volume").alias("volume"))
+
+
+def _ny():
+    from stockpipe.market_calendar import NEW_YORK
+
+    return NEW_YORK
+
+
+@dataclass
+class LayoutResult:
+    size: str
+    layout: str
+    partitions: int | None = None
+    files: int | None = None
+    bytes: int | None = None
+    write_s: float | None = None
+    write_runs: int = 0
+    queries: dict[str, float] = field(default_factory=dict)
+    files_read: dict[str, int | None] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def avg_file_kib(self) -> float | None:
+        return self.bytes / self.files / 1024 if self.files else None
+
+
+def measure_layout(storage: DeltaStorage, silver: DataFrame, root: Path, size: str, layout: str,
+                   tickers: list[str], days: list[dt.date], repeat: int, write_repeat: int) -> LayoutResult:
+    path = str(root / f"{size}_{layout}".replace(" ", "_").replace(",", ""))
+    result = LayoutResult(size, layout)
+    broken = layout.startswith("broken")
+    if layout.startswith("liquid") and not storage.supports_clustering:
+        result.note = f"not measured: the {storage.name} engine cannot create liquid clustering (needs delta-spark)"
+        return result
+
+    def write() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        if broken:
+            storage.write(silver.transform(to_broken), path, mode="append", partition_by=["ticker", "minute"])
+        elif layout.startswith("partitioned by (ticker"):
+            storage.write(silver, path, mode="append", partition_by=["ticker", "trade_date"])
+        elif layout.startswith("partitioned by trade_date"):
+            storage.write(silver, path, mode="append", partition_by=["trade_date"])
+            # Files of ~2 MiB, so a day holds several files whose ticker ranges statistics can tell apart.
+            storage.optimize(path, zorder_by=["ticker"], target_file_bytes=ZORDER_TARGET_BYTES)
+        else:
+            storage.write(silver, path, mode="append", cluster_by=["ticker", "trade_date"])
+            storage.optimize(path)
+
+    times = [timed(write)[0] for _ in range(write_repeat)]
+    result.write_s, result.write_runs = statistics.median(times), write_repeat
+    storage.vacuum(path, 0)  # measure the live layout, not leftovers of the write
+    detail = storage.detail(path)
+    result.partitions = detail.num_partitions or None
+    result.files, result.bytes = detail.num_files, detail.size_bytes
+    for query in _queries(tickers, days):
+        where = query.where({})
+        result.queries[query.name] = median_time(lambda w=where: _run_query(storage, path, w, broken).collect(),
+                                                 repeat)
+        result.files_read[query.name] = scan_files_read(_run_query(storage, path, where, broken))
+    shutil.rmtree(path, ignore_errors=True)
+    return result
+
+
+# -------------------------------------------------------------------------------------------------------------------
+def bench_broken_vs_fixed(spark: SparkSession, storage: DeltaStorage, root: Path, repeat: int) -> dict[str, Any]:
+    tickers, first, last = SMALL
+    days = trading_days(first, last)
+    out: dict[str, Any] = {}
+    for name in ("broken", "fixed"):
+        path = str(root / f"harvest_{name}")
+        cfg = HarvestConfig(tickers=tickers, date_from=first, date_to=last, table_path=path,
+                            landing_path=str(root / "landing"), show_progress=False)
+        fetch_all(cfg, LandingZone(cfg.landing_path), days)  # land once, so both time only transform + write
+        runs = [timed(lambda c=cfg, n=name: _harvest_once(spark, storage, c, n))[0] for _ in range(repeat)]
+        detail = storage.detail(path)
+        table = {
+            "write_s": statistics.median(runs),
+            "partition_dirs_on_disk": count_partition_dirs(path),
+            "live_partitions": detail.num_partitions,
+            "live_files": detail.num_files,
+            "files_on_disk": storage.files_on_disk(path),
+            "bytes_live": detail.size_bytes,
+            "bytes_on_disk": sum(p.stat().st_size for p in Path(path).rglob("*.parquet")),
+            "rows": storage.count(path),
+            "tickers": sorted(r["ticker"] for r in storage.read(path).select("ticker").distinct().collect()),
+            "queries": {}, "files_read": {},
+        }
+        for query in _queries(["JPM"], days):  # JPM: the one ticker the broken table still has
+            where = query.where({})
+            table["queries"][query.name] = median_time(
+                lambda w=where, n=name, p=path: _run_query(storage, p, w, n == "broken").collect(), repeat)
+            table["files_read"][query.name] = scan_files_read(_run_query(storage, path, where, name == "broken"))
+        out[name] = table
+    return out
+
+
+def _harvest_once(spark: SparkSession, storage: DeltaStorage, cfg: HarvestConfig, name: str) -> None:
+    shutil.rmtree(cfg.table_path, ignore_errors=True)
+    if name == "broken":
+        run_broken(cfg, lambda: (spark, storage), lambda _, path: shutil.rmtree(path, ignore_errors=True))
+    else:
+        run_fixed(cfg, lambda: (spark, storage))
+
+
+def bench_fetch(window_s: float = 60.0, calls_per_minute: int = 5) -> dict[str, Any]:
+    """8 single-page tickers through the real client against a server enforcing a real rolling window."""
+    from stockpipe.massive import ClientConfig, FetchStats, MassiveClient
+
+    tickers, first, last = SMALL
+    result: dict[str, Any] = {}
+    with FakeMassiveServer(calls_per_window=calls_per_minute, window_seconds=window_s) as server:
+        # The starter: one call per ticker, no pacing, `response.json()["results"]` on whatever comes back.
+        rows_before_crash, crashed_at = 0, None
+        for ticker in tickers:
+            response = requests.get(f"{server.base_url}/v2/aggs/ticker/{ticker}/range/1/minute/{first}/{last}",
+                                    params={"adjusted": "true", "sort": "asc", "limit": 50000}, timeout=10)
+            payload = response.json()
+            if "results" not in payload:
+                crashed_at = ticker
+                break
+            rows_before_crash += len(payload["results"])
+        result["starter"] = {"crashed_at": crashed_at, "status": response.status_code,
+                             "tickers_before_crash": tickers.index(crashed_at) if crashed_at else len(tickers)}
+    with FakeMassiveServer(calls_per_window=calls_per_minute, window_seconds=window_s) as server:
+        client = MassiveClient(ClientConfig(base_url=server.base_url, calls_per_minute=calls_per_minute,
+                                            window_seconds=window_s))
+        stats = [FetchStats(t) for t in tickers]
+        wall, _ = timed(lambda: [list(client.iter_pages(t, first, last, s)) for t, s in zip(tickers, stats,
+                                                                                          strict=True)])
+        calls_needed = len(tickers)
+        result["client"] = {
+            "wall_s": wall, "floor_s": floor_seconds(calls_needed, calls_per_minute, window_s),
+            "calls": sum(s.calls for s in stats), "calls_needed": calls_needed,
+            "http_429": sum(s.http_429 for s in stats), "server_429": sum(1 for e in server.log if e.status == 429),
+        }
+        result["client"]["ratio"] = result["client"]["wall_s"] / result["client"]["floor_s"]
+        # What public fixes do: a fixed 13 s sleep between calls.
+        result["fixed_sleep_13s_s"] = 13.0 * (calls_needed - 1)
+    return result
+
+
+def bench_scaling(spark: SparkSession, storage: DeltaStorage, root: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    out = []
+    first, last = SMALL[1], SMALL[2]
+    for count in sizes:
+        path = str(root / f"scale_{count}")
+        cfg = HarvestConfig(tickers=tuple(synthetic_tickers(count)), date_from=first, date_to=last, table_path=path,
+                            landing_path=default_landing_path(path), show_progress=False)
+        wall, report = timed(lambda c=cfg: run_fixed(c, lambda: (spark, storage)))
+        rows = sum(t.rows_written for t in report.tickers)
+        out.append({"tickers": count, "rows": rows, "wall_s": wall, "rows_per_s": rows / wall,
+                    "seconds": report.seconds, "partitions": report.partitions_written})
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(default_landing_path(path), ignore_errors=True)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------------------------
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _md_table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(results: dict[str, Any]) -> str:
+    md = [f"# Benchmark results\n\nProduced by `make bench` on {results['machine']}, engine {results['engine']}, "
+          f"{results['started']}. Times are medians of {results['repeat']} runs unless a row says n=1.\n"]
+    if "broken_vs_fixed" in results:
+        b, f = results["broken_vs_fixed"]["broken"], results["broken_vs_fixed"]["fixed"]
+        rows = [
+            ["tickers in the table", ", ".join(b["tickers"]), f"{len(f['tickers'])} (all)", ""],
+            ["rows", f"{b['rows']:,}", f"{f['rows']:,}", _fmt(f["rows"] / b["rows"])],
+            ["partition directories on disk", f"{b['partition_dirs_on_disk']:,}", f"{f['partition_dirs_on_disk']:,}",
+             _fmt(f["partition_dirs_on_disk"] / b["partition_dirs_on_disk"], 4)],
+            ["live partitions", f"{b['live_partitions']:,}", f"{f['live_partitions']:,}",
+             _fmt(f["live_partitions"] / b["live_partitions"], 4)],
+            ["parquet files on disk", f"{b['files_on_disk']:,}", f"{f['files_on_disk']:,}",
+             _fmt(f["files_on_disk"] / b["files_on_disk"], 4)],
+            ["bytes on disk", f"{b['bytes_on_disk']:,}", f"{f['bytes_on_disk']:,}",
+             _fmt(f["bytes_on_disk"] / b["bytes_on_disk"])],
+            ["transform + write time (s)", _fmt(b["write_s"]), _fmt(f["write_s"]), _fmt(f["write_s"] / b["write_s"])],
+        ]
+        for q in b["queries"]:
+            rows.append([f"query: {q} (JPM), s", _fmt(b["queries"][q], 3), _fmt(f["queries"][q], 3),
+                         _fmt(f["queries"][q] / b["queries"][q])])
+            rows.append([f"files read: {q}", b["files_read"][q], f["files_read"][q], ""])
+        md += ["## 1. Broken vs fixed harvester, same sample data (8 tickers x 5 trading days)\n",
+               _md_table(["", "broken", "fixed", "fixed / broken"], rows), ""]
+    if "layouts" in results:
+        rows = []
+        for r in results["layouts"]:
+            q = r["queries"]
+            rows.append([r["size"], r["layout"], r["note"] or (f"{r['partitions']:,}" if r["partitions"] else "-"),
+                         f"{r['files']:,}" if r["files"] is not None else "-",
+                         _fmt(r["bytes"] / r["files"] / 1024, 1) if r.get("files") else "-",
+                         (_fmt(r["write_s"]) + (f" (n={r['write_runs']})" if r["write_runs"] == 1 else ""))
+                         if r["write_s"] is not None else "-",
+                         *[f"{_fmt(q.get(n), 3)} ({r['files_read'].get(n, '-')})" for n in
+                           ("one ticker, one day", "all tickers, one day", "one ticker, all days")]])
+        md += ["## 2. Layouts\n",
+               "Query cells: median seconds (files read by the scan).\n",
+               _md_table(["size", "layout", "partitions", "files", "avg file KiB", "write s",
+                          "one ticker, one day", "all tickers, one day", "one ticker, all days"], rows),
+               "\n![layouts](layouts.png)\n"]
+    if "fetch" in results:
+        c, s = results["fetch"]["client"], results["fetch"]["starter"]
+        md += ["## 3. Fetch against a real 5 calls / 60 s window (8 single-page tickers, loopback server)\n",
+               _md_table(["", "value"], [
+                   ["our client: wall time (s)", _fmt(c["wall_s"])],
+                   ["floor (s): full windows after the first burst", _fmt(c["floor_s"])],
+                   ["wall / floor", _fmt(c["ratio"], 3)],
+                   ["calls made / calls needed", f"{c['calls']} / {c['calls_needed']}"],
+                   ["429s received", c["http_429"]],
+                   ["a fixed 13 s sleep between calls (public fixes), s", _fmt(results["fetch"]["fixed_sleep_13s_s"])],
+                   ["the starter's unpaced loop", f"crashed at {s['crashed_at']} (HTTP {s['status']}) after "
+                    f"{s['tickers_before_crash']} tickers" if s["crashed_at"] else "did not crash"],
+               ]), ""]
+    if "scaling" in results:
+        rows = [[r["tickers"], f"{r['rows']:,}", f"{r['partitions']:,}", _fmt(r["wall_s"]), f"{r['rows_per_s']:,.0f}",
+                 ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())] for r in results["scaling"]]
+        md += ["## 4. End to end as tickers grow (5 trading days, sample source unpaced, n=1)\n",
+               _md_table(["tickers", "rows", "partitions", "wall s", "rows / s", "phases (s)"], rows),
+               "\n![scaling](scaling.png)\n"]
+    return "\n".join(md)
+
+
+def charts(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "layouts" in results:
+        measured = [r for r in results["layouts"] if r["files"]]
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        labels = [f"{r['size']}\n{r['layout']}" for r in measured]
+        axes[0].barh(labels, [r["files"] for r in measured], color="#4c72b0")
+        axes[0].set_xscale("log")
+        axes[0].set_xlabel("files in the table (log)")
+        axes[1].barh(labels, [r["queries"]["one ticker, one day"] for r in measured], color="#dd8452")
+        axes[1].set_xlabel("one ticker, one day: median s")
+        axes[1].set_yticklabels([])
+        fig.tight_layout()
+        fig.savefig(out / "layouts.png", dpi=100)
+        plt.close(fig)
+    if "scaling" in results:
+        fig, axis = plt.subplots(figsize=(6, 3.6))
+        xs = [r["tickers"] for r in results["scaling"]]
+        axis.plot(xs, [r["rows_per_s"] for r in results["scaling"]], marker="o")
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("tickers (5 trading days)")
+        axis.set_ylabel("rows / second, end to end")
+        fig.tight_layout()
+        fig.savefig(out / "scaling.png", dpi=100)
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench_results", help="results folder [bench_results]")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timed step [3]")
+    parser.add_argument("--only", choices=("broken_vs_fixed", "layouts", "fetch", "scaling"), action="append")
+    parser.add_argument("--large-tickers", type=int, default=500)
+    parser.add_argument("--scaling", default="8,64,512", help="ticker counts for section 4 [8,64,512]")
+    args = parser.parse_args(argv)
+    setup_logging(False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling"))
+    info = build_session("bench", master="local[*]")
+    spark = info.spark
+    storage, why = choose_engine(spark, "auto")
+    import os
+    import platform
+
+    results: dict[str, Any] = {"engine": storage.name, "repeat": args.repeat,
+                               "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+                                          f"Spark {spark.version}",
+                               "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    previous = out / "results.json"
+    if args.only and previous.exists():
+        results = {**json.loads(previous.read_text()), **{k: results[k] for k in ("engine", "repeat", "machine",
+                                                                                   "started")}}
+    with tempfile.TemporaryDirectory(prefix="stocks-bench-") as tmp:
+        root = Path(tmp)
+        if "fetch" in sections:
+            print("fetch: 8 tickers through a real 5/min window (about a minute)...", file=sys.stderr)
+            results["fetch"] = bench_fetch()
+        if "broken_vs_fixed" in sections:
+            print("broken vs fixed harvester...", file=sys.stderr)
+            results["broken_vs_fixed"] = bench_broken_vs_fixed(spark, storage, root, args.repeat)
+        if "layouts" in sections:
+            layouts = []
+            sizes = [("8 x 5", list(SMALL[0]), SMALL[1], SMALL[2], args.repeat),
+                     (f"{args.large_tickers} x 20", synthetic_tickers(args.large_tickers), *LARGE_DAYS, 1)]
+            for size, tickers, first, last, write_repeat in sizes:
+                print(f"layouts at {size}...", file=sys.stderr)
+                silver = synthetic_bars(spark, tickers, first, last).cache()
+                silver.count()
+                days = trading_days(first, last)
+                names = ["partitioned by (ticker, trade_date)", "partitioned by trade_date + Z-ORDER(ticker)",
+                         "liquid clustering (ticker, trade_date)"]
+                if size == "8 x 5":
+                    names.append("broken: (ticker, minute), all tickers")
+                for name in names:
+                    layouts.append(measure_layout(storage, silver, root, size, name, tickers, days, args.repeat,
+                                                  write_repeat).__dict__)
+                silver.unpersist()
+            results["layouts"] = layouts
+        if "scaling" in sections:
+            print("end-to-end scaling...", file=sys.stderr)
+            results["scaling"] = bench_scaling(spark, storage, root, [int(x) for x in args.scaling.split(",")])
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    charts(results, out)
+    (out / "results.md").write_text(render(results))
+    print(render(results))
+    print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}, charts in {out}", file=sys.stderr)
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
