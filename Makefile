@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_RANGE := --from 2024-01-08 --to 2024-01-12
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench evidence lint clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,19 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m stockpipe.bench
+
+# The outputs analysis.md quotes, regenerated from scratch on sample data (about 3 minutes).
+EVIDENCE := docs/evidence
+evidence: $(STAMP)
+	rm -rf delta_tables && mkdir -p $(EVIDENCE)
+	$(BIN)/python broken_stock_harvester.py --source sample $(DEMO_RANGE) > $(EVIDENCE)/broken.txt
+	$(BIN)/python fixed_stock_harvester.py --source sample $(DEMO_RANGE) > $(EVIDENCE)/fixed.txt
+	$(BIN)/python fixed_stock_harvester.py --source sample $(DEMO_RANGE) > $(EVIDENCE)/fixed_rerun.txt
+	$(BIN)/python maintenance.py --json $(EVIDENCE)/maintenance_fixed.json \
+		--chart $(EVIDENCE)/maintenance_fixed.png > $(EVIDENCE)/maintenance_fixed.txt
+	$(BIN)/python maintenance.py --table-path delta_tables/stocks_raw \
+		--chart $(EVIDENCE)/maintenance_broken.png > $(EVIDENCE)/maintenance_broken.txt
+	$(BIN)/python external_table.py > $(EVIDENCE)/external_table.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

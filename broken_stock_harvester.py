@@ -11,8 +11,6 @@ waited out, pages are followed, volume is a double. It deletes its own table fol
 
 from __future__ import annotations
 
-import sys
-
 import databricks_utils as du
 from stockpipe import cli
 from stockpipe.harvest import build_config, run_broken
@@ -37,6 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    du.stop_spark_if_local(du.active_session())
-    sys.exit(code)
+    du.run_as_script(main)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from pyspark.sql import SparkSession
 
@@ -33,7 +36,11 @@ def get_spark(app_name: str = "stocks", *, want_delta_spark: bool = True, wareho
     """The session to use; logs one line saying whether Delta comes from delta-spark and why."""
     global _last_session
     _last_session = build_session(app_name, want_delta_spark=want_delta_spark, warehouse=warehouse)
-    log.info("spark %s: %s", _last_session.spark.version, _last_session.reason)
+    line = f"spark {_last_session.spark.version}: {_last_session.reason}"
+    if logging.getLogger().handlers:
+        log.info("%s", line)
+    else:  # called from a notebook or `python -c` without logging set up: still say which engine and why
+        print(line, file=sys.stderr)
     return _last_session.spark
 
 
@@ -92,6 +99,8 @@ def _dbutils(spark: SparkSession):  # -> pyspark.dbutils.DBUtils, only importabl
     return DBUtils(spark)
 
 
-def active_session() -> SparkSession | None:
-    """The session a script built, if any (None when it failed before needing Spark)."""
-    return SparkSession.getActiveSession()
+def run_as_script(main: Callable[[], int]) -> NoReturn:
+    """Run a script's main(), stop the session it built (locally only) and exit with main's code."""
+    code = main()
+    stop_spark_if_local(SparkSession.getActiveSession())
+    sys.exit(code)

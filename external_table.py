@@ -8,8 +8,6 @@ stay). Locally with delta-rs: the assignment's temporary view.
 
 from __future__ import annotations
 
-import sys
-
 import databricks_utils as du
 from stockpipe import cli
 from stockpipe.external import (
@@ -75,6 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    du.stop_spark_if_local(du.active_session())
-    sys.exit(code)
+    du.run_as_script(main)

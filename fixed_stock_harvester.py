@@ -49,6 +49,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    du.stop_spark_if_local(du.active_session())
-    sys.exit(code)
+    du.run_as_script(main)

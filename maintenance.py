@@ -8,7 +8,6 @@ changes or the path is not a Delta table.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import databricks_utils as du
@@ -53,6 +52,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    du.stop_spark_if_local(du.active_session())
-    sys.exit(code)
+    du.run_as_script(main)

@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from stockpipe.massive import Page
 
@@ -81,8 +82,9 @@ class FetchWriter:
         self.fetch = fetch
         self._count = len(fetch.pages())
 
-    def add(self, page: Page, cursor: str | None = None) -> Path:
+    def add(self, page: Page) -> Path:
         self._count += 1
+        cursor = parse_qs(urlsplit(page.url).query).get("cursor", [None])[0]
         page_path = self.fetch.path / f"page-{self._count:05d}.json"
         meta = {
             "ticker": self.fetch.ticker,

@@ -287,3 +287,23 @@ def test_the_key_appears_in_nothing_a_run_writes_or_prints(tmp_path, capsys, mon
     written = [p for p in Path(tmp_path).rglob("*") if p.is_file()]
     assert len(written) > 10
     assert not [p for p in written if KEY.encode() in p.read_bytes()]
+
+
+def test_landed_pages_carry_request_metadata_and_follow_up_cursors(tmp_path, clock, spark):
+    import json
+
+    from stockpipe.landing import LandingZone
+
+    with FakeMassiveServer(api_key=KEY) as server:
+        from stockpipe.harvest import fetch_ticker
+        from stockpipe.massive import ClientConfig, MassiveClient
+
+        client = MassiveClient(ClientConfig(base_url=server.base_url, api_key=KEY, calls_per_minute=None,
+                                            page_limit=1000), clock=clock, sleep=clock.sleep)
+        landing = LandingZone(tmp_path / "landing")
+        result = fetch_ticker(client, landing, "AAPL", [MONDAY, FRIDAY], FRIDAY + dt.timedelta(days=3), False)
+    fetch = next(iter(result.assignment.values()))
+    metas = [json.loads(p.with_suffix(".meta.json").read_text()) for p in fetch.pages()]
+    assert len(metas) == 3 and metas[0]["cursor"] is None and all(m["cursor"] for m in metas[1:])
+    assert all(m["request_id"] and m["ticker"] == "AAPL" and m["from"] == "2024-01-08" for m in metas)
+    assert all(KEY not in json.dumps(m) for m in metas)
