@@ -137,11 +137,15 @@ def pruning_demo(spark: SparkSession, name: str, ticker: str, day: str, files_in
 
 
 def scan_files_read(frame) -> int | None:
-    """Run the frame (AQE paused so the plan exposes its scan) and return how many files the scan read."""
+    """Run the frame (AQE paused so the plan exposes its scan) and return how many files the scan read.
+
+    A fresh plan every time: a scan node computes its file list once, so a second run of the same plan reports 0.
+    """
     spark = frame.sparkSession
     previous = spark.conf.get("spark.sql.adaptive.enabled", "true")
     spark.conf.set("spark.sql.adaptive.enabled", "false")
     try:
+        frame = frame.select("*")
         frame.collect()
         return _scan_metrics(frame)[0]
     finally:

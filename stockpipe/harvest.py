@@ -89,29 +89,21 @@ def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterato
     """The same client for both sources; the sample source is a loopback server started for this run."""
     on_wait = progress.waiting if progress else None
     sleep = cfg.sleep or (progress.sleep if progress else time.sleep)
-    timing = {"clock": cfg.clock or time.monotonic, "sleep": sleep, "on_wait": on_wait}
-    limits = {"read_timeout": cfg.read_timeout, "max_attempts": cfg.max_attempts}
-    if cfg.source == "sample":
-        with FakeMassiveServer() as server:
-            client = MassiveClient(
-                ClientConfig(base_url=server.base_url, calls_per_minute=cfg.calls_per_minute, **limits), **timing
-            )
-            try:
-                yield client
-            finally:
-                client.close()
-        return
-    if not cfg.api_key:
-        raise UsageError("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
-    client = MassiveClient(
-        ClientConfig(base_url=cfg.base_url, api_key=cfg.api_key, calls_per_minute=cfg.calls_per_minute or 5,
-                     **limits),
-        **timing,
-    )
-    try:
+    with contextlib.ExitStack() as stack:
+        if cfg.source == "sample":
+            server = stack.enter_context(FakeMassiveServer())
+            base_url, api_key, calls_per_minute = server.base_url, "", cfg.calls_per_minute
+        elif not cfg.api_key:
+            raise UsageError("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
+        else:
+            base_url, api_key, calls_per_minute = cfg.base_url, cfg.api_key, cfg.calls_per_minute or 5
+        client = MassiveClient(
+            ClientConfig(base_url=base_url, api_key=api_key, calls_per_minute=calls_per_minute,
+                         read_timeout=cfg.read_timeout, max_attempts=cfg.max_attempts),
+            clock=cfg.clock or time.monotonic, sleep=sleep, on_wait=on_wait,
+        )
+        stack.callback(client.close)
         yield client
-    finally:
-        client.close()
 
 
 def fetch_ticker(

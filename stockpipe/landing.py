@@ -2,7 +2,7 @@
 
 Layout, one folder per fetch of one ticker's date range:
 
-    <landing>/ticker=AAPL/fetch=2024-01-08_2024-01-12_20261122T014700123456Z_4242/
+    <landing>/ticker=AAPL/fetch=2024-01-08_2024-01-12_20261122T014700123456Z_4242-9f86d081/
         page-00001.json        the response body, byte for byte
         page-00001.meta.json   ticker, range, url (never the key: auth travels in a header), request_id, fetched_at
         _complete.json         written last: the fetch finished; final_through = last day that was already over
@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from stockpipe.massive import Page
 
-_FETCH_DIR = re.compile(r"^fetch=(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})_(\d{8}T\d{12}Z)_(\d+)$")
+_FETCH_DIR = re.compile(r"^fetch=(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})_(\d{8}T\d{12}Z)_(\d+)-[0-9a-f]{8}$")
 COMPLETE_MARKER = "_complete.json"
 
 
@@ -153,7 +154,8 @@ class LandingZone:
 
     def new_fetch(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter:
         now = dt.datetime.now(dt.timezone.utc)
-        name = f"fetch={date_from}_{date_to}_{now.strftime('%Y%m%dT%H%M%S%fZ')}_{os.getpid()}"
+        # pid and a random token: two harvesters (or threads) starting in the same microsecond never share a folder.
+        name = f"fetch={date_from}_{date_to}_{now.strftime('%Y%m%dT%H%M%S%fZ')}_{os.getpid()}-{secrets.token_hex(4)}"
         path = self.ticker_dir(ticker) / name
         path.mkdir(parents=True, exist_ok=False)
         return FetchWriter(LandedFetch(ticker, path, date_from, date_to, now, False, None))

@@ -207,7 +207,7 @@ def test_two_writers_on_the_same_partitions_leave_one_consistent_table(spark, tm
     for thread in threads:
         thread.join(timeout=240)
     assert len(results) == 2
-    assert all(not isinstance(r, BaseException) or "concurrent" in str(r).lower() for r in results)
+    assert all(not isinstance(r, BaseException) or "concurrent" in str(r).lower() for r in results), results
     assert every_bar_once(spark, path, ("AAPL", "MSFT"))
 
 
