@@ -18,13 +18,12 @@ from typing import NoReturn
 from pyspark.sql import SparkSession
 
 from stockpipe.errors import PipelineError
-from stockpipe.session import SessionInfo, build_session
+from stockpipe.session import build_session
 from stockpipe.session import is_databricks as _is_databricks
 
 log = logging.getLogger("databricks_utils")
 
 LOCAL_BASE = Path(os.environ.get("STOCKS_LOCAL_BASE", "delta_tables"))
-_last_session: SessionInfo | None = None
 
 
 def is_databricks() -> bool:
@@ -34,18 +33,13 @@ def is_databricks() -> bool:
 
 def get_spark(app_name: str = "stocks", *, want_delta_spark: bool = True, warehouse: str | None = None) -> SparkSession:
     """The session to use; logs one line saying whether Delta comes from delta-spark and why."""
-    global _last_session
-    _last_session = build_session(app_name, want_delta_spark=want_delta_spark, warehouse=warehouse)
-    line = f"spark {_last_session.spark.version}: {_last_session.reason}"
+    session = build_session(app_name, want_delta_spark=want_delta_spark, warehouse=warehouse)
+    line = f"spark {session.spark.version}: {session.reason}"
     if logging.getLogger().handlers:
         log.info("%s", line)
     else:  # called from a notebook or `python -c` without logging set up: still say which engine and why
         print(line, file=sys.stderr)
-    return _last_session.spark
-
-
-def session_reason() -> str:
-    return _last_session.reason if _last_session else "no session built yet"
+    return session.spark
 
 
 def get_base_path(subdir: str = "") -> str:

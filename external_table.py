@@ -18,7 +18,7 @@ from stockpipe.external import (
     register_unity_catalog,
 )
 from stockpipe.reports import render_external
-from stockpipe.storage import open_storage, require_delta_log
+from stockpipe.storage import open_storage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = parser.parse_args(argv)
         cli.setup_logging(args.verbose)
-        path = cli.table_path_or_default(args.table_path, lambda: du.get_base_path("stocks_fixed"))
-        require_delta_log(path)
+        path = cli.existing_table_path(args.table_path, du.get_base_path)
         location = args.location or path
         for flag, value in (("--catalog", args.catalog), ("--schema", args.schema), ("--name", args.name)):
             from stockpipe.external import identifier

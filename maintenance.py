@@ -14,7 +14,7 @@ import databricks_utils as du
 from stockpipe import cli
 from stockpipe.health import run_maintenance, write_chart
 from stockpipe.reports import render_maintenance
-from stockpipe.storage import open_storage, require_delta_log
+from stockpipe.storage import open_storage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = parser.parse_args(argv)
         cli.setup_logging(args.verbose)
-        path = cli.table_path_or_default(args.table_path, lambda: du.get_base_path("stocks_fixed"))
-        require_delta_log(path)
+        path = cli.existing_table_path(args.table_path, du.get_base_path)
         zorder = [c.strip() for c in args.zorder_by.split(",") if c.strip()] if args.zorder_by is not None else []
         if args.retain_hours < 0:
             raise cli.UsageError("--retain-hours must be 0 or more")

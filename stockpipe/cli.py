@@ -82,6 +82,15 @@ def table_path_or_default(value: str | None, default: Callable[[], str], flag: s
     return validate_table_path(value, flag) if value is not None else default()
 
 
+def existing_table_path(value: str | None, base_path: Callable[[str], str]) -> str:
+    """--table-path of a table that must already exist (default: the fixed table), checked before Spark starts."""
+    from stockpipe.storage import require_delta_log
+
+    path = table_path_or_default(value, lambda: base_path("stocks_fixed"))
+    require_delta_log(path)
+    return path
+
+
 def api_key_from_env() -> str | None:
     for name in API_KEY_VARIABLES:
         value = os.environ.get(name, "").strip()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 
-from stockpipe.errors import PipelineError, UsageError
+from stockpipe.errors import UsageError
 from stockpipe.storage import DeltaStorage
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -168,8 +168,3 @@ def _scan_metrics(frame) -> tuple[int | None, str]:
     except Exception:  # noqa: BLE001 - plan internals differ across runtimes (Photon); the count still stands
         return None, ""
     return None, ""
-
-
-def require_same_rows(expected: int, actual: int) -> None:
-    if expected != actual:
-        raise PipelineError(f"the name shows {actual:,} rows but the table holds {expected:,}")

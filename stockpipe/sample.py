@@ -23,7 +23,6 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -371,10 +370,3 @@ def _too_many(request_id: str) -> dict[str, str]:
 
 def http_date(seconds_from_now: float) -> str:
     return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
-
-
-def iter_days(date_from: dt.date, date_to: dt.date) -> Iterator[dt.date]:
-    day = date_from
-    while day <= date_to:
-        yield day
-        day += dt.timedelta(days=1)
