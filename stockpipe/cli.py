@@ -250,7 +250,10 @@ class Progress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="ticker", file=sys.stderr, leave=False, dynamic_ncols=True)
+            # tqdm's own ETA extrapolates from past speed, which a rate-limit wait makes meaningless: the postfix
+            # shows the limiter's exact ETA instead.
+            self._bar = tqdm(total=total, unit="ticker", file=sys.stderr, leave=False, dynamic_ncols=True,
+                             bar_format="{desc}: {n_fmt}/{total_fmt} tickers |{bar}| {elapsed}{postfix}")
 
     def remaining(self) -> int:
         return self.total - self.done
