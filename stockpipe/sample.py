@@ -255,6 +255,9 @@ class FakeMassiveServer:
 
         def reply(code: int, payload: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None):
             body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
+            # Logged before the response leaves: once a client has its answer, the log already shows the call.
+            with self._lock:
+                self.log.append(ServerLog(parts.path, parts.query, authorization, code, now))
             request.send_response(code)
             request.send_header("Content-Type", "application/json")
             request.send_header("Content-Length", str(len(body)))
@@ -262,8 +265,6 @@ class FakeMassiveServer:
                 request.send_header(name, value)
             request.end_headers()
             request.wfile.write(body)
-            with self._lock:
-                self.log.append(ServerLog(parts.path, parts.query, authorization, code, now))
 
         request_id = uuid.UUID(int=self._rng.getrandbits(128)).hex
         match = _AGGS_PATH.match(parts.path)
@@ -310,6 +311,8 @@ class FakeMassiveServer:
         elif kind == "status_error":
             reply(200, {"status": "ERROR", "request_id": request_id, "error": "internal failure"})
         elif kind == "reset":
+            with self._lock:  # status 0: the call arrived and was answered with a dropped connection
+                self.log.append(ServerLog(request.path, "", request.headers.get("Authorization"), 0, time.monotonic()))
             request.close_connection = True
             request.connection.shutdown(2)
         elif kind == "delay":
