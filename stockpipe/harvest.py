@@ -185,10 +185,13 @@ def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date]) -> 
         return results, fetcher.key_error
 
 
-def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch], days: list[dt.date]) -> tuple[DataFrame, dict]:
+def landed_bars(
+    spark: SparkSession, fetched: dict[str, TickerFetch], days: list[dt.date]
+) -> tuple[DataFrame, dict[str, int], DataFrame]:
     """Bars of the requested days, each from the one landed fetch assigned to its day, with trade_ts/trade_date.
 
-    Returns the bars and, per ticker, how many landed bars fell outside the requested days (counted, not hidden).
+    Returns the bars; per ticker, how many landed bars fell outside the requested days (counted, not hidden); and
+    the cached frame behind both, for the caller to unpersist when done.
     """
     files: list[str] = []
     assignment_rows = []
@@ -208,7 +211,7 @@ def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch], days: list
         .groupBy("ticker").count().collect()
     )
     kept = marked.filter(F.col("assigned").isNotNull()).drop("assigned")
-    return kept, {row["ticker"]: row["count"] for row in outside}
+    return kept, {row["ticker"]: row["count"] for row in outside}, marked
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -264,7 +267,7 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     by_ticker = {t.ticker: t for t in report.tickers}
     _check_layout(storage, cfg)
 
-    kept, outside = landed_bars(spark, fetched, days)
+    kept, outside, cached = landed_bars(spark, fetched, days)
     bounds = session_bounds(spark, days)
     per_ticker_before = {r["ticker"]: r["count"] for r in kept.groupBy("ticker").count().collect()}
     silver = (
@@ -306,10 +309,11 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
             cluster_by=PARTITION_COLUMNS if cfg.layout == "clustered" else (),
             replace=replace,
         )
-        last = storage.history(cfg.table_path)[-1]
+        last = storage.history(cfg.table_path, limit=1)[-1]
         report.files_written = added_files(last.metrics)
         report.partitions_written = sum(t.partitions for t in report.tickers)
     silver.unpersist()
+    cached.unpersist()
     report.seconds["write"] = time.monotonic() - transformed_at
     if key_error is not None:
         # The tickers fetched before the key was refused are stored; the run still fails loudly.
@@ -415,12 +419,13 @@ def run_broken(
             fetched[ticker] = one = fetcher.fetch(ticker)
             if one.failed:
                 continue
-            bars, _ = landed_bars(spark, {ticker: one}, days)
+            bars, _, cached = landed_bars(spark, {ticker: one}, days)
             # BUG 1: mode("overwrite") inside the loop: each ticker replaces the whole table.
             # BUG 2: partitioned by (ticker, minute): one folder and one tiny file per bar.
             # BUG 3: to_broken keeps only timestamp_ms: no date or timestamp column to filter on.
             storage.write(bars.transform(to_broken), cfg.table_path, mode="overwrite",
                           partition_by=BROKEN_PARTITION_COLUMNS)
+            cached.unpersist()
             log.info("%s: written with mode=overwrite (replacing every earlier ticker)", ticker)
     if fetcher.key_error is not None and not storage.is_delta(cfg.table_path):
         raise fetcher.key_error

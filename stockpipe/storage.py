@@ -216,7 +216,8 @@ class DeltaStorage(ABC):
         this call only. Returns the number of files deleted."""
 
     @abstractmethod
-    def history(self, path: str) -> list[HistoryEntry]: ...
+    def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
+        """Commits oldest first; `limit` keeps only the newest ones (a long-lived table has thousands)."""
 
     @abstractmethod
     def detail(self, path: str) -> TableDetail: ...
@@ -316,9 +317,9 @@ class DeltaRsStorage(DeltaStorage):
         )
         return len(deleted)
 
-    def history(self, path: str) -> list[HistoryEntry]:
+    def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
         entries = []
-        for item in self._table(path).history():
+        for item in self._table(path).history(limit):
             entries.append(
                 HistoryEntry(
                     version=int(item["version"]),
@@ -457,8 +458,9 @@ class DeltaSparkStorage(DeltaStorage):
             return -1
         return before - self.files_on_disk(path)
 
-    def history(self, path: str) -> list[HistoryEntry]:
-        rows = self._delta_table(path).history().collect()
+    def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
+        table = self._delta_table(path)
+        rows = (table.history(limit) if limit else table.history()).collect()
         entries = [
             HistoryEntry(
                 version=int(row["version"]),

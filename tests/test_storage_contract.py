@@ -126,6 +126,7 @@ def test_history_lists_each_operation(spark, storage, tmp_path):
     assert [h.version for h in history] == [0, 1, 2, 3]
     assert [h.operation for h in history] == ["WRITE", "WRITE", "WRITE", "OPTIMIZE"]
     assert history[1].parameters.get("predicate") and history[3].metrics
+    assert [h.version for h in storage.history(path, limit=1)] == [3]
     assert all(isinstance(h.timestamp, dt.datetime) for h in history)
 
 
