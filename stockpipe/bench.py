@@ -16,6 +16,8 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
+import platform
 import shutil
 import statistics
 import sys
@@ -36,7 +38,7 @@ from stockpipe.cli import setup_logging
 from stockpipe.external import scan_files_read
 from stockpipe.harvest import HarvestConfig, count_partition_dirs, fetch_all, run_broken, run_fixed
 from stockpipe.landing import LandingZone, default_landing_path
-from stockpipe.market_calendar import trading_days
+from stockpipe.market_calendar import NEW_YORK, trading_days
 from stockpipe.massive import floor_seconds
 from stockpipe.sample import FakeMassiveServer, range_bars
 from stockpipe.session import build_session
@@ -111,17 +113,11 @@ def _run_query(storage: DeltaStorage, path: str, where: ReplacePredicate, broken
         frame = storage.read(path, ReplacePredicate(tuple(ticker_clause)) if ticker_clause else None)
         if day_clause:
             day = day_clause[0][0]
-            start = int(dt.datetime.combine(day, dt.time(4), tzinfo=_ny()).timestamp() * 1000)
+            start = int(dt.datetime.combine(day, dt.time(4), tzinfo=NEW_YORK).timestamp() * 1000)
             frame = frame.filter((F.col("timestamp_ms") >= start) & (F.col("timestamp_ms") < start + 16 * 3600_000))
     else:
         frame = storage.read(path, where)
     return frame.agg(F.count(F.lit(1)).alias("bars"), F.sum("volume").alias("volume"))
-
-
-def _ny():
-    from stockpipe.market_calendar import NEW_YORK
-
-    return NEW_YORK
 
 
 @dataclass
@@ -404,9 +400,6 @@ def main(argv: list[str] | None = None) -> int:
     info = build_session("bench", master="local[*]")
     spark = info.spark
     storage, why = choose_engine(spark, "auto")
-    import os
-    import platform
-
     results: dict[str, Any] = {"engine": storage.name, "repeat": args.repeat,
                                "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
                                           f"Spark {spark.version}",

@@ -17,6 +17,7 @@ from typing import Any
 from stockpipe import DEFAULT_TICKERS
 from stockpipe.errors import PipelineError, UsageError
 from stockpipe.market_calendar import new_york_today
+from stockpipe.massive import redact
 
 log = logging.getLogger("stockpipe")
 
@@ -183,15 +184,13 @@ def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run(main: Callable[[], int], secrets: Callable[[], Sequence[str]] = lambda: ()) -> int:
+def run(main: Callable[[], int]) -> int:
     """Map user-facing failures to one line on stderr and an exit code; tracebacks are for bugs only."""
     try:
         return main()
     except PipelineError as exc:
-        message = str(exc)
-        for secret in [*secrets(), api_key_from_env() or ""]:
-            if secret:
-                message = message.replace(secret, "***")
+        # The client already redacts at the source; the environment's key is masked once more here.
+        message = redact(str(exc), api_key_from_env() or "")
         print(f"error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -241,10 +240,11 @@ class Progress:
     """Fetch progress. On a terminal, a tqdm bar whose postfix counts down rate-limit waits with an ETA; elsewhere
     (CI logs, Databricks jobs) one log line per wait longer than a second."""
 
-    def __init__(self, total: int, eta: Callable[[int], float], enabled: bool = True) -> None:
+    def __init__(self, total: int, enabled: bool = True) -> None:
         self.total = total
         self.done = 0
-        self._eta = eta
+        # Seconds until n more calls can be made; the client's limiter sets it once the client exists.
+        self.eta: Callable[[int], float] = lambda remaining: 0.0
         self._bar = None
         self._started = time.monotonic()
         if enabled and sys.stderr.isatty():
@@ -261,7 +261,7 @@ class Progress:
     def waiting(self, seconds: float, reason: str) -> None:
         if seconds < 1:
             return
-        eta = self._eta(self.remaining())
+        eta = self.eta(self.remaining())
         if self._bar is not None:
             self._bar.set_postfix_str(f"waiting {seconds:.0f}s ({reason}); ETA {eta:.0f}s")
         else:
@@ -272,7 +272,7 @@ class Progress:
         left = seconds
         while left > 0:
             if self._bar is not None:
-                self._bar.set_postfix_str(f"waiting {left:.0f}s (rate limit); ETA {self._eta(self.remaining()):.0f}s")
+                self._bar.set_postfix_str(f"waiting {left:.0f}s (rate limit); ETA {self.eta(self.remaining()):.0f}s")
             step = min(1.0, left)
             time.sleep(step)
             left -= step

@@ -151,9 +151,9 @@ class Fetcher:
         self.today = cfg.today or new_york_today()
         self.key_error: KeyRejectedError | None = None
         self._stack = contextlib.ExitStack()
-        self.progress = Progress(len(cfg.tickers), eta=lambda n: 0.0, enabled=cfg.show_progress)
+        self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
         self.client = self._stack.enter_context(open_client(cfg, self.progress))
-        self.progress._eta = self.client.limiter.eta
+        self.progress.eta = self.client.limiter.eta
 
     def __enter__(self) -> Fetcher:
         return self
@@ -302,7 +302,7 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     if succeeded and days:
         replace = ReplacePredicate.of(ticker=succeeded, trade_date=days)
         report.table_version = storage.write(
-            silver.filter(replace.column()),
+            silver,  # already only the fetched tickers' requested days; the port refuses anything else
             cfg.table_path,
             mode="overwrite",
             partition_by=PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
@@ -365,9 +365,8 @@ def _check_layout(storage: DeltaStorage, cfg: HarvestConfig) -> None:
             f"--layout clustered needs liquid clustering (delta-spark 3.2+ or Databricks); the {storage.name} engine "
             "cannot create it. Landed pages are kept, so a rerun with --layout partitioned makes no new call"
         )
+    _refuse_foreign_folder(storage, cfg.table_path)
     if not storage.is_delta(cfg.table_path):
-        if Path(cfg.table_path).is_dir() and any(Path(cfg.table_path).iterdir()):
-            raise PipelineError(f"{cfg.table_path} exists, is not empty and is not a Delta table: not writing there")
         return
     detail = storage.detail(cfg.table_path)
     wanted = list(PARTITION_COLUMNS) if cfg.layout == "partitioned" else []
@@ -450,12 +449,12 @@ def run_broken(
 
 
 def _refuse_foreign_folder(storage: DeltaStorage, path: str) -> None:
-    """The starter deletes its table folder first; never let that delete a folder that is not a Delta table."""
+    """Never write into, or (like the starter) delete, a non-empty folder that is not a Delta table."""
     folder = Path(path)
     if "://" in path or not folder.exists():
         return
     if folder.is_dir() and any(folder.iterdir()) and not storage.is_delta(path):
-        raise PipelineError(f"{path} exists, is not empty and is not a Delta table: refusing to delete it")
+        raise PipelineError(f"{path} exists, is not empty and is not a Delta table: refusing to touch it")
 
 
 def count_partition_dirs(path: str) -> int:

@@ -146,3 +146,14 @@ def test_clustered_layout_is_refused_on_delta_rs(tmp_path, capsys, spark):
                                                     "delta-rs", *WEEK, "--table-path", str(tmp_path / "t")], capsys)
     assert code == 2 and "liquid clustering" in err
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("door", [broken_stock_harvester, fixed_stock_harvester], ids=["broken", "fixed"])
+def test_a_folder_that_is_not_a_delta_table_is_never_touched(door, tmp_path, capsys, spark):
+    foreign = tmp_path / "my_documents"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("irreplaceable")
+    code, _, err = run_door(door, ["--source", "sample", "--tickers", "AAPL", "--from", "2024-01-08", "--to",
+                                   "2024-01-08", "--table-path", str(foreign)], capsys)
+    assert code == 1 and "is not a Delta table: refusing to touch it" in err
+    assert [p.name for p in foreign.iterdir()] == ["thesis.txt"]
