@@ -21,18 +21,20 @@ from stockpipe.massive import redact
 
 log = logging.getLogger("stockpipe")
 
-# Exchange symbols: letters and digits with '.' or '-' classes (BRK.B, BF-B). Nothing path-like gets through.
-TICKER_PATTERN = re.compile(r"^[A-Z0-9](?:[A-Z0-9]|[.\-](?=[A-Z0-9])){0,11}$")
+# Exchange symbols: ASCII letters and digits with '.' or '-' classes (BRK.B, BF-B). Nothing path-like gets through.
+# Matched before any case change: str.upper() turns some non-ASCII letters into ASCII ("ß" -> "SS").
+TICKER_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|[.\-](?=[A-Za-z0-9])){0,11}")
 API_KEY_VARIABLES = ("MASSIVE_API_KEY", "POLYGON_API_KEY")
-ENGINES = ("auto", "spark", "delta-rs")
+# "delta-spark" is accepted too: it is the name every summary prints, so a user can pass it straight back.
+ENGINES = ("auto", "spark", "delta-spark", "delta-rs")
 
 
 def parse_tickers(text: str) -> tuple[str, ...]:
     tickers: list[str] = []
     for raw in text.split(","):
-        symbol = raw.strip().upper()
-        if not TICKER_PATTERN.match(symbol):
+        if not TICKER_PATTERN.fullmatch(raw.strip()):
             raise UsageError(f"--tickers: {raw.strip()!r} is not an exchange symbol (letters, digits, '.' or '-')")
+        symbol = raw.strip().upper()
         if symbol not in tickers:
             tickers.append(symbol)
     if not tickers:
@@ -126,7 +128,7 @@ def new_parser(description: str) -> argparse.ArgumentParser:
 def add_engine_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", choices=ENGINES, default="auto",
-        help="Delta engine: delta-spark (spark), delta-rs, or auto (delta-spark when its jars load) [auto]",
+        help="Delta engine: spark (delta-spark), delta-rs, or auto (delta-spark when its jars load) [auto]",
     )
 
 

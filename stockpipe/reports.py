@@ -58,11 +58,18 @@ def render_fixed(report: FixedReport) -> str:
     for t in report.tickers:
         if t.status == "FAILED":
             lines.append(f"FAILED {t.ticker}: {t.stats.error} (its partitions were left untouched)")
+        elif t.status == "partial":
+            lines.append(f"not in your plan: {t.ticker} {', '.join(map(str, t.not_in_plan))} ({t.plan_message}); "
+                         "the earlier days are stored")
         elif t.status == "no bars":
             lines.append(f"warning: {t.ticker} has no bars between {report.days[0] if report.days else '-'} and "
                          f"{report.days[-1] if report.days else '-'}")
     if not report.days:
         lines.append("warning: no NYSE trading day in the requested range; nothing to write")
+    if report.engine == "not started":
+        lines.append(f"Nothing to write to {report.table_path}: Spark was not started")
+        lines.append("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
+        return "\n".join(lines)
     lines += [
         f"Table {report.table_path}: version {report.table_version}, layout {report.layout}, engine {report.engine}",
         f"Partitions written: {report.partitions_written}, files written: {report.files_written}, "
@@ -104,7 +111,7 @@ def render_maintenance(report: MaintenanceReport) -> str:
     ]
     what = f"Z-ORDER BY ({', '.join(report.zorder_by)})" if report.zorder_by else "compaction"
     lines = [
-        f"Table {report.path} (engine {report.engine}, partitioned by {', '.join(b.partition_columns) or 'nothing'})",
+        f"Table {report.path} (engine {report.engine}, {_layout_text(b.partition_columns, b.clustering_columns)})",
         format_table(["metric", "before", "after"], rows, title="Health check: before and after maintenance"),
         "",
         f"OPTIMIZE ({what}): {report.optimize_seconds:.1f} s; metrics: "
@@ -156,3 +163,9 @@ def render_external(registration: Registration, daily_table: str, pruning: Pruni
         + (f"; PartitionFilters {pruning.partition_filters}" if pruning.partition_filters else "")
     )
     return "\n".join(lines)
+
+
+def _layout_text(partition_columns: list[str], clustering_columns: list[str]) -> str:
+    if clustering_columns:
+        return f"liquid clustering by ({', '.join(clustering_columns)})"
+    return f"partitioned by {', '.join(partition_columns) or 'nothing'}"

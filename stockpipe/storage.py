@@ -9,6 +9,7 @@ the interpreter at exit after one).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import random
@@ -30,8 +31,14 @@ from stockpipe.session import session_has_delta
 log = logging.getLogger(__name__)
 
 WriteMode = Literal["append", "overwrite"]
-EngineName = Literal["auto", "spark", "delta-rs"]
+EngineName = Literal["auto", "spark", "delta-spark", "delta-rs"]
 COMMIT_ATTEMPTS = 6
+DELTA_CONFLICT_MARKERS = (
+    "ConcurrentModificationException", "ConcurrentWriteException", "MetadataChangedException",
+    "ProtocolChangedException", "ConcurrentAppendException", "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException", "ConcurrentTransactionException", "DELTA_CONCURRENT_", "DELTA_PROTOCOL_CHANGED",
+    "DELTA_METADATA_CHANGED",
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,20 @@ class ReplacePredicate:
         for name, values in self.clauses:
             condition = condition & F.col(name).isin(*values)
         return condition
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Rows matching any of several replace predicates: tickers whose stored days differ (the plan refused today
+    for some) are replaced in one commit, each only on its own days."""
+
+    predicates: tuple[ReplacePredicate, ...]
+
+    def sql(self) -> str:
+        return " OR ".join(f"({p.sql()})" for p in self.predicates)
+
+    def column(self) -> Column:
+        return functools.reduce(lambda a, b: a | b, (p.column() for p in self.predicates))
 
 
 def _literal(value: Any) -> str:
@@ -108,6 +129,18 @@ class HistoryEntry:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def shape_for_write(df: DataFrame, partition_by: Sequence[str], cluster_by: Sequence[str]) -> DataFrame:
+    """One file per partition, whatever the shuffle settings: each Spark task writes one file into every partition
+    it holds rows of, so 8 shuffle partitions made 8 files per (ticker, trade_date) on delta-spark. Hashing on the
+    partition columns puts each partition's rows in one task. A clustered table gets contiguous key ranges instead,
+    so each file covers a narrow slice of the clustering keys before OPTIMIZE has run."""
+    if partition_by:
+        return df.repartition(*partition_by)
+    if cluster_by:
+        return df.repartitionByRange(*cluster_by)
+    return df
+
+
 def require_delta_log(path: str) -> None:
     """Fail before starting Spark when a local path plainly holds no Delta table (remote paths are checked later)."""
     if "://" in path or path.startswith(("dbfs:", "/Volumes/")):
@@ -140,7 +173,7 @@ class DeltaStorage(ABC):
         *,
         mode: WriteMode = "append",
         partition_by: Sequence[str] = (),
-        replace: ReplacePredicate | None = None,
+        replace: ReplacePredicate | AnyOf | None = None,
         cluster_by: Sequence[str] = (),
     ) -> int:
         """Write in one commit; return the new table version. `replace` overwrites only the rows it matches."""
@@ -154,6 +187,7 @@ class DeltaStorage(ABC):
             raise EngineUnsupportedError(
                 f"liquid clustering needs delta-spark 3.2+ or Databricks; the {self.name} engine cannot create it"
             )
+        df = shape_for_write(df, partition_by, cluster_by)
         return self._with_commit_retries(
             lambda: self._write(df, path, mode, list(partition_by), replace, list(cluster_by)), path
         )
@@ -193,7 +227,7 @@ class DeltaStorage(ABC):
         path: str,
         mode: WriteMode,
         partition_by: list[str],
-        replace: ReplacePredicate | None,
+        replace: ReplacePredicate | AnyOf | None,
         cluster_by: list[str],
     ) -> int: ...
 
@@ -409,14 +443,14 @@ class DeltaSparkStorage(DeltaStorage):
         return self._version(path)
 
     def _version(self, path: str) -> int:
-        return int(self._delta_table(path).history(1).collect()[0]["version"])
+        return int(self.spark.sql(f"DESCRIBE HISTORY delta.`{_sql_path(path)}` LIMIT 1").collect()[0]["version"])
 
     def _is_commit_conflict(self, exc: Exception) -> bool:
-        try:
-            from delta.exceptions import DeltaConcurrentModificationException
-        except ImportError:  # older delta-spark
-            return "Concurrent" in type(exc).__name__
-        return isinstance(exc, DeltaConcurrentModificationException)
+        # delta-spark's Python conflict exceptions are siblings (ProtocolChangedException, two writers creating the
+        # table at once, is not a DeltaConcurrentModificationException), and over Spark Connect none of them is
+        # raised: the name or the error class in the message is what every mode shares.
+        text = f"{type(exc).__name__} {str(exc)[:300]}"
+        return any(marker in text for marker in DELTA_CONFLICT_MARKERS)
 
     def read(self, path: str, where: ReplacePredicate | None = None) -> DataFrame:
         self.require_delta(path)
@@ -459,8 +493,9 @@ class DeltaSparkStorage(DeltaStorage):
         return before - self.files_on_disk(path)
 
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
-        table = self._delta_table(path)
-        rows = (table.history(limit) if limit else table.history()).collect()
+        self.require_delta(path)
+        statement = f"DESCRIBE HISTORY delta.`{_sql_path(path)}`" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = self.spark.sql(statement).collect()
         entries = [
             HistoryEntry(
                 version=int(row["version"]),
@@ -478,14 +513,13 @@ class DeltaSparkStorage(DeltaStorage):
         row = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").collect()[0].asDict()
         partition_columns = list(row.get("partitionColumns") or [])
         clustering = list(row.get("clusteringColumns") or [])
-        jvm = self.spark._jvm
-        hadoop_conf = self.spark._jsc.hadoopConfiguration()
-        files = []
-        for uri in self.spark.read.format("delta").load(path).inputFiles():
-            jpath = jvm.org.apache.hadoop.fs.Path(uri)
-            size = jpath.getFileSystem(hadoop_conf).getFileStatus(jpath).getLen()
-            files.append(FileInfo(uri, int(size), _partition_from_uri(uri, partition_columns)))
-        return TableDetail(str(path), self.name, self._version(path), partition_columns, clustering, files)
+        uris = self.spark.read.format("delta").load(path).inputFiles()
+        # DESCRIBE DETAIL gives totals only; per-file sizes come from the file system where it is mounted (local
+        # disks, and /Volumes on Databricks). Elsewhere each file is given the table's mean size, so totals stay exact.
+        mean_size = int(row.get("sizeInBytes") or 0) // max(1, len(uris))
+        files = [FileInfo(uri, _local_file_size(uri, mean_size), _partition_from_uri(uri, partition_columns))
+                 for uri in uris]
+        return TableDetail(str(path), self.name, int(self._version(path)), partition_columns, clustering, files)
 
     def register_view(self, path: str, name: str) -> None:
         # The assignment's local simulation, verbatim.
@@ -496,6 +530,20 @@ def _sql_path(path: str) -> str:
     if "`" in path:
         raise PipelineError(f"table path may not contain a backquote: {path}")
     return path
+
+
+def _local_file_size(uri: str, fallback: int) -> int:
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        local = unquote(parts.path)
+    elif parts.scheme == "dbfs" and parts.path.startswith("/Volumes/"):
+        local = unquote(parts.path)  # Unity Catalog volumes are mounted at /Volumes on the driver
+    else:
+        return fallback
+    try:
+        return Path(local).stat().st_size
+    except OSError:
+        return fallback
 
 
 def _is_local(path: str) -> bool:
@@ -511,6 +559,7 @@ def _partition_from_uri(uri: str, columns: Sequence[str]) -> dict[str, str]:
 # -------------------------------------------------------------------------------------------------------------------
 def choose_engine(spark: SparkSession, requested: EngineName = "auto") -> tuple[DeltaStorage, str]:
     """The engine for this session, and one line saying which and why."""
+    requested = "spark" if requested == "delta-spark" else requested
     has_delta = session_has_delta(spark)
     if requested == "spark":
         if not has_delta:

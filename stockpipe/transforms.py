@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 from stockpipe.market_calendar import session_hours
 
 NEW_YORK_TZ = "America/New_York"
+MILLIS_PER_DAY = 86_400_000
 
 BAR_SCHEMA = T.StructType(
     [
@@ -99,9 +100,11 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
             F.col("bar.v").alias("volume"),
             F.col("bar.vw").alias("vwap"),
             F.col("bar.n").alias("num_transactions"),
-            F.to_timestamp(F.regexp_extract("fetch_id", r"_(\d{8}T\d{12})Z_", 1), "yyyyMMdd'T'HHmmssSSSSSS").alias(
-                "ingested_at"
-            ),
+            # The fetch id's stamp is UTC; its offset is parsed with it, so the session time zone cannot move it.
+            F.to_timestamp(
+                F.concat(F.regexp_extract("fetch_id", r"_(\d{8}T\d{12})Z_", 1), F.lit("+0000")),
+                "yyyyMMdd'T'HHmmssSSSSSSZ",
+            ).alias("ingested_at"),
         )
     )
 
@@ -124,8 +127,16 @@ def with_trade_ts(bars: DataFrame) -> DataFrame:
 
 
 def with_trade_date(bars: DataFrame, tz: str = NEW_YORK_TZ) -> DataFrame:
-    """trade_date is the exchange's calendar date: a 19:59 New York bar is 00:59 UTC the next day."""
-    return bars.withColumn("trade_date", F.to_date(F.from_utc_timestamp("trade_ts", tz)))
+    """trade_date is the exchange's calendar date: a 19:59 New York bar is 00:59 UTC the next day.
+
+    Computed from the instant alone, so the session time zone (any zone a Databricks cluster is set to) cannot move
+    it: from_utc_timestamp shifts the epoch value by New York's offset at that instant (DST included), and the
+    day number of the shifted value is New York's calendar date. `to_date` of a timestamp would read it in the
+    session's zone instead, which put 04:00 pre-market bars on the previous day under America/New_York.
+    """
+    new_york_wall_ms = F.unix_millis(F.from_utc_timestamp("trade_ts", tz))
+    day_number = F.floor(new_york_wall_ms / F.lit(MILLIS_PER_DAY)).cast("int")
+    return bars.withColumn("trade_date", F.date_from_unix_date(day_number))
 
 
 def session_bounds(spark: SparkSession, days: Iterable[dt.date]) -> DataFrame:

@@ -46,6 +46,9 @@ def spark_info():
     from stockpipe.session import build_session
 
     info = build_session("stockpipe-tests", master="local[2]")
+    if os.environ.get("STOCKS_REQUIRE_DELTA_SPARK") == "1" and not info.has_delta_spark:
+        info.spark.stop()
+        pytest.exit(f"STOCKS_REQUIRE_DELTA_SPARK=1 but delta-spark did not load ({info.reason})", returncode=3)
     yield info
     info.spark.stop()
 
@@ -55,8 +58,10 @@ def spark(spark_info):
     return spark_info.spark
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(scope="module", params=ENGINES)
 def storage(request, spark_info):
+    """The engine under test. Module-scoped, so each module's end-to-end fixtures run once per engine and pytest
+    groups a module's tests by engine; every behaviour test that takes it runs on both engines."""
     from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage
 
     if request.param == "delta-spark":
@@ -64,6 +69,19 @@ def storage(request, spark_info):
             pytest.skip(DELTA_SPARK_SKIP)
         return DeltaSparkStorage(spark_info.spark)
     return DeltaRsStorage(spark_info.spark)
+
+
+@pytest.fixture
+def session_time_zone(spark):
+    """Set the session time zone for one test (as a Databricks cluster may have it), restored afterwards."""
+    key = "spark.sql.session.timeZone"
+    previous = spark.conf.get(key)
+
+    def use(zone: str) -> None:
+        spark.conf.set(key, zone)
+
+    yield use
+    spark.conf.set(key, previous)
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
-"""Shared helpers for end-to-end tests: run a door in-process (same Spark session), read a table back."""
+"""Shared helpers for end-to-end tests: run a door in-process (same Spark session), read a table back through the
+engine under test."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from pathlib import Path
 
 from stockpipe.market_calendar import trading_days
 from stockpipe.sample import range_bars
-from stockpipe.storage import DeltaRsStorage
+from stockpipe.storage import DeltaStorage
 
 EIGHT = "AAPL,MSFT,GOOGL,AMZN,TSLA,META,NVDA,JPM"
 WEEK = ["--from", "2024-01-08", "--to", "2024-01-12"]
@@ -19,8 +21,8 @@ def run_door(module, argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def table_rows(spark, path: str | Path) -> list[tuple]:
-    frame = DeltaRsStorage(spark).read(str(path))
+def table_rows(storage: DeltaStorage, path: str | Path) -> list[tuple]:
+    frame = storage.read(str(path))
     return sorted(tuple(r) for r in frame.select("ticker", "timestamp_ms", "close", "volume").collect())
 
 
@@ -34,23 +36,21 @@ def expected_rows(tickers: list[str], date_from: dt.date, date_to: dt.date) -> l
     return sorted(rows)
 
 
-def live_files_by_partition(path: str | Path) -> dict[tuple[str, str], set[str]]:
-    from deltalake import DeltaTable
-
-    files: dict[tuple[str, str], set[str]] = {}
-    for uri in DeltaTable(str(path)).file_uris():
-        parts = dict(p.split("=", 1) for p in Path(uri).parts if "=" in p)
-        files.setdefault((parts["ticker"], parts["trade_date"]), set()).add(Path(uri).name)
-    return files
+def live_files_by_partition(storage: DeltaStorage, path: str | Path) -> dict[tuple[str, str], set[str]]:
+    files: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for info in storage.detail(str(path)).files:
+        files[(info.partition["ticker"], info.partition["trade_date"])].add(Path(info.path).name)
+    return dict(files)
 
 
 def days(date_from: str, date_to: str) -> list[dt.date]:
     return trading_days(dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to))
 
 
-def harvest(spark, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from="2024-01-08", date_to="2024-01-12",
-            refetch=False, today=None, max_attempts=8, read_timeout=30.0):
-    """run_fixed against a test server with an injected clock: retries and pacing cost no real time."""
+def harvest(storage, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from="2024-01-08", date_to="2024-01-12",
+            refetch=False, today=None, max_attempts=8, read_timeout=30.0, layout="partitioned"):
+    """run_fixed on the engine under test against a test server with an injected clock: retries and pacing cost no
+    real time."""
     from stockpipe.harvest import HarvestConfig, run_fixed
     from stockpipe.landing import default_landing_path
 
@@ -58,6 +58,6 @@ def harvest(spark, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from="
         tickers=tuple(tickers), date_from=dt.date.fromisoformat(date_from), date_to=dt.date.fromisoformat(date_to),
         table_path=str(path), landing_path=default_landing_path(str(path)), source="api", base_url=server.base_url,
         api_key=server.api_key or "k", calls_per_minute=5, refetch=refetch, show_progress=False, today=today,
-        max_attempts=max_attempts, read_timeout=read_timeout, clock=clock, sleep=clock.sleep,
+        max_attempts=max_attempts, read_timeout=read_timeout, clock=clock, sleep=clock.sleep, layout=layout,
     )
-    return run_fixed(cfg, lambda: (spark, DeltaRsStorage(spark)))
+    return run_fixed(cfg, lambda: (storage.spark, storage))

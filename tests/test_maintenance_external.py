@@ -16,17 +16,18 @@ from stockpipe.external import DAILY_QUERY, identifier, location_literal, prunin
 from stockpipe.health import run_maintenance
 from stockpipe.market_calendar import NEW_YORK
 from stockpipe.sample import range_bars
-from stockpipe.storage import DeltaRsStorage, parquet_files_on_disk
+from stockpipe.storage import parquet_files_on_disk
 from tests.helpers import WEEK, run_door
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def harvested(tmp_path_factory, spark):
+def harvested(tmp_path_factory, storage):
     """A fixed table written by two runs (the second --refetch), so it has tombstoned files to vacuum."""
     path = tmp_path_factory.mktemp("m") / "stocks_fixed"
-    argv = ["--source", "sample", "--tickers", "AAPL,MSFT", *WEEK, "--table-path", str(path)]
+    argv = ["--source", "sample", "--tickers", "AAPL,MSFT", *WEEK, "--table-path", str(path), "--engine",
+            storage.name]
     assert fixed_stock_harvester.main(argv) == 0
     assert fixed_stock_harvester.main([*argv, "--refetch"]) == 0
     return path
@@ -52,8 +53,7 @@ def test_maintenance_compacts_vacuums_and_keeps_every_row(spark, storage, tmp_pa
     assert any(r.startswith("OPTIMIZE:") for r in report.before.recommendations)
 
 
-def test_report_fields_are_consistent_with_the_table(spark, harvested):
-    storage = DeltaRsStorage(spark)
+def test_report_fields_are_consistent_with_the_table(storage, harvested):
     report = run_maintenance(storage, str(harvested), retain_hours=0)
     detail = storage.detail(str(harvested))
     after = report.after
@@ -64,23 +64,23 @@ def test_report_fields_are_consistent_with_the_table(spark, harvested):
     assert report.before.files_on_disk == 20 and after.files_on_disk == 10  # the first run's files are gone
 
 
-def test_row_count_change_fails_loudly(spark, tmp_path):
-    class LosingStorage(DeltaRsStorage):
+def test_row_count_change_fails_loudly(spark, storage, tmp_path):
+    class LosingStorage(type(storage)):  # the engine under test, losing a row between the two counts
         calls = 0
 
         def count(self, path):
             self.calls += 1
             return super().count(path) - (self.calls > 1)
 
-    storage = LosingStorage(spark)
-    fragmented_table(spark, tmp_path / "t", storage)
+    losing = LosingStorage(spark)
+    fragmented_table(spark, tmp_path / "t", losing)
     with pytest.raises(DataLossError, match="row count changed"):
-        run_maintenance(storage, str(tmp_path / "t"))
+        run_maintenance(losing, str(tmp_path / "t"))
 
 
-def test_door_prints_side_by_side_and_writes_json_and_chart(harvested, tmp_path, capsys):
+def test_door_prints_side_by_side_and_writes_json_and_chart(harvested, tmp_path, capsys, storage):
     code, out, _ = run_door(maintenance, ["--table-path", str(harvested), "--json", str(tmp_path / "r.json"),
-                                          "--chart", str(tmp_path / "c.png")], capsys)
+                                          "--chart", str(tmp_path / "c.png"), "--engine", storage.name], capsys)
     assert code == 0
     assert "Health check: before and after maintenance" in out and "Table history" in out
     assert "Production keeps at least 168 h" in out
@@ -89,13 +89,15 @@ def test_door_prints_side_by_side_and_writes_json_and_chart(harvested, tmp_path,
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_zorder_on_a_partition_column_is_refused_with_the_reason(harvested, capsys):
-    code, _, err = run_door(maintenance, ["--table-path", str(harvested), "--zorder-by", "ticker"], capsys)
+def test_zorder_on_a_partition_column_is_refused_with_the_reason(harvested, capsys, storage):
+    code, _, err = run_door(maintenance, ["--table-path", str(harvested), "--zorder-by", "ticker", "--engine",
+                                          storage.name], capsys)
     assert code == 2 and "partition column" in err and "does nothing" in err
 
 
-def test_zorder_inside_partitions_runs(harvested, capsys):
-    code, out, _ = run_door(maintenance, ["--table-path", str(harvested), "--zorder-by", "timestamp_ms"], capsys)
+def test_zorder_inside_partitions_runs(harvested, capsys, storage):
+    code, out, _ = run_door(maintenance, ["--table-path", str(harvested), "--zorder-by", "timestamp_ms", "--engine",
+                                          storage.name], capsys)
     assert code == 0 and "Z-ORDER BY (timestamp_ms)" in out
 
 
@@ -120,24 +122,28 @@ def independent_daily(tickers: list[str]) -> list[tuple]:
     return out
 
 
-def test_daily_query_through_the_name_matches_an_independent_computation(spark, harvested):
-    registration = register_temp_view(DeltaRsStorage(spark), "stocks_external_test", str(harvested))
+def test_daily_query_through_the_name_matches_an_independent_computation(spark, storage, harvested):
+    registration = register_temp_view(storage, "stocks_external_test", str(harvested))
     rows = [tuple(r) for r in spark.sql(DAILY_QUERY.format(name=registration.name)).collect()]
     assert rows == independent_daily(["AAPL", "MSFT"])
 
 
-def test_pruning_reads_one_file_of_the_table(spark, harvested):
-    register_temp_view(DeltaRsStorage(spark), "stocks_prune_test", str(harvested))
+def test_pruning_reads_one_file_of_the_table(spark, storage, harvested):
+    register_temp_view(storage, "stocks_prune_test", str(harvested))
     result = pruning_demo(spark, "stocks_prune_test", "MSFT", "2024-01-10", files_in_table=10)
     assert result.files_read == 1 and result.files_in_table == 10
     assert result.rows == sum(1 for r in independent_daily(["MSFT"]) if r[1] == dt.date(2024, 1, 10)
                               for _ in range(r[2]))
 
 
-def test_external_table_door_locally_on_delta_rs(harvested, capsys):
-    code, out, _ = run_door(external_table, ["--table-path", str(harvested), "--engine", "delta-rs"], capsys)
+def test_external_table_door_locally(harvested, capsys, storage):
+    code, out, _ = run_door(external_table, ["--table-path", str(harvested), "--engine", storage.name], capsys)
     assert code == 0
-    assert "Registered temporary view stocks_external" in out
+    if storage.supports_catalog_tables:  # delta-spark: a real external table, and DROP TABLE keeps the data
+        assert "Registered external table (local catalog) `dataexpert`.`stocks_external`" in out
+        assert "DROP TABLE" in out and "EXTERNAL" in out
+    else:
+        assert "Registered temporary view stocks_external" in out
     assert "|ticker|trade_date|bar_count|day_low|day_high|" in out
     assert "files read 1 of 10 in the table" in out
 
@@ -155,20 +161,18 @@ def test_identifiers_are_backquoted_and_locations_quoted():
         location_literal("s3://bucket/x' OR '1'='1")
 
 
-def test_bad_name_at_the_door_is_exit_2(capsys, harvested):
+def test_bad_name_at_the_door_is_exit_2(capsys, harvested, storage):
     code, _, err = run_door(external_table, ["--table-path", str(harvested), "--name", "x;y"], capsys)
     assert code == 2 and "--name" in err
 
 
-def test_local_catalog_external_table_survives_drop(spark_info, tmp_path):
-    if not spark_info.has_delta_spark:
-        pytest.skip("delta-spark's jars cannot be loaded here: the persistent local catalog needs delta-spark")
+def test_local_catalog_external_table_survives_drop(spark, storage, tmp_path):
+    if not storage.supports_catalog_tables:
+        pytest.skip(f"{storage.name} has no catalog tables: the temporary view is its registration (tested above)")
     from stockpipe.external import register_local_catalog
-    from stockpipe.storage import DeltaSparkStorage
 
-    storage = DeltaSparkStorage(spark_info.spark)
-    fragmented_table(spark_info.spark, tmp_path / "t", storage)
-    registration = register_local_catalog(spark_info.spark, storage, "test_schema", "stocks_ext", str(tmp_path / "t"))
+    fragmented_table(spark, tmp_path / "t", storage)
+    registration = register_local_catalog(spark, storage, "test_schema", "stocks_ext", str(tmp_path / "t"))
     demo = registration.drop_demo
     assert registration.table_type == "EXTERNAL"
     assert demo["name_exists_after_drop"] == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
+import pytest
 from chispa import assert_df_equality
 
 from stockpipe.transforms import (
@@ -54,6 +56,25 @@ def test_trade_date_follows_dst_in_both_directions(spark):
     given = spark.createDataFrame([(r[0],) for r in rows], "trade_ts timestamp")
     expected = spark.createDataFrame(rows, "trade_ts timestamp, trade_date date")
     assert_df_equality(with_trade_date(given), expected, ignore_row_order=True)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Tokyo"])
+def test_trade_date_ignores_the_session_time_zone(spark, session_time_zone, zone):
+    """04:00 pre-market and 19:59 after-hours bars on both sides of spring-forward (Fri 2024-03-08 EST, Mon
+    2024-03-11 EDT) and of fall-back (Fri 2024-11-01 EDT, Mon 2024-11-04 EST) keep their New York date under any
+    session time zone a cluster may be set to."""
+    new_york = ZoneInfo("America/New_York")
+    days = [dt.date(2024, 3, 8), dt.date(2024, 3, 11), dt.date(2024, 11, 1), dt.date(2024, 11, 4)]
+    rows = []
+    for day in days:
+        for hour, minute in ((4, 0), (19, 59)):
+            local = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=new_york)
+            rows.append((int(local.timestamp() * 1000), day))
+    session_time_zone(zone)
+    given = spark.createDataFrame([(t,) for t, _ in rows], "timestamp_ms long")
+    got = sorted(tuple(r) for r in given.transform(with_trade_ts).transform(with_trade_date)
+                 .select("timestamp_ms", "trade_date").collect())
+    assert got == sorted(rows)
 
 
 def test_market_session_uses_the_calendar_including_early_closes(spark):
