@@ -4,7 +4,8 @@
 Fetches minute bars from the Massive aggregates API (or the offline sample source), lands every raw page, then
 writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched.
 
-Exit codes: 0 done, 1 a ticker failed (the others are written) or a runtime failure, 2 bad input.
+Exit codes: 0 everything requested was stored; 1 a ticker failed or a day was refused by the key's plan (all else
+is stored), or a runtime failure (key rejected, API unreachable); 2 bad input.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 import databricks_utils as du
 from stockpipe import cli
+from stockpipe.errors import ApiUnreachableError, KeyRejectedError
 from stockpipe.harvest import build_config, run_fixed
 from stockpipe.reports import render_fixed
 from stockpipe.storage import open_storage
@@ -37,11 +39,22 @@ def main(argv: list[str] | None = None) -> int:
         def spark_factory():
             return open_storage(du.get_spark, args.engine, "fixed_stock_harvester")
 
-        report = run_fixed(cfg, spark_factory)
+        try:
+            report = run_fixed(cfg, spark_factory)
+        except (KeyRejectedError, ApiUnreachableError) as exc:
+            stopped = getattr(exc, "report", None)
+            if stopped is not None:  # the per-ticker summary still says what each ticker cost
+                print(render_fixed(stopped))
+            raise
         print(render_fixed(report))
         if report.failed:
             names = ", ".join(t.ticker for t in report.failed)
             print(f"error: {len(report.failed)} ticker(s) failed: {names}", file=sys.stderr)
+            return 1
+        if report.partial:
+            refused = sorted({day for t in report.partial for day in t.not_in_plan})
+            print(f"error: not everything requested was stored: your plan refused {', '.join(map(str, refused))} "
+                  f"for {len(report.partial)} ticker(s); the earlier days are stored", file=sys.stderr)
             return 1
         return 0
 

@@ -14,7 +14,12 @@ class UsageError(PipelineError):
 
 
 class KeyRejectedError(PipelineError):
-    """The API refused the key (401) or the plan (403). Retrying cannot help."""
+    """The API does not know the key (401): no call with it can succeed, so the run stops."""
+
+
+class ApiUnreachableError(PipelineError):
+    """No call could connect to the API (refused, unknown host, no route) and none ever has in this run: every other
+    ticker would fail the same way, so the run gives up on them at once."""
 
 
 class FetchFailedError(PipelineError):
@@ -24,6 +29,11 @@ class FetchFailedError(PipelineError):
         super().__init__(f"{ticker}: {reason}")
         self.ticker = ticker
         self.reason = reason
+
+
+class PlanRefusedError(FetchFailedError):
+    """HTTP 403: the key's plan does not cover this one request (a timeframe, a data set). Other tickers and other
+    dates can still succeed, so only this request fails."""
 
 
 class NotDeltaTableError(PipelineError):

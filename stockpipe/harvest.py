@@ -20,17 +20,19 @@ from pyspark.sql import functions as F
 
 from stockpipe.cli import Progress
 from stockpipe.errors import (
+    ApiUnreachableError,
     EngineUnsupportedError,
     FetchFailedError,
     KeyRejectedError,
     PipelineError,
+    PlanRefusedError,
     UsageError,
 )
 from stockpipe.landing import LandedFetch, LandingZone
 from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.massive import DEFAULT_BASE_URL, ClientConfig, FetchStats, MassiveClient
 from stockpipe.sample import FakeMassiveServer
-from stockpipe.storage import DeltaStorage, ReplacePredicate
+from stockpipe.storage import AnyOf, DeltaStorage, ReplacePredicate
 from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
     PARTITION_COLUMNS,
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 Layout = Literal["partitioned", "clustered"]
 SparkFactory = Callable[[], tuple[SparkSession, DeltaStorage]]
+StopError = KeyRejectedError | ApiUnreachableError
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class TickerFetch:
     ticker: str
     stats: FetchStats
     assignment: dict[dt.date, LandedFetch] = field(default_factory=dict)
+    # Requested days the key's plan refused (the free tier refuses the current day); the other days were fetched.
+    not_in_plan: list[dt.date] = field(default_factory=list)
+    plan_message: str = ""
 
     @property
     def failed(self) -> bool:
@@ -107,13 +113,16 @@ def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterato
 
 
 def fetch_ticker(
-    client: MassiveClient, landing: LandingZone, ticker: str, days: list[dt.date], today: dt.date, refetch: bool
+    client: MassiveClient, landing: LandingZone, ticker: str, days: list[dt.date], today: dt.date, refetch: bool,
+    stats: FetchStats | None = None,
 ) -> TickerFetch:
     """Land what the ticker still needs and say, for each requested trading day, which landed fetch holds it.
 
-    Finished past days already landed are reused without a call; the current day is always fetched again.
+    Finished past days already landed are reused without a call; the current day is always fetched again. When the
+    plan refuses a range that includes New York today (the free tier does), the earlier days are fetched once more
+    without today, and today is reported as not in the plan.
     """
-    result = TickerFetch(ticker, FetchStats(ticker))
+    result = TickerFetch(ticker, stats or FetchStats(ticker))
     if not days:
         return result
     if refetch:
@@ -121,24 +130,44 @@ def fetch_ticker(
     else:
         assigned, missing = landing.assign_days(ticker, days)
     if missing:
-        lo, hi = min(missing), max(missing)
-        resumable = None if refetch else landing.resumable(ticker, lo, hi)
-        if resumable is not None:
-            writer, start_url = landing.resume(resumable), resumable.last_next_url()
-            result.stats.pages_from_landing += len(resumable.pages())
-            log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumable.pages()))
-        else:
-            writer, start_url = landing.new_fetch(ticker, lo, hi), None
-        for page in client.iter_pages(ticker, lo, hi, result.stats, start_url=start_url):
-            writer.add(page)
-        complete = writer.finish(final_through=today - dt.timedelta(days=1))
-        for day in days:
-            if lo <= day <= hi:
-                assigned[day] = complete
+        try:
+            complete = _land_range(client, landing, ticker, min(missing), max(missing), today, refetch, result.stats)
+        except PlanRefusedError as refusal:
+            earlier = [day for day in missing if day < today]
+            if max(missing) < today or not earlier:
+                raise  # the refusal is not about today, or today was all that was asked
+            result.not_in_plan = [day for day in missing if day >= today]
+            result.plan_message = refusal.reason
+            log.warning("%s: %s; fetching %s..%s without today", ticker, refusal.reason, earlier[0], earlier[-1])
+            missing = earlier
+            complete = _land_range(client, landing, ticker, min(missing), max(missing), today, refetch, result.stats)
+        for day in missing:
+            assigned[day] = complete
     reused = {f.path: f for day, f in assigned.items() if day not in missing}
     result.stats.pages_from_landing += sum(len(f.pages()) for f in reused.values())
     result.assignment = assigned
     return result
+
+
+def _land_range(
+    client: MassiveClient, landing: LandingZone, ticker: str, lo: dt.date, hi: dt.date, today: dt.date,
+    refetch: bool, stats: FetchStats,
+) -> LandedFetch:
+    """Every page of lo..hi landed (resuming an interrupted fetch of the same range), marked complete."""
+    resumable = None if refetch else landing.resumable(ticker, lo, hi)
+    if resumable is not None:
+        writer, start_url = landing.resume(resumable), resumable.last_next_url()
+        stats.pages_from_landing += len(resumable.pages())
+        log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumable.pages()))
+    else:
+        writer, start_url = landing.new_fetch(ticker, lo, hi), None
+    try:
+        for page in client.iter_pages(ticker, lo, hi, stats, start_url=start_url):
+            writer.add(page)
+    except BaseException:
+        writer.abandon_if_empty()  # a refused or unreachable first call leaves no empty folder behind
+        raise
+    return writer.finish(final_through=today - dt.timedelta(days=1))
 
 
 class Fetcher:
@@ -149,7 +178,8 @@ class Fetcher:
         self.landing = landing
         self.days = days
         self.today = cfg.today or new_york_today()
-        self.key_error: KeyRejectedError | None = None
+        # A rejected key or an unreachable API: no further call can succeed, so no further ticker is fetched.
+        self.stop_error: StopError | None = None
         self._stack = contextlib.ExitStack()
         self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
         self.client = self._stack.enter_context(open_client(cfg, self.progress))
@@ -163,26 +193,31 @@ class Fetcher:
         self._stack.close()
 
     def fetch(self, ticker: str) -> TickerFetch:
-        """Fetch one ticker; a failure is recorded, not raised. After a rejected key no further call is made."""
-        if self.key_error is not None:
-            return TickerFetch(ticker, FetchStats(ticker, error=str(self.key_error)))
+        """Fetch one ticker; a failure is recorded (with the calls, retries and waits it cost), not raised. After a
+        rejected key or an unreachable API no further call is made."""
+        stats = FetchStats(ticker)
         try:
-            return fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch)
+            if self.stop_error is not None:
+                stats.error = f"not fetched: {self.stop_error}"
+                return TickerFetch(ticker, stats)
+            return fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch, stats)
         except FetchFailedError as exc:
             log.warning("%s", exc)
-            return TickerFetch(ticker, FetchStats(ticker, error=exc.reason))
-        except KeyRejectedError as exc:
-            self.key_error = exc
-            return TickerFetch(ticker, FetchStats(ticker, error=str(exc)))
+            stats.error = exc.reason
+            return TickerFetch(ticker, stats)
+        except (KeyRejectedError, ApiUnreachableError) as exc:
+            self.stop_error = exc
+            stats.error = str(exc)
+            return TickerFetch(ticker, stats)
         finally:
             self.progress.advance(ticker)
 
 
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date]) -> tuple[dict[str, TickerFetch],
-                                                                                     KeyRejectedError | None]:
+                                                                                     StopError | None]:
     with Fetcher(cfg, landing, days) as fetcher:
         results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
-        return results, fetcher.key_error
+        return results, fetcher.stop_error
 
 
 def landed_bars(
@@ -219,6 +254,8 @@ def landed_bars(
 class TickerReport:
     ticker: str
     stats: FetchStats
+    not_in_plan: list[dt.date] = field(default_factory=list)
+    plan_message: str = ""
     bars_landed: int = 0
     outside_range: int = 0
     duplicates: int = 0
@@ -230,6 +267,8 @@ class TickerReport:
     def status(self) -> str:
         if self.stats.error:
             return "FAILED"
+        if self.not_in_plan:
+            return "partial"
         return "ok" if self.rows_written else "no bars"
 
 
@@ -249,21 +288,33 @@ class FixedReport:
     def failed(self) -> list[TickerReport]:
         return [t for t in self.tickers if t.status == "FAILED"]
 
+    @property
+    def partial(self) -> list[TickerReport]:
+        """Tickers stored without some requested days, because the key's plan refused them."""
+        return [t for t in self.tickers if t.status == "partial"]
+
 
 def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     days = trading_days(cfg.date_from, cfg.date_to)
     landing = LandingZone(cfg.landing_path)
     started = time.monotonic()
-    fetched, key_error = fetch_all(cfg, landing, days)
+    fetched, stop_error = fetch_all(cfg, landing, days)
     fetched_at = time.monotonic()
-    if key_error is not None and all(item.failed for item in fetched.values()):
-        raise key_error
+    report = FixedReport(
+        [TickerReport(t, fetched[t].stats, not_in_plan=fetched[t].not_in_plan, plan_message=fetched[t].plan_message)
+         for t in cfg.tickers],
+        cfg.table_path, "not started", cfg.layout, days, {"fetch": fetched_at - started},
+    )
+    if not any(item.assignment for item in fetched.values() if not item.failed):
+        # Nothing to write (every ticker failed, or no trading day): Spark is not even started.
+        if stop_error is not None:
+            stop_error.report = report  # type: ignore[union-attr]
+            raise stop_error
+        return report
     spark, storage = spark_factory()
     spark_at = time.monotonic()
-    report = FixedReport(
-        [TickerReport(t, fetched[t].stats) for t in cfg.tickers], cfg.table_path, storage.name, cfg.layout, days,
-        {"fetch": fetched_at - started, "spark start": spark_at - fetched_at},
-    )
+    report.engine = storage.name
+    report.seconds["spark start"] = spark_at - fetched_at
     by_ticker = {t.ticker: t for t in report.tickers}
     _check_layout(storage, cfg)
 
@@ -299,8 +350,8 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     report.seconds["transform"] = transformed_at - spark_at
 
     succeeded = [t for t in cfg.tickers if not fetched[t].failed]
-    if succeeded and days:
-        replace = ReplacePredicate.of(ticker=succeeded, trade_date=days)
+    replace = replace_predicate({t: list(fetched[t].assignment) for t in succeeded})
+    if replace is not None:
         report.table_version = storage.write(
             silver,  # already only the fetched tickers' requested days; the port refuses anything else
             cfg.table_path,
@@ -315,10 +366,25 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     silver.unpersist()
     cached.unpersist()
     report.seconds["write"] = time.monotonic() - transformed_at
-    if key_error is not None:
-        # The tickers fetched before the key was refused are stored; the run still fails loudly.
-        raise KeyRejectedError(f"{key_error} (stored {len(succeeded)} ticker(s) fetched before that)")
+    if stop_error is not None:
+        # The tickers fetched before the run had to stop are stored; the run still fails loudly.
+        error = type(stop_error)(f"{stop_error} (stored {len(succeeded)} ticker(s) fetched before that)")
+        error.report = report  # type: ignore[attr-defined]
+        raise error
     return report
+
+
+def replace_predicate(stored_days: dict[str, list[dt.date]]) -> ReplacePredicate | AnyOf | None:
+    """Exactly the (ticker, trade_date) partitions this run stored: tickers grouped by the days they hold (they
+    differ when the plan refused today for some), so no partition outside them is ever replaced or emptied."""
+    groups: dict[tuple[dt.date, ...], list[str]] = {}
+    for ticker, ticker_days in stored_days.items():
+        if ticker_days:
+            groups.setdefault(tuple(sorted(ticker_days)), []).append(ticker)
+    predicates = tuple(ReplacePredicate.of(ticker=tickers, trade_date=key) for key, tickers in groups.items())
+    if not predicates:
+        return None
+    return predicates[0] if len(predicates) == 1 else AnyOf(predicates)
 
 
 def build_config(
@@ -426,8 +492,8 @@ def run_broken(
                           partition_by=BROKEN_PARTITION_COLUMNS)
             cached.unpersist()
             log.info("%s: written with mode=overwrite (replacing every earlier ticker)", ticker)
-    if fetcher.key_error is not None and not storage.is_delta(cfg.table_path):
-        raise fetcher.key_error
+    if fetcher.stop_error is not None and not storage.is_delta(cfg.table_path):
+        raise fetcher.stop_error
     if not storage.is_delta(cfg.table_path):
         raise PipelineError("no ticker could be fetched: nothing was written")
     table = storage.read(cfg.table_path)

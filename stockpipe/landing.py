@@ -104,6 +104,11 @@ class FetchWriter:
         _atomic_write(page_path.with_suffix(".meta.json"), json.dumps(meta, indent=1).encode())
         return page_path
 
+    def abandon_if_empty(self) -> None:
+        """Remove the fetch's folder when not one page landed in it (nothing to resume from)."""
+        if self._count == 0:
+            shutil.rmtree(self.fetch.path, ignore_errors=True)
+
     def finish(self, final_through: dt.date) -> LandedFetch:
         marker = {"pages": self._count, "final_through": final_through.isoformat()}
         _atomic_write(self.fetch.path / COMPLETE_MARKER, json.dumps(marker).encode())

@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
+import urllib3.exceptions
 
-from stockpipe.errors import FetchFailedError, KeyRejectedError
+from stockpipe.errors import ApiUnreachableError, FetchFailedError, KeyRejectedError, PlanRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class ClientConfig:
     backoff_cap: float = 60.0
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    # Attempts for a call that cannot connect while no call of this run ever has: a wrong --base-url or an offline
+    # laptop fails in seconds instead of spending every ticker's full retry budget.
+    connect_attempts: int = 4
     page_limit: int = MAX_LIMIT
 
     @property
@@ -137,13 +141,28 @@ class FetchStats:
 
 
 class _RetryableError(Exception):
-    """A response or transport failure worth another attempt; retry_after is the server's own wait, if given."""
+    """A response or transport failure worth another attempt; retry_after is the server's own wait, if given;
+    cannot_connect marks a call that never reached the host (refused, unknown host, no route, connect timeout)."""
 
-    def __init__(self, reason: str, retry_after: float | None = None, rate_limited: bool = False) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, rate_limited: bool = False, cannot_connect: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         self.rate_limited = rate_limited
+        self.cannot_connect = cannot_connect
+
+
+def _connect_failure(exc: requests.ConnectionError) -> str | None:
+    """Why a call could not connect at all, or None when it connected and then broke (a reset is transient)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return "host name not found"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        text = str(reason)
+        return text.split("connection: ", 1)[-1] if "connection: " in text else "connection refused"
+    return None
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -191,7 +210,8 @@ def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
     if status not in DATA_STATUSES:
         message = payload.get("error") or payload.get("message") or ""
         raise FetchFailedError(ticker, f"API status {status}: {message}".rstrip(": "))
-    results = payload.get("results", [])
+    # An empty range has no `results` key; older responses sent `"results": null`. Both are zero bars.
+    results = payload.get("results") or []
     if not isinstance(results, list):
         raise _RetryableError("'results' is not a list")
     for index, bar in enumerate(results):
@@ -227,8 +247,7 @@ class MassiveClient:
         self.limiter = RollingWindowLimiter(
             config.calls_per_minute or 1_000_000_000, config.window_seconds, clock=clock
         )
-        origin = urlsplit(config.base_url)
-        self._origin = (origin.scheme, origin.netloc)
+        self.connected = False  # some call of this run got an HTTP response (of any status)
 
     def close(self) -> None:
         self._session.close()
@@ -250,20 +269,20 @@ class MassiveClient:
         start_url: str | None = None,
     ) -> Iterator[Page]:
         """Yield every page of the range in order, following next_url. `start_url` resumes an interrupted fetch."""
-        url: str | None = start_url or self.first_url(ticker, date_from, date_to)
+        url: str | None = self.on_base(start_url) if start_url else self.first_url(ticker, date_from, date_to)
         while url is not None:
-            self._check_origin(ticker, url)
             page = self._get_page(ticker, url, stats)
             stats.pages += 1
             stats.bars += page.bar_count
             yield page
-            url = page.next_url
+            url = self.on_base(page.next_url) if page.next_url else None
 
-    def _check_origin(self, ticker: str, url: str) -> None:
-        parts = urlsplit(url)
-        if (parts.scheme, parts.netloc) != self._origin:
-            # next_url is followed with the Authorization header: another host must never receive the key.
-            raise FetchFailedError(ticker, f"refusing to follow next_url to another origin ({parts.netloc})")
+    def on_base(self, next_url: str) -> str:
+        """next_url's path and query on the configured base URL, as the official client does: recorded next_urls
+        name api.polygon.io (sometimes with :443) whatever base was called, and the key, sent in a header, must
+        only ever reach the base URL."""
+        parts = urlsplit(next_url)
+        return self.config.base_url.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
 
     def _wait(self, seconds: float, reason: str, stats: FetchStats) -> None:
         if seconds <= 0:
@@ -298,6 +317,9 @@ class MassiveClient:
             return seconds
 
         def stop(state: tenacity.RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, _RetryableError) and error.cannot_connect and not self.connected:
+                return state.attempt_number >= min(self.config.connect_attempts, self.config.max_attempts)
             return (
                 state.attempt_number >= self.config.max_attempts
                 or waited_for_retries >= self.config.max_retry_wait
@@ -319,6 +341,11 @@ class MassiveClient:
         try:
             return retrying(self._attempt, ticker, url, stats)
         except _RetryableError as exc:
+            if exc.cannot_connect and not self.connected:
+                raise ApiUnreachableError(
+                    f"cannot reach {self.config.base_url}: {exc.reason} (gave up after {state_attempts(stats)}); "
+                    "check the network and --base-url / MASSIVE_BASE_URL"
+                ) from None
             raise FetchFailedError(ticker, f"{exc.reason} (gave up after {stats.retries} retries)") from None
 
     def _attempt(self, ticker: str, url: str, stats: FetchStats) -> Page:
@@ -329,18 +356,29 @@ class MassiveClient:
                 url, timeout=(self.config.connect_timeout, self.config.read_timeout), allow_redirects=False
             )
             body = response.content
+        except requests.ConnectTimeout:
+            raise _RetryableError("could not connect (timed out)", cannot_connect=True) from None
         except requests.Timeout:
             raise _RetryableError("timed out") from None
+        except requests.ConnectionError as exc:
+            cause = _connect_failure(exc)
+            if cause is not None:
+                raise _RetryableError(f"could not connect ({cause})", cannot_connect=True) from None
+            raise _RetryableError(f"connection failed: {type(exc).__name__}") from None
         except requests.RequestException as exc:
             # requests puts URLs in its messages; ours carry no key, but redact anyway in case one ever does.
             raise _RetryableError(redact(f"connection failed: {type(exc).__name__}", self.config.api_key)) from None
         finally:
             self.limiter.record()
+        self.connected = True
         code = response.status_code
-        if code in (401, 403):
-            what = "API key rejected" if code == 401 else "API plan does not cover this request"
+        if code == 401:
             detail = redact(_server_message(response), self.config.api_key)
-            raise KeyRejectedError(f"{what} (HTTP {code} for {ticker}): {detail}".rstrip(": "))
+            raise KeyRejectedError(f"API key rejected (HTTP 401 for {ticker}): {detail}".rstrip(": "))
+        if code == 403:
+            # A plan refusal (timeframe, entitlement) refuses this request, not the key.
+            detail = redact(_server_message(response), self.config.api_key)
+            raise PlanRefusedError(ticker, f"not in your plan (HTTP 403): {detail}".rstrip(": "))
         if code == 429:
             stats.http_429 += 1
             raise _RetryableError("HTTP 429 rate limited", parse_retry_after(response.headers.get("Retry-After")), True)
@@ -360,6 +398,10 @@ class MassiveClient:
             bar_count=len(results),
             next_url=payload.get("next_url") or None,
         )
+
+
+def state_attempts(stats: FetchStats) -> str:
+    return f"{stats.calls} call{'s' if stats.calls != 1 else ''}"
 
 
 def floor_seconds(calls: int, calls_per_minute: int, window: float = 60.0) -> float:

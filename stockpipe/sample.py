@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 import zlib
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -168,8 +168,18 @@ class FakeMassiveServer:
         status: str = "OK",
         foreign_next_url: bool = False,
         empty_tickers: frozenset[str] = frozenset(),
+        empty_results: Literal["absent", "null"] = "absent",
+        plan_refuses_from: dt.date | None = None,
+        canned: list[tuple[int, bytes]] | None = None,
     ) -> None:
+        """foreign_next_url: next_url names api.polygon.io:443, as recorded responses do, whatever this server's
+        address. empty_results: an empty range has no `results` key (today's API) or `"results": null` (older).
+        plan_refuses_from: a request whose range reaches this day gets the free tier's 403 "data timeframe"
+        refusal (the current day, as users report). canned: bodies served in order before anything else."""
         self.empty_tickers = empty_tickers
+        self.empty_results = empty_results
+        self.plan_refuses_from = plan_refuses_from
+        self.canned = list(canned or [])
         self.api_key = api_key
         self.calls_per_window = calls_per_window
         self.window_seconds = window_seconds
@@ -275,6 +285,16 @@ class FakeMassiveServer:
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             reply(401, {"status": "ERROR", "request_id": request_id, "error": "Unknown API Key"})
             return
+        if self.canned:
+            with self._lock:
+                code, raw = self.canned.pop(0)
+            reply(code, raw=raw)
+            return
+        if self.plan_refuses_from is not None and match["to"] >= self.plan_refuses_from.isoformat():
+            reply(403, {"status": "NOT_AUTHORIZED", "request_id": request_id,
+                        "message": "Your plan doesn't include this data timeframe. Please upgrade your plan at "
+                                   "https://massive.com/pricing"})
+            return
         wait = self._rate_limited(now)
         if wait is not None or (self.random_429_rate and self._rng.random() < self.random_429_rate):
             headers = {"Retry-After": str(max(1, int(wait + 0.999)))} if (wait and self.rate_limit_retry_after) else {}
@@ -354,9 +374,11 @@ class FakeMassiveServer:
         }
         if results:
             page["results"] = results
+        elif self.empty_results == "null":
+            page["results"] = None
         if stop < columns["t"].size:
             token = base64.urlsafe_b64encode(f"limit={limit}&sort=asc".encode()).decode().rstrip("=")
-            origin = "http://elsewhere.invalid" if self.foreign_next_url else self.base_url
+            origin = "https://api.polygon.io:443" if self.foreign_next_url else self.base_url
             page["next_url"] = (
                 f"{origin}/v2/aggs/ticker/{ticker}/range/1/minute/{int(columns['t'][stop])}/{date_to}?cursor={token}"
             )

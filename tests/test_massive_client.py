@@ -5,15 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
+from pathlib import Path
 
 import pytest
 
-from stockpipe.errors import FetchFailedError, KeyRejectedError
+from stockpipe.errors import ApiUnreachableError, FetchFailedError, KeyRejectedError, PlanRefusedError
 from stockpipe.massive import ClientConfig, FetchStats, MassiveClient, RollingWindowLimiter, parse_retry_after
 from stockpipe.sample import FakeMassiveServer, Fault, http_date, range_bars
 
 MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
 KEY = "test-key-5d41402abc4b2a76"
+FIXTURES = Path(__file__).parent / "fixtures" / "massive"
 
 
 def client_for(server, clock, **overrides) -> MassiveClient:
@@ -25,7 +28,7 @@ def client_for(server, clock, **overrides) -> MassiveClient:
 def fetch(client, ticker="AAPL", date_from=MONDAY, date_to=FRIDAY):
     stats = FetchStats(ticker)
     pages = list(client.iter_pages(ticker, date_from, date_to, stats))
-    bars = [bar for page in pages for bar in json.loads(page.body).get("results", [])]
+    bars = [bar for page in pages for bar in json.loads(page.body).get("results") or []]
     return pages, bars, stats
 
 
@@ -179,10 +182,14 @@ def test_401_fails_in_one_call_with_the_servers_reason(clock):
         assert len(server.log) == 1
 
 
-def test_403_names_the_plan(clock):
-    with FakeMassiveServer(faults=[Fault("403")]) as server:
-        with pytest.raises(KeyRejectedError, match="plan does not cover.*not entitled"):
-            fetch(client_for(server, clock))
+def test_403_plan_refusal_fails_that_request_only(clock):
+    with FakeMassiveServer(faults=[Fault("403", ticker="AAPL")]) as server:
+        client = client_for(server, clock)
+        with pytest.raises(PlanRefusedError, match="^AAPL: not in your plan .HTTP 403.: You are not entitled"):
+            fetch(client)
+        _, bars, _ = fetch(client, "MSFT")  # the key still works: the next request succeeds
+    assert len(bars) == range_bars("MSFT", MONDAY, FRIDAY)["t"].size
+    assert [entry.status for entry in server.log] == [403, 200]
 
 
 def test_malformed_json_fails_naming_the_ticker_after_retries(clock):
@@ -203,12 +210,104 @@ def test_bar_missing_a_required_field_is_an_error_not_a_gap(clock):
             fetch(client_for(server, clock, max_attempts=2), "META")
 
 
-def test_next_url_to_another_host_is_refused(clock):
+def test_next_url_on_another_origin_is_followed_on_the_base_url(clock):
+    """Recorded next_urls name https://api.polygon.io:443 whatever base was called: their path and query go to the
+    configured base, so every page arrives and the key reaches no other host."""
     with FakeMassiveServer(foreign_next_url=True) as server:
+        pages, bars, _ = fetch(client_for(server, clock, page_limit=1000))
+        assert len(pages) > 2 and pages[-1].next_url is None
+        assert all(p.next_url.startswith("https://api.polygon.io:443/v2/aggs/") for p in pages[:-1])
+        assert [entry.status for entry in server.log] == [200] * len(pages)
+        assert all(entry.authorization == f"Bearer {KEY}" for entry in server.log)
+    assert [b["t"] for b in bars] == range_bars("AAPL", MONDAY, FRIDAY)["t"].tolist()
+
+
+def test_resume_url_on_another_origin_is_rebased_too(clock):
+    with FakeMassiveServer() as server:
         client = client_for(server, clock, page_limit=1000)
-        with pytest.raises(FetchFailedError, match="another origin"):
-            fetch(client)
-        assert all(entry.path.startswith("/v2/") for entry in server.log)
+        first = next(client.iter_pages("AAPL", MONDAY, FRIDAY, FetchStats("AAPL")))
+        foreign = "https://api.polygon.io:443" + first.next_url.removeprefix(server.base_url)
+        rest = list(client.iter_pages("AAPL", MONDAY, FRIDAY, FetchStats("AAPL"), start_url=foreign))
+    bars = [b for p in [first, *rest] for b in json.loads(p.body)["results"]]
+    assert [b["t"] for b in bars] == range_bars("AAPL", MONDAY, FRIDAY)["t"].tolist()
+
+
+def test_localhost_and_loopback_address_name_the_same_base(clock):
+    with FakeMassiveServer() as server:
+        port = server.base_url.rsplit(":", 1)[1]
+        client = MassiveClient(ClientConfig(base_url=f"http://localhost:{port}", api_key=KEY, calls_per_minute=None,
+                                            page_limit=1000), clock=clock, sleep=clock.sleep)
+        pages, _, _ = fetch(client)
+    assert len(pages) > 2
+
+
+@pytest.mark.parametrize("shape", ["absent", "null"])
+def test_empty_range_in_either_shape_is_zero_bars(clock, shape):
+    with FakeMassiveServer(empty_tickers=frozenset({"XYZ"}), empty_results=shape) as server:
+        pages, bars, stats = fetch(client_for(server, clock), "XYZ")
+    assert (len(pages), bars, stats.retries) == (1, [], 0)
+
+
+def canned(*names: str, code: int = 200) -> list[tuple[int, bytes]]:
+    return [(code, (FIXTURES / name).read_bytes()) for name in names]
+
+
+def test_real_shaped_pages_parse_and_paginate_on_the_base(clock):
+    with FakeMassiveServer(canned=canned("aggs_page1_polygon_next_url.json", "aggs_page2_last.json")) as server:
+        pages, bars, stats = fetch(client_for(server, clock))
+        assert [entry.path for entry in server.log] == [
+            "/v2/aggs/ticker/AAPL/range/1/minute/2024-01-08/2024-01-12",
+            "/v2/aggs/ticker/AAPL/range/1/minute/1704704640000/2024-01-12",
+        ]
+        assert server.log[1].query == "cursor=bLltaXQ9MyZzb3J0PWFzYw".replace("bL", "bG")
+    assert [p.status for p in pages] == ["OK", "DELAYED"] and stats.bars == 4
+    assert [b["v"] for b in bars] == [1205.0, 9099.618093, 300, 512.5]
+    assert "n" not in bars[1] and bars[2]["otc"] is True
+
+
+@pytest.mark.parametrize("name", ["aggs_empty_no_results.json", "aggs_empty_results_null.json"])
+def test_real_shaped_empty_bodies_are_zero_bars(clock, name):
+    with FakeMassiveServer(canned=canned(name)) as server:
+        pages, bars, _ = fetch(client_for(server, clock))
+    assert len(pages) == 1 and bars == []
+
+
+def test_real_shaped_error_bodies_are_read(clock):
+    with FakeMassiveServer(canned=canned("error_429_rate_limit.json", code=429) + canned("aggs_page2_last.json")
+                           ) as server:
+        _, bars, stats = fetch(client_for(server, clock, cpm=5))
+    assert stats.http_429 == 1 and len(bars) == 1
+    with FakeMassiveServer(canned=canned("error_401_unknown_key.json", code=401)) as server:
+        with pytest.raises(KeyRejectedError, match="Unknown API Key"):
+            fetch(client_for(server, clock))
+    with FakeMassiveServer(canned=canned("error_403_timeframe.json", code=403)) as server:
+        with pytest.raises(PlanRefusedError, match="doesn't include this data timeframe"):
+            fetch(client_for(server, clock))
+
+
+# -- an API that cannot be reached -----------------------------------------------------------------------------------
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # closed when the block ends: connecting is refused
+
+
+def test_unreachable_base_url_fails_fast_naming_it(clock):
+    base = closed_port_url()
+    client = MassiveClient(ClientConfig(base_url=base, api_key=KEY, calls_per_minute=5), clock=clock,
+                           sleep=clock.sleep)
+    stats = FetchStats("AAPL")
+    with pytest.raises(ApiUnreachableError, match=f"cannot reach {base}: could not connect .*refused"):
+        list(client.iter_pages("AAPL", MONDAY, FRIDAY, stats))
+    assert stats.calls == ClientConfig().connect_attempts == 4
+    assert sum(clock.sleeps) < 8  # three short backoffs, not eight retries of up to a minute
+
+
+def test_a_reset_after_the_host_answered_keeps_the_full_retry_budget(clock):
+    with FakeMassiveServer(faults=[Fault("reset", times=5)]) as server:
+        _, bars, stats = fetch(client_for(server, clock))
+    assert stats.retries == 5 and bars
 
 
 # -- secrets ---------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fixed_stock_harvester
-from stockpipe.errors import KeyRejectedError
+from stockpipe.errors import KeyRejectedError, UsageError
 from stockpipe.landing import LandingZone, default_landing_path
 from stockpipe.sample import FakeMassiveServer, Fault
 from tests.conftest import ROOT
@@ -29,8 +30,8 @@ TRIO = ("AAPL", "MSFT", "NVDA")
 KEY = "secret-key-for-tests-9f86d081884c7d65"
 
 
-def every_bar_once(spark, path, tickers=TRIO) -> bool:
-    return table_rows(spark, path) == expected_rows(list(tickers), MONDAY, FRIDAY)
+def every_bar_once(storage, path, tickers=TRIO) -> bool:
+    return table_rows(storage, path) == expected_rows(list(tickers), MONDAY, FRIDAY)
 
 
 # -- faults ----------------------------------------------------------------------------------------------------------
@@ -46,42 +47,42 @@ def every_bar_once(spark, path, tickers=TRIO) -> bool:
         pytest.param([Fault("429", retry_after="3", times=2)], id="429-with-retry-after"),
     ],
 )
-def test_transient_faults_end_with_every_bar_landed_once(spark, tmp_path, clock, faults):
+def test_transient_faults_end_with_every_bar_landed_once(storage, tmp_path, clock, faults):
     injected = sum(f.times for f in faults)
     with FakeMassiveServer(api_key=KEY, faults=faults) as server:
-        report = harvest(spark, tmp_path / "t", server, clock, tickers=TRIO, read_timeout=0.2)
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO, read_timeout=0.2)
     assert not report.failed
     assert sum(t.stats.retries for t in report.tickers) == injected  # every fault met, every one survived
-    assert every_bar_once(spark, tmp_path / "t")
+    assert every_bar_once(storage, tmp_path / "t")
 
 
-def test_shared_key_with_35_percent_random_429s(spark, tmp_path, clock):
+def test_shared_key_with_35_percent_random_429s(storage, tmp_path, clock):
     eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
     with FakeMassiveServer(api_key=KEY, random_429_rate=0.35, seed=5) as server:
-        report = harvest(spark, tmp_path / "t", server, clock, tickers=eight)
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
         received = sum(t.stats.http_429 for t in report.tickers)
         served = sum(1 for entry in server.log if entry.status == 429)
     assert not report.failed
     assert received == served >= 5  # other users' traffic, as the server saw it: every 429 was waited out
-    assert every_bar_once(spark, tmp_path / "t", eight)
+    assert every_bar_once(storage, tmp_path / "t", eight)
 
 
-def test_persistent_bad_bar_fails_that_ticker_only(spark, tmp_path, clock):
+def test_persistent_bad_bar_fails_that_ticker_only(storage, tmp_path, clock):
     with FakeMassiveServer(api_key=KEY, faults=[Fault("missing_field", ticker="MSFT", times=100)]) as server:
-        report = harvest(spark, tmp_path / "t", server, clock, tickers=TRIO, max_attempts=3)
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO, max_attempts=3)
     assert [t.ticker for t in report.failed] == ["MSFT"]
     assert "lacks required field" in report.failed[0].stats.error
-    assert table_rows(spark, tmp_path / "t") == expected_rows(["AAPL", "NVDA"], MONDAY, FRIDAY)
+    assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL", "NVDA"], MONDAY, FRIDAY)
 
 
-def test_rejected_key_mid_run_stops_calling_and_keeps_earlier_tickers(spark, tmp_path, clock):
+def test_rejected_key_mid_run_stops_calling_and_keeps_earlier_tickers(storage, tmp_path, clock):
     with FakeMassiveServer(api_key=KEY, faults=[Fault("401", ticker="MSFT")]) as server:
         with pytest.raises(KeyRejectedError, match="API key rejected") as caught:
-            harvest(spark, tmp_path / "t", server, clock, tickers=TRIO)
+            harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
         calls = len(server.log)
     assert calls == 2  # AAPL, then MSFT's refused call; none for NVDA
     assert KEY not in str(caught.value)
-    assert table_rows(spark, tmp_path / "t") == expected_rows(["AAPL"], MONDAY, FRIDAY)
+    assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL"], MONDAY, FRIDAY)
 
 
 def test_rejected_key_at_the_door_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
@@ -98,36 +99,36 @@ def test_rejected_key_at_the_door_is_one_line_and_exit_1(tmp_path, capsys, monke
 
 
 # -- landing zone ----------------------------------------------------------------------------------------------------
-def test_rerun_of_finished_days_makes_no_call(spark, tmp_path, clock):
+def test_rerun_of_finished_days_makes_no_call(storage, tmp_path, clock):
     with FakeMassiveServer(api_key=KEY) as server:
-        harvest(spark, tmp_path / "t", server, clock, tickers=TRIO)
+        harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
         first = len(server.log)
-        report = harvest(spark, tmp_path / "t", server, clock, tickers=TRIO)
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
         assert len(server.log) == first == 3
     assert all(t.stats.pages_from_landing == 1 and t.stats.calls == 0 for t in report.tickers)
-    assert every_bar_once(spark, tmp_path / "t")
+    assert every_bar_once(storage, tmp_path / "t")
 
 
-def test_the_current_day_is_always_fetched_again(spark, tmp_path, clock):
+def test_the_current_day_is_always_fetched_again(storage, tmp_path, clock):
     with FakeMassiveServer(api_key=KEY) as server:
-        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
-        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
         assert len(server.log) == 2
         # The day after, Friday is over: fetched once more (only Friday), then never again.
-        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
-        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
         assert len(server.log) == 3
         assert server.log[-1].path.endswith("/2024-01-12/2024-01-12")
-    assert every_bar_once(spark, tmp_path / "t", ("AAPL",))
+    assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
 
 
-def test_refetch_ignores_the_landing_zone(spark, tmp_path, clock):
+def test_refetch_ignores_the_landing_zone(storage, tmp_path, clock):
     with FakeMassiveServer(api_key=KEY) as server:
-        harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",))
-        report = harvest(spark, tmp_path / "t", server, clock, tickers=("AAPL",), refetch=True)
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",))
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), refetch=True)
         assert len(server.log) == 2
     assert report.tickers[0].duplicates == 0  # the older fetch's pages are superseded, not double-counted
-    assert every_bar_once(spark, tmp_path / "t", ("AAPL",))
+    assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
 
 
 # -- crash and resume ------------------------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def _harvester(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(spark, tmp_path):
+def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(storage, tmp_path):
     path = tmp_path / "t"
     env = {**os.environ, "MASSIVE_API_KEY": KEY}
     tickers = "AAPL,MSFT,NVDA,JPM"
@@ -144,7 +145,7 @@ def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(spark, tmp_path
     with FakeMassiveServer(api_key=KEY, faults=[Fault("delay", ticker="JPM", seconds=20)]) as server:
         def argv(base_url: str) -> list[str]:
             return ["--tickers", tickers, "--from", "2024-01-08", "--to", "2024-01-12", "--base-url", base_url,
-                    "--table-path", str(path), "--calls-per-minute", "100000"]
+                    "--table-path", str(path), "--calls-per-minute", "100000", "--engine", storage.name]
 
         process = _harvester(argv(server.base_url), env)
         landing = LandingZone(default_landing_path(str(path)))
@@ -165,11 +166,11 @@ def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(spark, tmp_path
         fetched = sorted(entry.path.split("/")[4] for entry in server.log)
     assert code == 0
     assert fetched == ["JPM"]
-    assert every_bar_once(spark, path, ("AAPL", "MSFT", "NVDA", "JPM"))
+    assert every_bar_once(storage, path, ("AAPL", "MSFT", "NVDA", "JPM"))
 
 
 # -- concurrency -----------------------------------------------------------------------------------------------------
-def test_two_writers_on_different_tickers_both_succeed(spark, tmp_path, clock):
+def test_two_writers_on_different_tickers_both_succeed(storage, tmp_path, clock):
     path = tmp_path / "t"
     errors: list[BaseException] = []
 
@@ -178,7 +179,7 @@ def test_two_writers_on_different_tickers_both_succeed(spark, tmp_path, clock):
             with FakeMassiveServer(api_key=KEY) as server:
                 from tests.conftest import FakeClock
 
-                harvest(spark, path, server, FakeClock(), tickers=tickers)
+                harvest(storage, path, server, FakeClock(), tickers=tickers)
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
@@ -188,10 +189,10 @@ def test_two_writers_on_different_tickers_both_succeed(spark, tmp_path, clock):
     for thread in threads:
         thread.join(timeout=240)
     assert not errors
-    assert every_bar_once(spark, path, ("AAPL", "MSFT", "NVDA", "JPM"))
+    assert every_bar_once(storage, path, ("AAPL", "MSFT", "NVDA", "JPM"))
 
 
-def test_two_writers_on_the_same_partitions_leave_one_consistent_table(spark, tmp_path):
+def test_two_writers_on_the_same_partitions_leave_one_consistent_table(storage, tmp_path):
     path = tmp_path / "t"
     results: list[object] = []
 
@@ -200,7 +201,7 @@ def test_two_writers_on_the_same_partitions_leave_one_consistent_table(spark, tm
             with FakeMassiveServer(api_key=KEY) as server:
                 from tests.conftest import FakeClock
 
-                results.append(harvest(spark, path, server, FakeClock(), tickers=("AAPL", "MSFT")))
+                results.append(harvest(storage, path, server, FakeClock(), tickers=("AAPL", "MSFT")))
         except BaseException as exc:  # noqa: BLE001 - either outcome is allowed; the table must stay consistent
             results.append(exc)
 
@@ -211,7 +212,7 @@ def test_two_writers_on_the_same_partitions_leave_one_consistent_table(spark, tm
         thread.join(timeout=240)
     assert len(results) == 2
     assert all(not isinstance(r, BaseException) or "concurrent" in str(r).lower() for r in results), results
-    assert every_bar_once(spark, path, ("AAPL", "MSFT"))
+    assert every_bar_once(storage, path, ("AAPL", "MSFT"))
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------
@@ -264,6 +265,14 @@ def test_paths_with_quotes_or_control_characters_are_refused(junk, tmp_path, cap
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("symbol", ["ß", "ﬁ", "AAPLß", "ǅ", "Ⅻ"])
+def test_non_ascii_symbols_are_refused_before_any_case_change(symbol):
+    from stockpipe.cli import parse_tickers
+
+    with pytest.raises(UsageError, match="is not an exchange symbol"):
+        parse_tickers(symbol)  # "ß".upper() is "SS", "ﬁ".upper() is "FI": valid-looking, never asked for
+
+
 @pytest.mark.parametrize("argv", [["--tickers", "../etc"], ["--from", "yesterday"], ["--calls-per-minute", "0"],
                                   ["--table-path", "/"], ["--engine", "duckdb"], ["--bogus"]])
 def test_bad_input_in_a_real_process_is_one_line_exit_2(argv, tmp_path):
@@ -276,13 +285,14 @@ def test_bad_input_in_a_real_process_is_one_line_exit_2(argv, tmp_path):
 
 
 # -- secrets ---------------------------------------------------------------------------------------------------------
-def test_the_key_appears_in_nothing_a_run_writes_or_prints(tmp_path, capsys, monkeypatch):
+def test_the_key_appears_in_nothing_a_run_writes_or_prints(tmp_path, capsys, monkeypatch, storage):
     monkeypatch.setenv("MASSIVE_API_KEY", KEY)
     faults = [Fault("429"), Fault("500"), Fault("truncate"), Fault("401", ticker="NVDA")]
     with FakeMassiveServer(api_key=KEY, faults=faults) as server:
         code = fixed_stock_harvester.main(["--tickers", "AAPL,MSFT,NVDA", "--from", "2024-01-08", "--to",
                                            "2024-01-12", "--base-url", server.base_url, "--table-path",
-                                           str(tmp_path / "t"), "--calls-per-minute", "100000", "-v"])
+                                           str(tmp_path / "t"), "--calls-per-minute", "100000", "-v",
+                                           "--engine", storage.name])
         assert all(entry.authorization == f"Bearer {KEY}" for entry in server.log)
     out, err = capsys.readouterr()
     assert code == 1 and "API key rejected" in err
@@ -310,3 +320,75 @@ def test_landed_pages_carry_request_metadata_and_follow_up_cursors(tmp_path, clo
     assert len(metas) == 3 and metas[0]["cursor"] is None and all(m["cursor"] for m in metas[1:])
     assert all(m["request_id"] and m["ticker"] == "AAPL" and m["from"] == "2024-01-08" for m in metas)
     assert all(KEY not in json.dumps(m) for m in metas)
+
+
+# -- the real API's scopes: a plan refusal, an unreachable host ------------------------------------------------------
+def test_plan_refusing_today_stores_the_earlier_days_and_reports_today(storage, tmp_path, clock):
+    """The free tier refuses a range that includes the current day: retried once without today, the past days are
+    stored, and today is reported as not in the plan (the run's exit code then says not everything was stored)."""
+    path = tmp_path / "t"
+    with FakeMassiveServer(api_key=KEY, plan_refuses_from=FRIDAY) as server:
+        report = harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY)
+        assert [entry.status for entry in server.log] == [403, 200, 403, 200]
+    assert not report.failed and [t.ticker for t in report.partial] == ["AAPL", "MSFT"]
+    assert all(t.not_in_plan == [FRIDAY] and "data timeframe" in t.plan_message for t in report.partial)
+    assert table_rows(storage, path) == expected_rows(["AAPL", "MSFT"], MONDAY, FRIDAY - dt.timedelta(days=1))
+
+
+def test_plan_refusal_keeps_stored_today_of_other_tickers(storage, tmp_path, clock):
+    """A ticker whose today was refused is written only on its earlier days: the same commit keeps another ticker's
+    today, and no stored partition is emptied."""
+    path = tmp_path / "t"
+    with FakeMassiveServer(api_key=KEY) as server:
+        harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY)
+    # AAPL is served in full; MSFT's whole-week request is refused once and its retry without today succeeds.
+    with FakeMassiveServer(api_key=KEY, faults=[Fault("403", ticker="MSFT")]) as server:
+        report = harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY, refetch=True)
+    assert [t.ticker for t in report.partial] == ["MSFT"] and report.partial[0].not_in_plan == [FRIDAY]
+    assert " OR " in storage.history(str(path), limit=1)[-1].parameters["predicate"]
+    assert table_rows(storage, path) == expected_rows(["AAPL", "MSFT"], MONDAY, FRIDAY)  # MSFT's Friday kept
+
+
+def test_plan_refusal_of_a_past_range_fails_that_ticker_and_fetches_the_next(storage, tmp_path, clock):
+    with FakeMassiveServer(api_key=KEY, faults=[Fault("403", ticker="MSFT")]) as server:
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
+    assert [t.ticker for t in report.failed] == ["MSFT"] and "not in your plan" in report.failed[0].stats.error
+    assert report.failed[0].stats.calls == 1
+    assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL", "NVDA"], MONDAY, FRIDAY)
+
+
+def test_unreachable_api_gives_up_on_every_ticker_after_the_first_and_starts_no_spark(tmp_path, clock):
+    from stockpipe.errors import ApiUnreachableError
+    from stockpipe.harvest import HarvestConfig, run_fixed
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
+    cfg = HarvestConfig(tickers=eight, date_from=MONDAY, date_to=FRIDAY, table_path=str(tmp_path / "t"),
+                        landing_path=str(tmp_path / "landing"), source="api", base_url=base, api_key=KEY,
+                        show_progress=False, clock=clock, sleep=clock.sleep)
+
+    def no_spark():
+        raise AssertionError("Spark must not start when nothing can be written")
+
+    with pytest.raises(ApiUnreachableError, match=f"cannot reach {base}") as caught:
+        run_fixed(cfg, no_spark)
+    report = caught.value.report
+    first, *rest = report.tickers
+    assert (first.stats.calls, first.stats.retries) == (4, 3) and first.stats.waited_s > 0  # counts are kept
+    assert all(t.stats.calls == 0 and t.stats.error.startswith("not fetched: cannot reach") for t in rest)
+    assert not (tmp_path / "t").exists() and not any((tmp_path / "landing").rglob("page-*"))
+
+
+def test_unreachable_api_at_the_door_is_one_error_line_after_the_summary(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MASSIVE_API_KEY", KEY)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    code = fixed_stock_harvester.main(["--tickers", "AAPL,MSFT", "--from", "2024-01-08", "--to", "2024-01-12",
+                                       "--base-url", base, "--table-path", str(tmp_path / "t")])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Spark was not started" in out and "not fetched: cannot reach" in out
+    assert err.strip().splitlines()[-1].startswith(f"error: cannot reach {base}: could not connect")
+    assert "Traceback" not in err and KEY not in out + err
