@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import databricks_utils as du
 from stockpipe import cli
+from stockpipe.compat import show_string
 from stockpipe.external import (
     DAILY_QUERY,
     pruning_demo,
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         ticker = args.ticker or first["ticker"]
         day = args.day or first["trade_date"].isoformat()
         pruning = pruning_demo(spark, registration.name, ticker, day, storage.detail(path).num_files)
-        print(render_external(registration, daily._jdf.showString(10_000, 0, False), pruning, path))
+        print(render_external(registration, show_string(daily, 10_000, truncate=False), pruning, path))
         return 0
 
     return cli.run(body)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
+from stockpipe.compat import scan_metrics
 from stockpipe.errors import UsageError
 from stockpipe.storage import DeltaStorage
 
@@ -120,51 +121,21 @@ class PruningResult:
 
 def pruning_demo(spark: SparkSession, name: str, ticker: str, day: str, files_in_table: int) -> PruningResult:
     """Count one ticker's one day through the name, and read the scan's own metrics: files read vs files in the
-    table. AQE is paused for this one query so the executed plan exposes the scan node."""
+    table. AQE stays as the session has it (serverless may refuse to change it): the metrics are read through the
+    adaptive plan."""
     if not re.fullmatch(r"[A-Z0-9.\-]{1,12}", ticker) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
         raise UsageError("pruning demo needs a ticker symbol and a YYYY-MM-DD day")
-    previous = spark.conf.get("spark.sql.adaptive.enabled", "true")
-    spark.conf.set("spark.sql.adaptive.enabled", "false")
-    try:
-        frame = spark.sql(
-            f"SELECT COUNT(*) AS bars FROM {name} WHERE ticker = '{ticker}' AND trade_date = DATE '{day}'"
-        )
-        rows = int(frame.collect()[0]["bars"])
-        files_read, filters = _scan_metrics(frame)
-    finally:
-        spark.conf.set("spark.sql.adaptive.enabled", previous)
+    frame = spark.sql(f"SELECT COUNT(*) AS bars FROM {name} WHERE ticker = '{ticker}' AND trade_date = DATE '{day}'")
+    rows = int(frame.collect()[0]["bars"])
+    files_read, filters = scan_metrics(frame)
     return PruningResult(ticker, day, rows, files_read, files_in_table, filters)
 
 
-def scan_files_read(frame) -> int | None:
-    """Run the frame (AQE paused so the plan exposes its scan) and return how many files the scan read.
+def scan_files_read(frame: DataFrame) -> int | None:
+    """Run the frame and return how many files its scan read.
 
     A fresh plan every time: a scan node computes its file list once, so a second run of the same plan reports 0.
     """
-    spark = frame.sparkSession
-    previous = spark.conf.get("spark.sql.adaptive.enabled", "true")
-    spark.conf.set("spark.sql.adaptive.enabled", "false")
-    try:
-        frame = frame.select("*")
-        frame.collect()
-        return _scan_metrics(frame)[0]
-    finally:
-        spark.conf.set("spark.sql.adaptive.enabled", previous)
-
-
-def _scan_metrics(frame) -> tuple[int | None, str]:
-    try:
-        plan = frame._jdf.queryExecution().executedPlan()
-        leaves = plan.collectLeaves()
-        for index in range(leaves.length()):
-            leaf = leaves.apply(index)
-            if leaf.nodeName().startswith("Scan") or "FileScan" in leaf.getClass().getSimpleName() or \
-                    "FileSourceScan" in leaf.getClass().getSimpleName():
-                metrics = leaf.metrics()
-                files = metrics.get("numFiles")
-                text = leaf.toString()
-                match = re.search(r"PartitionFilters: (\[[^\]]*\])", text)
-                return (int(files.get().value()) if files.isDefined() else None), (match[1] if match else "")
-    except Exception:  # noqa: BLE001 - plan internals differ across runtimes (Photon); the count still stands
-        return None, ""
-    return None, ""
+    frame = frame.select("*")
+    frame.collect()
+    return scan_metrics(frame)[0]

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from stockpipe.cli import Progress
+from stockpipe.compat import schema_tree, show_string
 from stockpipe.errors import (
     ApiUnreachableError,
     EngineUnsupportedError,
@@ -505,8 +506,8 @@ def run_broken(
         fetched=fetched,
         total_rows=sum(per_ticker.values()),
         rows_per_ticker=per_ticker,
-        schema_tree=table._jdf.schema().treeString(),
-        sample_rows=table._jdf.showString(5, 20, False),
+        schema_tree=schema_tree(table),
+        sample_rows=show_string(table, 5),
         partition_dirs_on_disk=count_partition_dirs(cfg.table_path),
         live_partitions=detail.num_partitions,
         files_on_disk=storage.files_on_disk(cfg.table_path),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from stockpipe.compat import quiet_logs
+
 log = logging.getLogger(__name__)
 
 DELTA_VERSION = "3.3.2"
@@ -160,5 +162,5 @@ def build_session(
 
 
 def _quiet(spark: SparkSession) -> SparkSession:
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     return spark

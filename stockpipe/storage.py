@@ -25,6 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from stockpipe.compat import to_arrow
 from stockpipe.errors import EngineUnsupportedError, NotDeltaTableError, PipelineError
 from stockpipe.session import session_has_delta
 
@@ -245,6 +246,10 @@ class DeltaStorage(ABC):
         """Compact (or Z-ORDER) into files of about target_file_bytes (the engine's default when None)."""
 
     @abstractmethod
+    def maintenance_calls(self, path: str, zorder_by: Sequence[str], retain_hours: float) -> list[str]:
+        """The exact calls optimize() and vacuum() make on this engine, for the report to show as run."""
+
+    @abstractmethod
     def vacuum(self, path: str, retain_hours: float) -> int:
         """Delete data files no longer referenced and older than the retention; 0 hours lifts the safety check for
         this call only. Returns the number of files deleted."""
@@ -283,13 +288,9 @@ class DeltaRsStorage(DeltaStorage):
         return DeltaTable.is_deltatable(str(path))
 
     def _write(self, df, path, mode, partition_by, replace, cluster_by) -> int:
-        import pyarrow as pa
         from deltalake import DeltaTable, write_deltalake
-        from pyspark.sql.pandas.types import to_arrow_schema
 
-        schema = to_arrow_schema(df.schema)
-        batches = df._collect_as_arrow()  # Arrow batches straight from the JVM: no Python rows
-        table = pa.Table.from_batches(batches).cast(schema) if batches else schema.empty_table()
+        table = to_arrow(df)  # Arrow straight from Spark: no Python rows
         write_deltalake(
             path,
             table,
@@ -342,6 +343,12 @@ class DeltaRsStorage(DeltaStorage):
         if zorder_by:
             return table.optimize.z_order(list(zorder_by), target_size=target_file_bytes)
         return table.optimize.compact(target_size=target_file_bytes)
+
+    def maintenance_calls(self, path: str, zorder_by: Sequence[str], retain_hours: float) -> list[str]:
+        optimize = f"z_order({list(zorder_by)!r})" if zorder_by else "compact()"
+        return [f"DeltaTable('{path}').optimize.{optimize}",
+                f"DeltaTable('{path}').vacuum(retention_hours={int(retain_hours)}, enforce_retention_duration=False, "
+                "dry_run=False, full=True)"]
 
     def vacuum(self, path: str, retain_hours: float) -> int:
         # enforce_retention_duration=False lifts the 168-hour safety check for this call only; full=True also
@@ -477,6 +484,13 @@ class DeltaSparkStorage(DeltaStorage):
                     self.spark.conf.set(key, previous)
         metrics = result.collect()[0]["metrics"]
         return metrics.asDict(recursive=True) if hasattr(metrics, "asDict") else dict(metrics)
+
+    def maintenance_calls(self, path: str, zorder_by: Sequence[str], retain_hours: float) -> list[str]:
+        columns = ", ".join(f'"{c}"' for c in zorder_by)
+        optimize = f"executeZOrderBy({columns})" if zorder_by else "executeCompaction()"
+        return [f'DeltaTable.forPath(spark, "{path}").optimize().{optimize}',
+                'spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")',
+                f'spark.sql("VACUUM delta.`{path}` RETAIN {int(retain_hours)} HOURS")']
 
     def vacuum(self, path: str, retain_hours: float) -> int:
         self.require_delta(path)

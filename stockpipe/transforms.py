@@ -81,7 +81,9 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
         )
         return spark.createDataFrame([], empty)
     pages = spark.read.schema(PAGE_SCHEMA).option("multiLine", True).option("mode", "FAILFAST").json(files)
-    path = F.input_file_name()
+    # The file's own path, from the file source's hidden metadata column: the older file-name function is not
+    # supported on Unity Catalog and is gone from recent Databricks runtimes.
+    path = F.col("_metadata.file_path")
     fetch_id = F.regexp_extract(path, r"fetch=([^/]+)/", 1)
     return (
         pages.select(

@@ -1,0 +1,120 @@
+"""Spark 3.5 classic and Spark 4 / Spark Connect, in one place.
+
+The rest of the package uses only the public DataFrame and SQL API. Where the two modes need two different calls,
+both branches live here, each tested (tests/test_compat.py). Spark Connect is what Databricks serverless and Free
+Edition run: no `sparkContext`, no `_jdf`/`_jvm`/`_jsc`, and the driver talks to the server over gRPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (pyspark.sql.connect), whatever the server is."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def quiet_logs(spark: SparkSession) -> None:
+    """ERROR-level driver logs on a classic session; a Connect server keeps its own log settings."""
+    if not is_connect(spark):
+        spark.sparkContext.setLogLevel("ERROR")
+
+
+def to_arrow(df: DataFrame) -> pa.Table:
+    """Spark -> Arrow without rows in Python: toArrow() from Spark 4.0 (classic and Connect), the classic collector
+    before it."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(df.schema)
+    if hasattr(df, "toArrow"):
+        table = df.toArrow()
+    else:  # Spark 3.5 classic: Arrow batches straight from the JVM
+        batches = df._collect_as_arrow()
+        table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+    return table.cast(schema) if table.num_rows else schema.empty_table()
+
+
+def show_string(df: DataFrame, rows: int = 20, truncate: bool | int = True) -> str:
+    """What `df.show()` prints, as text: `show` prints from Python in both modes, so its output can be captured."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        df.show(rows, truncate=truncate)
+    return buffer.getvalue()
+
+
+def schema_tree(df: DataFrame) -> str:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        df.printSchema()
+    return buffer.getvalue()
+
+
+def scan_metrics(df: DataFrame) -> tuple[int | None, str]:
+    """Files read by the executed query's file scan, and its partition filters, after `df` has run.
+
+    Classic: the executed plan's scan node metrics. Connect (Spark 4): the ExecutionInfo the server sends back with
+    the result. None when the runtime exposes neither (e.g. Photon), never a guess.
+    """
+    if is_connect(df.sparkSession):
+        return _connect_scan_metrics(df)
+    return _classic_scan_metrics(df)
+
+
+def _classic_scan_metrics(df: DataFrame) -> tuple[int | None, str]:
+    try:
+        scan = _find_scan(df._jdf.queryExecution().executedPlan())
+        if scan is None:
+            return None, ""
+        files = scan.metrics().get("numFiles")
+        return (int(files.get().value()) if files.isDefined() else None), _partition_filters(scan.toString())
+    except Exception:  # noqa: BLE001 - plan internals differ across runtimes (Photon); the count still stands
+        return None, ""
+
+
+def _partition_filters(scan_text: str) -> str:
+    """The scan's PartitionFilters, without expression ids (ticker#2151 -> ticker); Spark may cut the text with
+    '...', which stays (the filter is cut, not wrong) rather than run into the next field."""
+    match = re.search(r"PartitionFilters: \[(.*?)(?:\](?:, [A-Z]\w+: |$)|, [A-Z]\w+: )", scan_text)
+    if not match:
+        return ""
+    return "[" + re.sub(r"#\d+", "", match[1]).rstrip(", ") + "]"
+
+
+def _find_scan(node: Any, depth: int = 0) -> Any:
+    """The first file scan below `node`, looking inside adaptive plans and their query stages (AQE stays on)."""
+    if depth > 64:
+        return None
+    name = node.getClass().getSimpleName()
+    if "FileSourceScan" in name or "FileScan" in name or node.nodeName().startswith("Scan"):
+        return node
+    if name == "AdaptiveSparkPlanExec":
+        return _find_scan(node.executedPlan(), depth + 1)
+    if name.endswith("QueryStageExec"):
+        return _find_scan(node.plan(), depth + 1)
+    children = node.children()
+    for index in range(children.size()):
+        found = _find_scan(children.apply(index), depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _connect_scan_metrics(df: DataFrame) -> tuple[int | None, str]:
+    info: Any = getattr(df, "executionInfo", None)
+    metrics = getattr(info, "metrics", None) if info is not None else None
+    if metrics is None:
+        return None, ""
+    for node in getattr(metrics, "_metrics", []) or []:
+        name = str(getattr(node, "name", ""))
+        if name.startswith("Scan") or "FileScan" in name:
+            values = {m.name: m.value for m in getattr(node, "metrics", [])} if hasattr(node, "metrics") else {}
+            files = values.get("number of files read")
+            return (int(files) if files is not None else None), ""
+    return None, ""

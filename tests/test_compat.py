@@ -1,0 +1,57 @@
+"""The one module where Spark 3.5 classic and Spark 4 / Connect differ: each branch runs in the lane of its mode
+(make test: classic; make test-connect: Connect), and nothing else in the product may use JVM-private API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pyarrow as pa
+
+from stockpipe.compat import is_connect, scan_metrics, schema_tree, show_string, to_arrow
+from tests.conftest import ROOT
+
+PRIVATE_SPARK_API = re.compile(r"\._jdf|\._jvm|\._jsc|sparkContext|input_file_name|_collect_as_arrow")
+
+
+def test_no_jvm_private_spark_api_outside_the_compat_module():
+    offenders = []
+    for path in [*ROOT.glob("*.py"), *(ROOT / "stockpipe").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]:
+        if path.name == "compat.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if PRIVATE_SPARK_API.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_to_arrow_keeps_rows_types_and_instants(spark):
+    instant = dt.datetime(2024, 1, 9, 0, 59, tzinfo=dt.timezone.utc)
+    frame = spark.createDataFrame([("AAPL", dt.date(2024, 1, 8), instant, 1.5, 7)],
+                                  "ticker string, trade_date date, trade_ts timestamp, close double, n long")
+    table = to_arrow(frame)
+    assert table.schema.field("trade_ts").type == pa.timestamp("us", tz="UTC")
+    assert table.to_pylist() == [{"ticker": "AAPL", "trade_date": dt.date(2024, 1, 8), "trade_ts": instant,
+                                  "close": 1.5, "n": 7}]
+    empty = to_arrow(frame.limit(0))
+    assert empty.num_rows == 0 and empty.schema == table.schema
+
+
+def test_show_string_and_schema_tree_are_what_show_prints(spark):
+    frame = spark.createDataFrame([("AAPL", 1)], "ticker string, bars long")
+    assert show_string(frame).splitlines()[:4] == ["+------+----+", "|ticker|bars|", "+------+----+",
+                                                   "|  AAPL|   1|"]
+    assert show_string(frame, truncate=False).splitlines()[3] == "|AAPL  |1   |"
+    assert schema_tree(frame).strip().splitlines() == ["root", " |-- ticker: string (nullable = true)",
+                                               " |-- bars: long (nullable = true)"]
+
+
+def test_scan_metrics_count_the_files_a_pruned_scan_read(spark, tmp_path):
+    frame = spark.createDataFrame([(day, i) for day in ("a", "b", "c") for i in range(3)], "day string, i long")
+    frame.repartition("day").write.partitionBy("day").parquet(str(tmp_path / "t"))
+    query = spark.read.parquet(str(tmp_path / "t")).filter("day = 'b'").groupBy().count()
+    assert query.collect()[0][0] == 3
+    files_read, filters = scan_metrics(query)
+    assert files_read == 1
+    if not is_connect(spark):
+        assert "day" in filters  # the classic plan names its partition filters
