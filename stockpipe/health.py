@@ -126,6 +126,7 @@ class MaintenanceReport:
     retain_hours: float
     zorder_by: list[str]
     history: list[HistoryEntry]
+    calls: list[str] = field(default_factory=list)  # what the engine ran, verbatim
 
     def to_json(self) -> str:
         def default(value: Any) -> Any:
@@ -166,6 +167,7 @@ def run_maintenance(
         path=path, engine=storage.name, before=before, after=after, optimize_metrics=dict(metrics),
         optimize_seconds=optimized - started, vacuum_deleted=deleted, vacuum_seconds=vacuumed - optimized,
         retain_hours=retain_hours, zorder_by=list(zorder_by), history=storage.history(path),
+        calls=storage.maintenance_calls(path, zorder_by, retain_hours),
     )
 
 

@@ -55,7 +55,10 @@ def render_fixed(report: FixedReport) -> str:
         rows, title="Summary",
     )
     lines = [table, ""]
+    skipped = [t.ticker for t in report.tickers if (t.stats.error or "").startswith("not fetched:")]
     for t in report.tickers:
+        if t.ticker in skipped:
+            continue
         if t.status == "FAILED":
             lines.append(f"FAILED {t.ticker}: {t.stats.error} (its partitions were left untouched)")
         elif t.status == "partial":
@@ -64,6 +67,9 @@ def render_fixed(report: FixedReport) -> str:
         elif t.status == "no bars":
             lines.append(f"warning: {t.ticker} has no bars between {report.days[0] if report.days else '-'} and "
                          f"{report.days[-1] if report.days else '-'}")
+    if skipped:
+        lines.append(f"FAILED, not fetched because the run stopped: {', '.join(skipped)} (their partitions were left "
+                     "untouched)")
     if not report.days:
         lines.append("warning: no NYSE trading day in the requested range; nothing to write")
     if report.engine == "not started":
@@ -121,6 +127,8 @@ def render_maintenance(report: MaintenanceReport) -> str:
         f"{report.vacuum_seconds:.1f} s",
         f"Row count check: {b.rows:,} before = {a.rows:,} after: no row lost.",
     ]
+    if report.calls:
+        lines += ["", f"Calls run ({report.engine}):", *[f"  {call}" for call in report.calls]]
     if report.retain_hours < PRODUCTION_RETENTION_HOURS:
         lines.append(
             f"Note: {report.retain_hours:g} h retention is for this homework. Production keeps at least "

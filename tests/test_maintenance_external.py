@@ -84,6 +84,11 @@ def test_door_prints_side_by_side_and_writes_json_and_chart(harvested, tmp_path,
     assert code == 0
     assert "Health check: before and after maintenance" in out and "Table history" in out
     assert "Production keeps at least 168 h" in out
+    if storage.name == "delta-spark":  # the course's calls, verbatim
+        assert f'DeltaTable.forPath(spark, "{harvested}").optimize().executeCompaction()' in out
+        assert f'spark.sql("VACUUM delta.`{harvested}` RETAIN 0 HOURS")' in out
+    else:
+        assert f"DeltaTable('{harvested}').optimize.compact()" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["before"]["rows"] == report["after"]["rows"] > 0
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

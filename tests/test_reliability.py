@@ -389,6 +389,7 @@ def test_unreachable_api_at_the_door_is_one_error_line_after_the_summary(tmp_pat
     code = fixed_stock_harvester.main(["--tickers", "AAPL,MSFT", "--from", "2024-01-08", "--to", "2024-01-12",
                                        "--base-url", base, "--table-path", str(tmp_path / "t")])
     out, err = capsys.readouterr()
-    assert code == 1 and "Spark was not started" in out and "not fetched: cannot reach" in out
+    assert code == 1 and "Spark was not started" in out
+    assert "FAILED, not fetched because the run stopped: MSFT (their partitions were left untouched)" in out
     assert err.strip().splitlines()[-1].startswith(f"error: cannot reach {base}: could not connect")
     assert "Traceback" not in err and KEY not in out + err
