@@ -1,11 +1,13 @@
 """`make bench`: every comparison measured side by side in one run, written to bench_results/ (markdown, JSON, PNG).
 
-Sections (each figure in analysis.md names this command):
+Sections (each figure in analysis.md names this command), each on every engine the session has (delta-rs always,
+delta-spark when its jars load, e.g. with DELTA_JARS_DIR) unless --engines says otherwise:
   1. broken vs fixed harvester on the same sample data (8 tickers x 5 trading days)
   2. layouts at 8 x 5 and 500 x 20: (ticker, trade_date) partitions; trade_date partitions + Z-ORDER by ticker;
-     liquid clustering where the engine supports it; the broken (ticker, minute) layout at the small size only
+     liquid clustering (delta-spark only); the broken (ticker, minute) layout at the small size only
   3. fetch efficiency against the loopback server with a real 5 calls / 60 s window, and the starter's naive loop
-  4. end-to-end cost as tickers grow: 8, 64, 512 tickers x 5 days
+  4. end-to-end cost as tickers grow: 8, 64, 512 tickers x 5 days (the first engine only)
+  5. VACUUM of a 1,000-file table: Spark's default listing/state parallelism vs this project's local session
 
 Times are medians of --repeat runs (queries and small writes); a row says n= where fewer runs were affordable.
 """
@@ -41,8 +43,8 @@ from stockpipe.landing import LandingZone, default_landing_path
 from stockpipe.market_calendar import NEW_YORK, trading_days
 from stockpipe.massive import floor_seconds
 from stockpipe.sample import FakeMassiveServer, range_bars
-from stockpipe.session import build_session
-from stockpipe.storage import DeltaStorage, ReplacePredicate, choose_engine
+from stockpipe.session import build_session, session_has_delta
+from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, DeltaStorage, ReplacePredicate
 from stockpipe.transforms import session_bounds, to_broken, to_silver, with_market_session, with_trade_date
 
 log = logging.getLogger("stockpipe.bench")
@@ -187,10 +189,12 @@ def bench_broken_vs_fixed(spark: SparkSession, storage: DeltaStorage, root: Path
         cfg = HarvestConfig(tickers=tickers, date_from=first, date_to=last, table_path=path,
                             landing_path=str(root / "landing"), show_progress=False)
         fetch_all(cfg, LandingZone(cfg.landing_path), days)  # land once, so both time only transform + write
-        runs = [timed(lambda c=cfg, n=name: _harvest_once(spark, storage, c, n))[0] for _ in range(repeat)]
+        # On delta-spark the broken run (22,962 one-bar files) takes minutes: once is enough to tell, and says n=1.
+        runs_wanted = 1 if (name == "broken" and storage.name == "delta-spark") else repeat
+        runs = [timed(lambda c=cfg, n=name: _harvest_once(spark, storage, c, n))[0] for _ in range(runs_wanted)]
         detail = storage.detail(path)
         table = {
-            "write_s": statistics.median(runs),
+            "write_s": statistics.median(runs), "write_runs": runs_wanted,
             "partition_dirs_on_disk": count_partition_dirs(path),
             "live_partitions": detail.num_partitions,
             "live_files": detail.num_files,
@@ -255,6 +259,34 @@ def bench_fetch(window_s: float = 60.0, calls_per_minute: int = 5) -> dict[str, 
     return result
 
 
+def bench_vacuum(spark: SparkSession, storage: DeltaStorage, root: Path, partitions: int = 500) -> dict[str, Any]:
+    """VACUUM RETAIN 0 HOURS on a table with 2 x `partitions` files (half of them tombstoned by an overwrite), once
+    with Spark's defaults for listing and state-rebuild parallelism and once with this project's local session.
+    delta-rs has no such knobs: both rows time the same call."""
+    frame = spark.range(0, 40 * partitions).selectExpr("id", f"id % {partitions} AS p", "id * 0.5 AS x")
+    knobs = {"spark.sql.sources.parallelPartitionDiscovery.parallelism": "10000",
+             "spark.databricks.delta.snapshotPartitions": "50"}
+    out: dict[str, Any] = {}
+    for label in ("Spark defaults", "this project's session"):
+        path = str(root / f"vacuum_{label[:4]}")
+        storage.write(frame, path, mode="overwrite", partition_by=["p"])
+        storage.write(frame, path, mode="overwrite", partition_by=["p"])
+        files_before = storage.files_on_disk(path)
+        saved = {key: spark.conf.get(key, None) for key in knobs}
+        if label == "Spark defaults" and storage.name == "delta-spark":
+            for key, value in knobs.items():
+                spark.conf.set(key, value)
+        try:
+            seconds, deleted = timed(lambda p=path: storage.vacuum(p, 0))
+        finally:
+            for key, value in saved.items():
+                if value is not None:
+                    spark.conf.set(key, value)
+        out[label] = {"files_before": files_before, "deleted": deleted, "seconds": seconds}
+        shutil.rmtree(path, ignore_errors=True)
+    return out
+
+
 def bench_scaling(spark: SparkSession, storage: DeltaStorage, root: Path, sizes: list[int]) -> list[dict[str, Any]]:
     out = []
     first, last = SMALL[1], SMALL[2]
@@ -283,37 +315,24 @@ def _md_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    md = [f"# Benchmark results\n\nProduced by `make bench` on {results['machine']}, engine {results['engine']}, "
-          f"{results['started']}. Times are medians of {results['repeat']} runs unless a row says n=1.\n"]
-    if "broken_vs_fixed" in results:
-        b, f = results["broken_vs_fixed"]["broken"], results["broken_vs_fixed"]["fixed"]
-        rows = [
-            ["tickers in the table", ", ".join(b["tickers"]), f"{len(f['tickers'])} (all)", ""],
-            ["rows", f"{b['rows']:,}", f"{f['rows']:,}", _fmt(f["rows"] / b["rows"])],
-            ["partition directories on disk", f"{b['partition_dirs_on_disk']:,}", f"{f['partition_dirs_on_disk']:,}",
-             _fmt(f["partition_dirs_on_disk"] / b["partition_dirs_on_disk"], 4)],
-            ["live partitions", f"{b['live_partitions']:,}", f"{f['live_partitions']:,}",
-             _fmt(f["live_partitions"] / b["live_partitions"], 4)],
-            ["parquet files on disk", f"{b['files_on_disk']:,}", f"{f['files_on_disk']:,}",
-             _fmt(f["files_on_disk"] / b["files_on_disk"], 4)],
-            ["bytes on disk", f"{b['bytes_on_disk']:,}", f"{f['bytes_on_disk']:,}",
-             _fmt(f["bytes_on_disk"] / b["bytes_on_disk"])],
-            ["transform + write time (s)", _fmt(b["write_s"]), _fmt(f["write_s"]), _fmt(f["write_s"] / b["write_s"])],
-        ]
-        for q in b["queries"]:
-            label = q.replace("one ticker", "JPM")
-            rows.append([f"query: {label}, s", _fmt(b["queries"][q], 3), _fmt(f["queries"][q], 3),
-                         _fmt(f["queries"][q] / b["queries"][q])])
-            rows.append([f"files read: {label}", b["files_read"][q], f["files_read"][q], ""])
-        md += ["## 1. Broken vs fixed harvester, same sample data (8 tickers x 5 trading days)\n",
-               "Both harvesters run from the same landed pages, so the times are transform + write only. The broken "
-               "table holds JPM alone, so its queries ask for JPM; files on disk include the overwritten tickers'.\n",
-               _md_table(["", "broken", "fixed", "fixed / broken"], rows), ""]
+    md = [f"# Benchmark results\n\nProduced by `make bench` on {results['machine']}, engines "
+          f"{', '.join(results['engines'])}, {results['started']}. Times are medians of {results['repeat']} runs "
+          "unless a row says n=1.\n"]
+    for engine, pair in results.get("broken_vs_fixed", {}).items():
+        md += _render_broken_vs_fixed(engine, pair["broken"], pair["fixed"])
+    if "vacuum" in results:
+        rows = [[engine, label, f"{v['files_before']:,}", f"{v['deleted']:,}", _fmt(v["seconds"])]
+                for engine, runs in results["vacuum"].items() for label, v in runs.items()]
+        md += ["## 5. VACUUM RETAIN 0 HOURS of a 1,000-file table (500 partitions, overwritten once)\n",
+               "Spark defaults: `parallelPartitionDiscovery.parallelism` 10,000 and Delta's `snapshotPartitions` 50, "
+               "set for that run only; delta-rs has neither knob, so its two rows time the same call.\n",
+               _md_table(["engine", "session", "files on disk", "deleted", "seconds"], rows), ""]
     if "layouts" in results:
         rows = []
         for r in results["layouts"]:
             q = r["queries"]
-            rows.append([r["size"], r["layout"], r["note"] or (f"{r['partitions']:,}" if r["partitions"] else "-"),
+            partitions = f"{r['partitions']:,}" if r["partitions"] else "-"
+            rows.append([r["size"], r.get("engine", "delta-rs"), r["layout"], r["note"] or partitions,
                          f"{r['files']:,}" if r["files"] is not None else "-",
                          _fmt(r["bytes"] / r["files"] / 1024, 1) if r.get("files") else "-",
                          (_fmt(r["write_s"]) + (f" (n={r['write_runs']})" if r["write_runs"] == 1 else ""))
@@ -322,7 +341,7 @@ def render(results: dict[str, Any]) -> str:
                            ("one ticker, one day", "all tickers, one day", "one ticker, all days")]])
         md += ["## 2. Layouts\n",
                "Query cells: median seconds (files read by the scan).\n",
-               _md_table(["size", "layout", "partitions", "files", "avg file KiB", "write s",
+               _md_table(["size", "engine", "layout", "partitions", "files", "avg file KiB", "write s",
                           "one ticker, one day", "all tickers, one day", "one ticker, all days"], rows),
                "\n![layouts](layouts.png)\n"]
     if "fetch" in results:
@@ -341,10 +360,41 @@ def render(results: dict[str, Any]) -> str:
     if "scaling" in results:
         rows = [[r["tickers"], f"{r['rows']:,}", f"{r['partitions']:,}", _fmt(r["wall_s"]), f"{r['rows_per_s']:,.0f}",
                  ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())] for r in results["scaling"]]
-        md += ["## 4. End to end as tickers grow (5 trading days, sample source unpaced, n=1)\n",
+        md += [f"## 4. End to end as tickers grow on {results.get('scaling_engine', 'delta-rs')} (5 trading days, "
+               "sample source unpaced, n=1)\n",
                _md_table(["tickers", "rows", "partitions", "wall s", "rows / s", "phases (s)"], rows),
                "\n![scaling](scaling.png)\n"]
     return "\n".join(md)
+
+
+def _runs(measured: dict[str, Any]) -> str:
+    return " (n=1)" if measured.get("write_runs") == 1 else ""
+
+
+def _render_broken_vs_fixed(engine: str, b: dict[str, Any], f: dict[str, Any]) -> list[str]:
+    rows = [
+        ["tickers in the table", ", ".join(b["tickers"]), f"{len(f['tickers'])} (all)", ""],
+        ["rows", f"{b['rows']:,}", f"{f['rows']:,}", _fmt(f["rows"] / b["rows"])],
+        ["partition directories on disk", f"{b['partition_dirs_on_disk']:,}", f"{f['partition_dirs_on_disk']:,}",
+         _fmt(f["partition_dirs_on_disk"] / b["partition_dirs_on_disk"], 4)],
+        ["live partitions", f"{b['live_partitions']:,}", f"{f['live_partitions']:,}",
+         _fmt(f["live_partitions"] / b["live_partitions"], 4)],
+        ["parquet files on disk", f"{b['files_on_disk']:,}", f"{f['files_on_disk']:,}",
+         _fmt(f["files_on_disk"] / b["files_on_disk"], 4)],
+        ["bytes on disk", f"{b['bytes_on_disk']:,}", f"{f['bytes_on_disk']:,}",
+         _fmt(f["bytes_on_disk"] / b["bytes_on_disk"])],
+        ["transform + write time (s)", _fmt(b["write_s"]) + _runs(b), _fmt(f["write_s"]) + _runs(f),
+         _fmt(f["write_s"] / b["write_s"])],
+    ]
+    for q in b["queries"]:
+        label = q.replace("one ticker", "JPM")
+        rows.append([f"query: {label}, s", _fmt(b["queries"][q], 3), _fmt(f["queries"][q], 3),
+                     _fmt(f["queries"][q] / b["queries"][q])])
+        rows.append([f"files read: {label}", b["files_read"][q], f["files_read"][q], ""])
+    return [f"## 1. Broken vs fixed harvester on {engine}, same sample data (8 tickers x 5 trading days)\n",
+           "Both harvesters run from the same landed pages, so the times are transform + write only. The broken "
+           "table holds JPM alone, so its queries ask for JPM; files on disk include the overwritten tickers'.\n",
+           _md_table(["", "broken", "fixed", "fixed / broken"], rows), ""]
 
 
 def charts(results: dict[str, Any], out: Path) -> None:
@@ -355,8 +405,8 @@ def charts(results: dict[str, Any], out: Path) -> None:
 
     if "layouts" in results:
         measured = [r for r in results["layouts"] if r["files"]]
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-        labels = [f"{r['size']}\n{r['layout']}" for r in measured]
+        fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(measured) + 1.5))
+        labels = [f"{r['size']} {r.get('engine', 'delta-rs')}\n{r['layout']}" for r in measured]
         axes[0].barh(labels, [r["files"] for r in measured], color="#4c72b0")
         axes[0].set_xscale("log")
         axes[0].set_xlabel("files in the table (log)")
@@ -382,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_results", help="results folder [bench_results]")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed step [3]")
-    parser.add_argument("--only", choices=("broken_vs_fixed", "layouts", "fetch", "scaling"), action="append")
+    parser.add_argument("--only", choices=("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum"),
+                        action="append")
+    parser.add_argument("--engines", choices=("all", "delta-rs", "delta-spark"), default="all",
+                        help="engines to measure: every one this session has, or one [all]")
     parser.add_argument("--large-tickers", type=int, default=500)
     parser.add_argument("--scaling", default="8,64,512", help="ticker counts for section 4 [8,64,512]")
     parser.add_argument("--render-only", action="store_true",
@@ -396,17 +449,24 @@ def main(argv: list[str] | None = None) -> int:
         charts(results, out)
         (out / "results.md").write_text(render(results))
         return 0
-    sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling"))
+    sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum"))
     info = build_session("bench", master="local[*]")
     spark = info.spark
-    storage, why = choose_engine(spark, "auto")
-    results: dict[str, Any] = {"engine": storage.name, "repeat": args.repeat,
+    engines: list[DeltaStorage] = [DeltaRsStorage(spark)]
+    if session_has_delta(spark):
+        engines.append(DeltaSparkStorage(spark))
+    if args.engines != "all":
+        engines = [e for e in engines if e.name == args.engines]
+        if not engines:
+            print(f"error: engine {args.engines} is not available in this session ({info.reason})", file=sys.stderr)
+            return 2
+    results: dict[str, Any] = {"engines": [e.name for e in engines], "repeat": args.repeat,
                                "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
                                           f"Spark {spark.version}",
                                "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     previous = out / "results.json"
     if args.only and previous.exists():
-        results = {**json.loads(previous.read_text()), **{k: results[k] for k in ("engine", "repeat", "machine",
+        results = {**json.loads(previous.read_text()), **{k: results[k] for k in ("engines", "repeat", "machine",
                                                                                    "started")}}
     with tempfile.TemporaryDirectory(prefix="stocks-bench-") as tmp:
         root = Path(tmp)
@@ -414,29 +474,42 @@ def main(argv: list[str] | None = None) -> int:
             print("fetch: 8 tickers through a real 5/min window (about a minute)...", file=sys.stderr)
             results["fetch"] = bench_fetch()
         if "broken_vs_fixed" in sections:
-            print("broken vs fixed harvester...", file=sys.stderr)
-            results["broken_vs_fixed"] = bench_broken_vs_fixed(spark, storage, root, args.repeat)
+            results["broken_vs_fixed"] = {}
+            for storage in engines:
+                print(f"broken vs fixed harvester on {storage.name}...", file=sys.stderr)
+                results["broken_vs_fixed"][storage.name] = bench_broken_vs_fixed(spark, storage, root / storage.name,
+                                                                                  args.repeat)
+        if "vacuum" in sections:
+            results["vacuum"] = {}
+            for storage in engines:
+                print(f"VACUUM of 1,000 files on {storage.name}...", file=sys.stderr)
+                results["vacuum"][storage.name] = bench_vacuum(spark, storage, root)
         if "layouts" in sections:
             layouts = []
             sizes = [("8 x 5", list(SMALL[0]), SMALL[1], SMALL[2], args.repeat),
                      (f"{args.large_tickers} x 20", synthetic_tickers(args.large_tickers), *LARGE_DAYS, 1)]
             for size, tickers, first, last, write_repeat in sizes:
-                print(f"layouts at {size}...", file=sys.stderr)
                 silver = synthetic_bars(spark, tickers, first, last).cache()
                 silver.count()
                 days = trading_days(first, last)
-                names = ["partitioned by (ticker, trade_date)", "partitioned by trade_date + Z-ORDER(ticker)",
-                         "liquid clustering (ticker, trade_date)"]
-                if size == "8 x 5":
-                    names.append("broken: (ticker, minute), all tickers")
-                for name in names:
-                    layouts.append(measure_layout(storage, silver, root, size, name, tickers, days, args.repeat,
-                                                  write_repeat).__dict__)
+                for storage in engines:
+                    print(f"layouts at {size} on {storage.name}...", file=sys.stderr)
+                    names = ["partitioned by (ticker, trade_date)", "partitioned by trade_date + Z-ORDER(ticker)"]
+                    if storage.supports_clustering:
+                        names.append("liquid clustering (ticker, trade_date)")
+                    if size == "8 x 5":
+                        names.append("broken: (ticker, minute), all tickers")
+                    for name in names:
+                        slow = name.startswith("broken") and storage.name == "delta-spark"
+                        row = measure_layout(storage, silver, root, size, name, tickers, days, args.repeat,
+                                             1 if slow else write_repeat).__dict__
+                        layouts.append({**row, "engine": storage.name})
                 silver.unpersist()
             results["layouts"] = layouts
         if "scaling" in sections:
-            print("end-to-end scaling...", file=sys.stderr)
-            results["scaling"] = bench_scaling(spark, storage, root, [int(x) for x in args.scaling.split(",")])
+            print(f"end-to-end scaling on {engines[0].name}...", file=sys.stderr)
+            results["scaling"] = bench_scaling(spark, engines[0], root, [int(x) for x in args.scaling.split(",")])
+            results["scaling_engine"] = engines[0].name
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     charts(results, out)
     (out / "results.md").write_text(render(results))

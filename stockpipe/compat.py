@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 
 def is_connect(spark: SparkSession) -> bool:
@@ -25,6 +29,27 @@ def quiet_logs(spark: SparkSession) -> None:
     """ERROR-level driver logs on a classic session; a Connect server keeps its own log settings."""
     if not is_connect(spark):
         spark.sparkContext.setLogLevel("ERROR")
+
+
+@contextlib.contextmanager
+def conf_for_call(spark: SparkSession, key: str, value: str) -> Iterator[bool]:
+    """Set a session conf for the duration of one call and restore it afterwards. Yields False, changing nothing,
+    when the session refuses the key (Databricks serverless accepts only some confs): the caller then keeps the safe
+    default and says so."""
+    try:
+        previous = spark.conf.get(key, None)
+        spark.conf.set(key, value)
+    except Exception as exc:  # noqa: BLE001 - classic and Connect raise different types for a refused conf
+        log.debug("session refused %s=%s: %s", key, value, str(exc).splitlines()[0][:200] if str(exc) else exc)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 def to_arrow(df: DataFrame) -> pa.Table:

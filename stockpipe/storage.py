@@ -8,6 +8,7 @@ the interpreter at exit after one).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -25,7 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from stockpipe.compat import to_arrow
+from stockpipe.compat import conf_for_call, to_arrow
 from stockpipe.errors import EngineUnsupportedError, NotDeltaTableError, PipelineError
 from stockpipe.session import session_has_delta
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 WriteMode = Literal["append", "overwrite"]
 EngineName = Literal["auto", "spark", "delta-spark", "delta-rs"]
 COMMIT_ATTEMPTS = 6
+SAFE_RETENTION_HOURS = 168  # Delta's default retention, which its safety check enforces
 DELTA_CONFLICT_MARKERS = (
     "ConcurrentModificationException", "ConcurrentWriteException", "MetadataChangedException",
     "ProtocolChangedException", "ConcurrentAppendException", "ConcurrentDeleteReadException",
@@ -467,21 +469,15 @@ class DeltaSparkStorage(DeltaStorage):
     def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
                  ) -> dict[str, Any]:
         table = self._delta_table(path)
-        key = "spark.databricks.delta.optimize.maxFileSize"
-        previous = self.spark.conf.get(key, None)
-        if target_file_bytes:
-            self.spark.conf.set(key, str(target_file_bytes))
-        try:
+        with contextlib.ExitStack() as stack:
+            if target_file_bytes and not stack.enter_context(
+                conf_for_call(self.spark, "spark.databricks.delta.optimize.maxFileSize", str(target_file_bytes))
+            ):
+                log.warning("this session does not let the file size target be set: OPTIMIZE uses Delta's default")
             if zorder_by:
                 result = table.optimize().executeZOrderBy(*zorder_by)
             else:
                 result = table.optimize().executeCompaction()
-        finally:
-            if target_file_bytes:
-                if previous is None:
-                    self.spark.conf.unset(key)
-                else:
-                    self.spark.conf.set(key, previous)
         metrics = result.collect()[0]["metrics"]
         return metrics.asDict(recursive=True) if hasattr(metrics, "asDict") else dict(metrics)
 
@@ -495,13 +491,14 @@ class DeltaSparkStorage(DeltaStorage):
     def vacuum(self, path: str, retain_hours: float) -> int:
         self.require_delta(path)
         before = self.files_on_disk(path) if _is_local(path) else None
-        key = "spark.databricks.delta.retentionDurationCheck.enabled"
-        previous = self.spark.conf.get(key, "true")
-        self.spark.conf.set(key, "false")  # lifted for this call only, restored below
-        try:
-            self.spark.sql(f"VACUUM delta.`{_sql_path(path)}` RETAIN {int(retain_hours)} HOURS")
-        finally:
-            self.spark.conf.set(key, previous)
+        # The safety check refuses less than 168 hours; it is lifted for this call only where the session allows.
+        with conf_for_call(self.spark, "spark.databricks.delta.retentionDurationCheck.enabled", "false") as lifted:
+            hours = int(retain_hours)
+            if not lifted and hours < SAFE_RETENTION_HOURS:
+                log.warning("this session does not let VACUUM's retention check be lifted (Databricks serverless): "
+                            "VACUUM keeps Delta's %d-hour safety retention instead of %d", SAFE_RETENTION_HOURS, hours)
+                hours = SAFE_RETENTION_HOURS
+            self.spark.sql(f"VACUUM delta.`{_sql_path(path)}` RETAIN {hours} HOURS")
         if before is None:
             return -1
         return before - self.files_on_disk(path)

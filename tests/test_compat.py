@@ -7,8 +7,9 @@ import datetime as dt
 import re
 
 import pyarrow as pa
+import pytest
 
-from stockpipe.compat import is_connect, scan_metrics, schema_tree, show_string, to_arrow
+from stockpipe.compat import conf_for_call, is_connect, scan_metrics, schema_tree, show_string, to_arrow
 from tests.conftest import ROOT
 
 PRIVATE_SPARK_API = re.compile(r"\._jdf|\._jvm|\._jsc|sparkContext|input_file_name|_collect_as_arrow")
@@ -55,3 +56,63 @@ def test_scan_metrics_count_the_files_a_pruned_scan_read(spark, tmp_path):
     assert files_read == 1
     if not is_connect(spark):
         assert "day" in filters  # the classic plan names its partition filters
+
+
+class RefusingConf:
+    """A session conf that refuses some keys, as Databricks serverless does."""
+
+    def __init__(self, real, refused: set[str]) -> None:
+        self.real, self.refused = real, refused
+
+    def get(self, key, default=None):
+        return self.real.get(key, default)
+
+    def set(self, key, value):
+        if key in self.refused:
+            raise RuntimeError(f"[CONFIG_NOT_AVAILABLE] Configuration {key} is not available.")
+        self.real.set(key, value)
+
+    def unset(self, key):
+        self.real.unset(key)
+
+
+class RefusingSession:
+    """The real session, but its conf refuses the given keys."""
+
+    def __init__(self, spark, refused: set[str]) -> None:
+        self._spark, self.conf = spark, RefusingConf(spark.conf, refused)
+
+    def __getattr__(self, name):
+        return getattr(self._spark, name)
+
+
+def test_conf_for_call_sets_for_the_call_and_restores(spark):
+    key = "spark.sql.shuffle.partitions"
+    before = spark.conf.get(key)
+    with conf_for_call(spark, key, "3") as applied:
+        assert applied and spark.conf.get(key) == "3"
+    assert spark.conf.get(key) == before
+
+
+def test_a_refused_conf_changes_nothing_and_says_so(spark):
+    key = "spark.sql.shuffle.partitions"
+    before = spark.conf.get(key)
+    with conf_for_call(RefusingSession(spark, {key}), key, "3") as applied:
+        assert applied is False and spark.conf.get(key) == before
+    assert spark.conf.get(key) == before
+
+
+def test_vacuum_keeps_the_safe_retention_where_the_session_refuses_to_lift_the_check(spark, storage, tmp_path, caplog):
+    if storage.name != "delta-spark":
+        pytest.skip("the retention check is a delta-spark session conf; delta-rs lifts it per call")
+    from stockpipe.storage import DeltaSparkStorage, parquet_files_on_disk
+
+    path = str(tmp_path / "t")
+    frame = spark.createDataFrame([(1, "a")], "id long, p string")
+    storage.write(frame, path, mode="overwrite", partition_by=["p"])
+    storage.write(frame, path, mode="overwrite", partition_by=["p"])  # one file tombstoned
+    refusing = DeltaSparkStorage(RefusingSession(spark, {"spark.databricks.delta.retentionDurationCheck.enabled"}))
+    with caplog.at_level("WARNING"):
+        deleted = refusing.vacuum(path, 0)
+    assert deleted == 0 and len(parquet_files_on_disk(path)) == 2  # the fresh tombstoned file is kept
+    assert "keeps Delta's 168-hour safety retention" in caplog.text
