@@ -18,7 +18,7 @@ from typing import NoReturn
 from pyspark.sql import SparkSession
 
 from stockpipe.errors import PipelineError
-from stockpipe.session import build_session
+from stockpipe.session import build_session, existing_session
 from stockpipe.session import is_databricks as _is_databricks
 
 log = logging.getLogger("databricks_utils")
@@ -79,7 +79,7 @@ def get_secret(scope: str, key: str) -> str | None:
     """An API key from a Databricks secret scope; None off Databricks or when unset."""
     if not is_databricks():
         return None
-    spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+    spark = existing_session() or SparkSession.builder.getOrCreate()
     try:
         return _dbutils(spark).secrets.get(scope=scope, key=key)
     except Exception:  # noqa: BLE001 - never echo secret-store errors that might contain names we do not own
@@ -87,14 +87,20 @@ def get_secret(scope: str, key: str) -> str | None:
         return None
 
 
-def _dbutils(spark: SparkSession):  # -> pyspark.dbutils.DBUtils, only importable on Databricks
-    from pyspark.dbutils import DBUtils  # type: ignore[import-not-found]
+def _dbutils(spark: SparkSession):  # -> dbutils, only importable on Databricks
+    try:
+        # Notebooks and job tasks on classic clusters, serverless and Free Edition alike.
+        from databricks.sdk.runtime import dbutils  # type: ignore[import-not-found]
 
-    return DBUtils(spark)
+        return dbutils
+    except ImportError:  # older runtimes: the classic-cluster constructor
+        from pyspark.dbutils import DBUtils  # type: ignore[import-not-found]
+
+        return DBUtils(spark)
 
 
 def run_as_script(main: Callable[[], int]) -> NoReturn:
     """Run a script's main(), stop the session it built (locally only) and exit with main's code."""
     code = main()
-    stop_spark_if_local(SparkSession.getActiveSession())
+    stop_spark_if_local(existing_session())
     sys.exit(code)

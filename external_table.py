@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         storage.require_delta(path)
         if du.is_databricks():
-            registration = register_unity_catalog(spark, args.catalog, args.schema, args.name, location)
+            registration = register_unity_catalog(spark, storage, args.catalog, args.schema, args.name, location)
         elif storage.supports_catalog_tables:
             registration = register_local_catalog(spark, storage, args.schema, args.name, path,
                                                   demonstrate_drop=not args.no_drop_demo)

@@ -22,11 +22,25 @@ log = logging.getLogger(__name__)
 
 def is_connect(spark: SparkSession) -> bool:
     """True for a Spark Connect session (pyspark.sql.connect), whatever the server is."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")
+    module = type(spark).__module__
+    if module.startswith("pyspark."):
+        return module.startswith("pyspark.sql.connect")
+    # Something wrapping a session (a test double, a notebook helper): a process runs one mode, ask PySpark.
+    from pyspark.sql.utils import is_remote
+
+    return bool(is_remote())
+
+
+# PySpark 4 logs every SQL error it raises, even one the caller catches (a probe, a refused conf), through these
+# loggers with their own handler; the scripts report the errors that matter in one line.
+PYSPARK_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 
 def quiet_logs(spark: SparkSession) -> None:
-    """ERROR-level driver logs on a classic session; a Connect server keeps its own log settings."""
+    """ERROR-level driver logs on a classic session (a Connect server keeps its own log settings), and no PySpark
+    error echo for exceptions the caller handles."""
+    for name in PYSPARK_ERROR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     if not is_connect(spark):
         spark.sparkContext.setLogLevel("ERROR")
 
@@ -132,14 +146,26 @@ def _find_scan(node: Any, depth: int = 0) -> Any:
 
 
 def _connect_scan_metrics(df: DataFrame) -> tuple[int | None, str]:
+    """The server sends each plan node's SQL metrics with the result (Spark 4: `DataFrame.executionInfo`); the file
+    scan's `numFiles` is the files it read. Its partition filters are in the physical plan `explain` prints."""
     info: Any = getattr(df, "executionInfo", None)
     metrics = getattr(info, "metrics", None) if info is not None else None
-    if metrics is None:
-        return None, ""
-    for node in getattr(metrics, "_metrics", []) or []:
+    files = None
+    for node in getattr(metrics, "_metrics", None) or []:
         name = str(getattr(node, "name", ""))
         if name.startswith("Scan") or "FileScan" in name:
-            values = {m.name: m.value for m in getattr(node, "metrics", [])} if hasattr(node, "metrics") else {}
-            files = values.get("number of files read")
-            return (int(files) if files is not None else None), ""
-    return None, ""
+            values = {m.name: m.value for m in getattr(node, "metrics", [])}
+            found = values.get("numFiles", values.get("number of files read"))
+            files = int(found) if found is not None else None
+            break
+    return files, _partition_filters(_explain_text(df))
+
+
+def _explain_text(df: DataFrame) -> str:
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            df.explain()
+    except Exception:  # noqa: BLE001 - the filters are a nicety next to the count
+        return ""
+    return buffer.getvalue()

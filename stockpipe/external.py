@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from pyspark.sql import DataFrame, SparkSession
 from stockpipe.compat import scan_metrics
 from stockpipe.errors import UsageError
 from stockpipe.storage import DeltaStorage
+
+log = logging.getLogger(__name__)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 COMMENT = "Fixed stock OHLCV minute bars from the Massive (formerly Polygon.io) API: external table"
@@ -51,7 +54,11 @@ class Registration:
     drop_demo: dict[str, int] | None = None
 
 
-def register_unity_catalog(spark: SparkSession, catalog: str, schema: str, name: str, location: str) -> Registration:
+def register_unity_catalog(spark: SparkSession, storage: DeltaStorage, catalog: str, schema: str, name: str,
+                           location: str) -> Registration:
+    """An external table in Unity Catalog. UC keeps tables out of volumes and needs an external location for
+    LOCATION (Free Edition has none): when it refuses, the table is still queried by name, through the
+    assignment's temporary view, and the log says why in one line."""
     cat, sch, tbl = identifier(catalog, "--catalog"), identifier(schema, "--schema"), identifier(name, "--name")
     statements = [
         f"USE CATALOG {cat}",
@@ -59,8 +66,14 @@ def register_unity_catalog(spark: SparkSession, catalog: str, schema: str, name:
         f"CREATE TABLE IF NOT EXISTS {cat}.{sch}.{tbl} USING DELTA LOCATION {location_literal(location)} "
         f"COMMENT '{COMMENT}'",
     ]
-    for statement in statements:
-        spark.sql(statement)
+    try:
+        for statement in statements:
+            spark.sql(statement)
+    except Exception as exc:  # noqa: BLE001 - UC answers with several error classes for a refused location
+        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        log.warning("Unity Catalog refused the external table at %s (%s); pass --location on an external location "
+                    "to register one. Querying through a temporary view instead", location, first_line)
+        return register_temp_view(storage, name, location)
     full = f"{cat}.{sch}.{tbl}"
     return Registration("unity-catalog table", full, statements, _table_type(spark, full))
 

@@ -3,24 +3,35 @@
 delta-spark loads its jars from Maven when the session starts. Machines that reach PyPI but not Maven (CI here,
 air-gapped companies) get a plain Spark session and the delta-rs engine instead; the probe that decides costs at
 most a few seconds and never hangs.
+
+Spark Connect (Databricks serverless and Free Edition, or `SPARK_REMOTE`): a session on someone else's server is
+taken as it is. `SPARK_REMOTE=local[N]` starts PySpark's in-process Connect server; its static settings (jars, the
+Delta extension, loopback-only binding) reach the server's launch through PYSPARK_SUBMIT_ARGS, because a Connect
+client may not set them and PySpark warns for each one it tries.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
+import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from stockpipe.compat import quiet_logs
 
 log = logging.getLogger(__name__)
 
-DELTA_VERSION = "3.3.2"
-SCALA_BINARY = "2.12"
+# The Delta release that matches the installed delta-spark package: 3.3.x for Spark 3.5 (Scala 2.12), 4.0.x for
+# Spark 4.0 (Scala 2.13), as configure_spark_with_delta_pip pairs them.
+SPARK_MAJOR = int(pyspark.__version__.split(".")[0])
+DELTA_VERSION = importlib.metadata.version("delta-spark")
+SCALA_BINARY = "2.13" if SPARK_MAJOR >= 4 else "2.12"
 DELTA_JAR_NAMES = (f"delta-spark_{SCALA_BINARY}-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
 IVY_JAR_NAMES = tuple(f"io.delta_{name}" for name in DELTA_JAR_NAMES)
 MAVEN_HOST = ("repo1.maven.org", 443)
@@ -68,33 +79,58 @@ def _maven_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _builder(app_name: str, master: str) -> SparkSession.Builder:
-    # Spark puts SPARK_CONF_DIR on the driver's classpath, where log4j2 finds our quiet log4j2.properties before
-    # the JVM prints anything (an -D option in the builder arrives too late for the launcher's own lines).
-    os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_CONF_DIR))
-    return (
-        SparkSession.builder.appName(app_name)
-        .master(master)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.memory", os.environ.get("STOCKS_DRIVER_MEMORY", "4g"))
+def local_confs() -> tuple[dict[str, str], dict[str, str]]:
+    """(static, runtime) settings of a session this project starts on the local machine."""
+    static = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": os.environ.get("STOCKS_DRIVER_MEMORY", "4g"),
+    }
+    runtime = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Delta's VACUUM lists a table's folders with this many tasks (default 10,000): on a laptop's two cores
         # that alone took ~40 s for a 74-file table. A few tasks per core list the same folders in seconds.
-        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(LISTING_PARALLELISM))
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(LISTING_PARALLELISM),
         # Delta rebuilds a table's state over 50 partitions by default, sized for clusters; a laptop's cores are
         # few. Measured with VACUUM of a 1,000-file table on 2 cores: 47.6 s with both defaults, 12.7 s with the
         # listing parallelism above, 6.5 s with this as well (make bench prints the current figure).
-        .config("spark.databricks.delta.snapshotPartitions", str(max(2, os.cpu_count() or 2)))
-    )
+        "spark.databricks.delta.snapshotPartitions": str(max(2, os.cpu_count() or 2)),
+    }
+    return static, runtime
+
+
+def _quiet_jvm_logs() -> None:
+    # Spark puts SPARK_CONF_DIR on the driver's classpath, where log4j2 finds our quiet log4j2.properties before
+    # the JVM prints anything (an -D option in the builder arrives too late for the launcher's own lines).
+    os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_CONF_DIR))
+
+
+def _builder(app_name: str, master: str) -> SparkSession.Builder:
+    _quiet_jvm_logs()
+    static, runtime = local_confs()
+    builder = SparkSession.builder.appName(app_name).master(master)
+    for key, value in {**static, **runtime}.items():
+        builder = builder.config(key, value)
+    return builder
 
 
 def _with_delta(builder: SparkSession.Builder) -> SparkSession.Builder:
     return builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
         "spark.sql.catalog.spark_catalog", DELTA_CATALOG
     )
+
+
+def _catalog_confs(warehouse: str) -> dict[str, str]:
+    """A persistent catalog (Hive's embedded Derby metastore) under the base path, so a registered table outlives
+    the session, as it would in Unity Catalog."""
+    return {
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": f"{warehouse}/warehouse",
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
+    }
 
 
 def session_has_delta(spark: SparkSession) -> bool:
@@ -116,6 +152,15 @@ def session_has_delta(spark: SparkSession) -> bool:
     return True
 
 
+def existing_session() -> SparkSession | None:
+    """The session this process already has, from any thread: getActiveSession() is per thread, and the harvester
+    starts Spark on a worker thread while it fetches."""
+    try:
+        return SparkSession.active()
+    except Exception:  # noqa: BLE001 - NO_ACTIVE_OR_DEFAULT_SESSION, raised as different types per mode
+        return None
+
+
 def build_session(
     app_name: str = "stocks", *, master: str | None = None, want_delta_spark: bool = True, warehouse: str | None = None
 ) -> SessionInfo:
@@ -123,24 +168,18 @@ def build_session(
     if is_databricks():
         spark = SparkSession.builder.getOrCreate()
         return SessionInfo(spark, True, "Databricks runtime: Delta is built in")
-    active = SparkSession.getActiveSession()
+    active = existing_session()
     if active is not None:
         has = session_has_delta(active)
         return SessionInfo(active, has, "reusing the active session" + (" (with delta-spark)" if has else ""))
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote:
+        return _connect_session(app_name, remote, want_delta_spark=want_delta_spark, warehouse=warehouse)
     master = master or os.environ.get("STOCKS_SPARK_MASTER", "local[*]")
     builder = _builder(app_name, master)
     if warehouse:
-        # A persistent catalog (Hive's embedded Derby metastore) under the base path, so a registered table
-        # outlives the session, as it would in Unity Catalog.
-        builder = (
-            builder.config("spark.sql.warehouse.dir", f"{warehouse}/warehouse")
-            .config(
-                "spark.hadoop.javax.jdo.option.ConnectionURL",
-                f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true",
-            )
-            .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
-            .enableHiveSupport()
-        )
+        for key, value in _catalog_confs(warehouse).items():
+            builder = builder.config(key, value)
     if not want_delta_spark:
         return SessionInfo(_quiet(builder.getOrCreate()), False, "delta-rs requested")
     local = _local_delta_jars()
@@ -159,6 +198,50 @@ def build_session(
             builder = _builder(app_name, master)
     spark = builder.getOrCreate()
     return SessionInfo(_quiet(spark), False, "Delta jars not cached and Maven unreachable: using delta-rs")
+
+
+def _connect_session(app_name: str, remote: str, *, want_delta_spark: bool, warehouse: str | None) -> SessionInfo:
+    """A Spark Connect session. `local[N]` starts PySpark's in-process server, configured here; any other remote
+    (`sc://host:port`) is a server someone else configured, taken as it is."""
+    if not remote.startswith("local"):
+        spark = _quiet(SparkSession.builder.remote(remote).getOrCreate())
+        has = want_delta_spark and session_has_delta(spark)
+        return SessionInfo(spark, has, f"Spark Connect server {remote}" + (" with delta-spark" if has else ""))
+    _quiet_jvm_logs()
+    static, runtime = local_confs()
+    # Loopback only: PySpark's in-process server listens on every interface (0.0.0.0:15002) unless told otherwise.
+    confs = {**static, **runtime, "spark.connect.grpc.binding.address": "127.0.0.1", "spark.app.name": app_name}
+    if warehouse:
+        confs.update(_catalog_confs(warehouse))
+    jars: list[str] = []
+    why = "delta-rs requested"
+    if want_delta_spark:
+        local = _local_delta_jars()
+        if local is not None:
+            jars, why = local
+        elif _maven_reachable():
+            # What configure_spark_with_delta_pip asks for on a classic session: Spark resolves it through Ivy.
+            confs["spark.jars.packages"] = f"io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}"
+            why = "Delta jars resolved from Maven"
+        else:
+            why = "Delta jars not cached and Maven unreachable: using delta-rs"
+        if local is not None or "spark.jars.packages" in confs:
+            confs.update({"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG})
+    if "PYSPARK_SUBMIT_ARGS" in os.environ:
+        log.warning("PYSPARK_SUBMIT_ARGS is set: the local Connect server gets those settings, not this project's")
+        spark = SparkSession.builder.remote(remote).getOrCreate()
+    else:
+        args = [f"--jars {shlex.quote(','.join(jars))}"] if jars else []
+        args += [f"--conf {shlex.quote(f'{key}={value}')}" for key, value in confs.items()]
+        os.environ["PYSPARK_SUBMIT_ARGS"] = " ".join([*args, "pyspark-shell"])
+        try:
+            spark = SparkSession.builder.remote(remote).getOrCreate()
+        finally:
+            del os.environ["PYSPARK_SUBMIT_ARGS"]  # this server's launch only, not child processes'
+    has = "spark.sql.extensions" in confs and session_has_delta(spark)
+    if not has and "spark.sql.extensions" in confs:
+        why = f"{why}, but delta-spark did not load: using delta-rs"
+    return SessionInfo(_quiet(spark), has, f"local Spark Connect server ({remote}); {why}")
 
 
 def _quiet(spark: SparkSession) -> SparkSession:

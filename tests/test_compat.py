@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 
 import pyarrow as pa
@@ -24,6 +25,20 @@ def test_no_jvm_private_spark_api_outside_the_compat_module():
             if PRIVATE_SPARK_API.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_nothing_in_the_product_caches():
+    """Serverless refuses cache()/persist(): no result may depend on it (the bench, run locally only, may)."""
+    doors_and_package = [*ROOT.glob("*.py"), *(p for p in (ROOT / "stockpipe").rglob("*.py") if p.name != "bench.py")]
+    offenders = [f"{path.relative_to(ROOT)}:{number}" for path in doors_and_package
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"\.(cache|persist|unpersist)\(", line)]
+    assert offenders == []
+
+
+def test_the_lane_runs_the_spark_mode_it_claims(spark):
+    # make test-connect sets SPARK_REMOTE; a lane that silently fell back to classic would prove nothing.
+    assert is_connect(spark) == bool(os.environ.get("SPARK_REMOTE"))
 
 
 def test_to_arrow_keeps_rows_types_and_instants(spark):
@@ -54,8 +69,7 @@ def test_scan_metrics_count_the_files_a_pruned_scan_read(spark, tmp_path):
     assert query.collect()[0][0] == 3
     files_read, filters = scan_metrics(query)
     assert files_read == 1
-    if not is_connect(spark):
-        assert "day" in filters  # the classic plan names its partition filters
+    assert "day" in filters  # the executed plan names its partition filters
 
 
 class RefusingConf:

@@ -99,9 +99,8 @@ def test_engine_detection_sees_jars_added_through_spark_jars(spark_info):
 
 
 def test_session_is_quiet_utc_and_without_ui(spark):
-    conf = spark.sparkContext.getConf()
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
-    assert conf.get("spark.ui.enabled") == "false"
+    assert spark.conf.get("spark.ui.enabled") == "false"
 
 
 def test_local_session_lists_and_rebuilds_tables_with_few_tasks(spark):

@@ -78,6 +78,15 @@ def test_replace_on_a_missing_table_creates_it(spark, storage, tmp_path):
     assert collect(storage, path) == sorted(rows("AAPL", D1))
 
 
+def test_replace_on_a_missing_table_refuses_rows_outside_it_and_creates_nothing(spark, storage, tmp_path):
+    path = str(tmp_path / "t")
+    with pytest.raises(PipelineError, match="outside the replace predicate"):
+        storage.write(frame(spark, rows("AAPL", D1) + rows("MSFT", D1)), path, mode="overwrite",
+                      partition_by=["ticker", "trade_date"], replace=ReplacePredicate.of(ticker=["AAPL"],
+                                                                                        trade_date=[D1]))
+    assert not storage.is_delta(path)
+
+
 def test_optimize_reduces_live_files_and_keeps_every_row(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     for i in range(4):
