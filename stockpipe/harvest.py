@@ -6,6 +6,7 @@ Both fetch through the same client and landing zone, so both are gentle with a s
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
@@ -38,6 +39,7 @@ from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
     PARTITION_COLUMNS,
     drop_duplicate_bars,
+    latest_first,
     ohlc_violation,
     raw_bars_from_pages,
     session_bounds,
@@ -155,27 +157,31 @@ def _land_range(
     refetch: bool, stats: FetchStats,
 ) -> LandedFetch:
     """Every page of lo..hi landed (resuming an interrupted fetch of the same range), marked complete."""
-    resumable = None if refetch else landing.resumable(ticker, lo, hi)
-    if resumable is not None:
-        writer, start_url = landing.resume(resumable), resumable.last_next_url()
-        stats.pages_from_landing += len(resumable.pages())
-        log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumable.pages()))
+    resumed = None if refetch else landing.resumable(ticker, lo, hi)
+    if resumed is not None:
+        writer, start_url = resumed, resumed.fetch.last_next_url()
+        stats.pages_from_landing += len(resumed.fetch.pages())
+        log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumed.fetch.pages()))
     else:
         writer, start_url = landing.new_fetch(ticker, lo, hi), None
     try:
         for page in client.iter_pages(ticker, lo, hi, stats, start_url=start_url):
             writer.add(page)
+        return writer.finish(final_through=today - dt.timedelta(days=1))
     except BaseException:
         writer.abandon_if_empty()  # a refused or unreachable first call leaves no empty folder behind
         raise
-    return writer.finish(final_through=today - dt.timedelta(days=1))
+    finally:
+        writer.close()  # releases the fetch's lock, so a later run can resume what landed
 
 
 class Fetcher:
     """One client (so one rate-limit window) and one progress display for a whole run."""
 
-    def __init__(self, cfg: HarvestConfig, landing: LandingZone, days: list[dt.date]) -> None:
+    def __init__(self, cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
+                 on_landed: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
+        self.on_landed = on_landed  # called after each ticker whose requested days are all landed
         self.landing = landing
         self.days = days
         self.today = cfg.today or new_york_today()
@@ -201,7 +207,10 @@ class Fetcher:
             if self.stop_error is not None:
                 stats.error = f"not fetched: {self.stop_error}"
                 return TickerFetch(ticker, stats)
-            return fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch, stats)
+            result = fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch, stats)
+            if result.assignment and self.on_landed is not None:
+                self.on_landed(ticker)
+            return result
         except FetchFailedError as exc:
             log.warning("%s", exc)
             stats.error = exc.reason
@@ -214,21 +223,41 @@ class Fetcher:
             self.progress.advance(ticker)
 
 
-def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date]) -> tuple[dict[str, TickerFetch],
-                                                                                     StopError | None]:
-    with Fetcher(cfg, landing, days) as fetcher:
+class SparkInBackground:
+    """The Spark session, started on a worker thread when asked (at most once) so the JVM boots while calls are in
+    flight; `result()` waits for it, or starts it then if nobody asked earlier."""
+
+    def __init__(self, factory: SparkFactory) -> None:
+        self._factory = factory
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
+        self._future: concurrent.futures.Future[tuple[SparkSession, DeltaStorage]] | None = None
+
+    def __enter__(self) -> SparkInBackground:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._executor.shutdown(wait=True)  # a start under way finishes, so the session is stopped cleanly at exit
+
+    def start(self) -> None:
+        if self._future is None:
+            self._future = self._executor.submit(self._factory)
+
+    def result(self) -> tuple[SparkSession, DeltaStorage]:
+        self.start()
+        assert self._future is not None
+        return self._future.result()
+
+
+def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
+              on_landed: Callable[[str], None] | None = None) -> tuple[dict[str, TickerFetch], StopError | None]:
+    with Fetcher(cfg, landing, days, on_landed) as fetcher:
         results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
         return results, fetcher.stop_error
 
 
-def landed_bars(
-    spark: SparkSession, fetched: dict[str, TickerFetch], days: list[dt.date]
-) -> tuple[DataFrame, dict[str, int], DataFrame]:
-    """Bars of the requested days, each from the one landed fetch assigned to its day, with trade_ts/trade_date.
-
-    Returns the bars; per ticker, how many landed bars fell outside the requested days (counted, not hidden); and
-    the cached frame behind both, for the caller to unpersist when done.
-    """
+def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch]) -> DataFrame:
+    """Every landed bar of the fetched tickers, with trade_ts, trade_date and `assigned`: true when the bar's fetch
+    is the one assigned to its day, i.e. the bar is on a requested day and comes from the fetch that holds it."""
     files: list[str] = []
     assignment_rows = []
     for ticker, item in fetched.items():
@@ -241,13 +270,39 @@ def landed_bars(
     assignment = spark.createDataFrame(
         assignment_rows, "ticker string, fetch_id string, trade_date date, assigned boolean"
     )
-    marked = bars.join(F.broadcast(assignment), ["ticker", "fetch_id", "trade_date"], "left").cache()
-    outside = (
-        marked.filter(~F.col("trade_date").isin(*days) if days else F.lit(True))
-        .groupBy("ticker").count().collect()
+    return bars.join(F.broadcast(assignment), ["ticker", "fetch_id", "trade_date"], "left").withColumn(
+        "assigned", F.coalesce("assigned", F.lit(False))
     )
-    kept = marked.filter(F.col("assigned").isNotNull()).drop("assigned")
-    return kept, {row["ticker"]: row["count"] for row in outside}, marked
+
+
+def silver_bars(marked: DataFrame, bounds: DataFrame) -> DataFrame:
+    """The rows to store: assigned bars, one per minute, with their market session, in the table's schema."""
+    return (
+        marked.filter("assigned").drop("assigned")
+        .transform(drop_duplicate_bars)
+        .transform(lambda df: with_market_session(df, bounds))
+        .transform(to_silver)
+    )
+
+
+def ticker_counts(marked: DataFrame, days: list[dt.date]) -> dict[str, dict[str, int]]:
+    """Per ticker, in one Spark job: bars landed, outside the requested days, kept before de-duplication, rows
+    stored, days stored and OHLC failures. The same de-duplication as silver_bars, ranked among assigned bars only,
+    so nothing is cached and nothing but these counts reaches the driver."""
+    ranked = marked.withColumn("_kept", F.col("assigned") & (latest_first("assigned") == 1))
+    in_range = F.col("trade_date").isin(*days) if days else F.lit(False)
+    rows = (
+        ranked.groupBy("ticker")
+        .agg(
+            F.sum((~in_range).cast("int")).alias("outside"),
+            F.sum(F.col("assigned").cast("int")).alias("assigned"),
+            F.sum(F.col("_kept").cast("int")).alias("rows"),
+            F.countDistinct(F.when(F.col("_kept"), F.col("trade_date"))).alias("days"),
+            F.sum((F.col("_kept") & ohlc_violation()).cast("int")).alias("violations"),
+        )
+        .collect()
+    )
+    return {row["ticker"]: {key: int(row[key] or 0) for key in row.asDict() if key != "ticker"} for row in rows}
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -299,51 +354,39 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     days = trading_days(cfg.date_from, cfg.date_to)
     landing = LandingZone(cfg.landing_path)
     started = time.monotonic()
-    fetched, stop_error = fetch_all(cfg, landing, days)
-    fetched_at = time.monotonic()
+    with SparkInBackground(spark_factory) as early_spark:
+        # Spark starts while the remaining calls wait on the rate limit, as soon as a first ticker has landed (the
+        # key works and the API answers): a run that can store nothing never starts it.
+        fetched, stop_error = fetch_all(cfg, landing, days, on_landed=lambda _ticker: early_spark.start())
+        fetched_at = time.monotonic()
+        to_store = any(item.assignment for item in fetched.values() if not item.failed)
+        session = early_spark.result() if to_store else None
     report = FixedReport(
         [TickerReport(t, fetched[t].stats, not_in_plan=fetched[t].not_in_plan, plan_message=fetched[t].plan_message)
          for t in cfg.tickers],
         cfg.table_path, "not started", cfg.layout, days, {"fetch": fetched_at - started},
     )
-    if not any(item.assignment for item in fetched.values() if not item.failed):
-        # Nothing to write (every ticker failed, or no trading day): Spark is not even started.
+    if session is None:
+        # Nothing to write (every ticker failed, or no trading day): Spark was not even started.
         if stop_error is not None:
             stop_error.report = report  # type: ignore[union-attr]
             raise stop_error
         return report
-    spark, storage = spark_factory()
+    spark, storage = session
     spark_at = time.monotonic()
     report.engine = storage.name
-    report.seconds["spark start"] = spark_at - fetched_at
+    report.seconds["spark start"] = spark_at - fetched_at  # only what the fetch did not hide
     by_ticker = {t.ticker: t for t in report.tickers}
     _check_layout(storage, cfg)
 
-    kept, outside, cached = landed_bars(spark, fetched, days)
-    bounds = session_bounds(spark, days)
-    per_ticker_before = {r["ticker"]: r["count"] for r in kept.groupBy("ticker").count().collect()}
-    silver = (
-        kept.transform(drop_duplicate_bars)
-        .transform(lambda df: with_market_session(df, bounds))
-        .transform(to_silver)
-        .cache()
-    )
-    stats = (
-        silver.groupBy("ticker")
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.countDistinct("trade_date").alias("days"),
-            F.sum(ohlc_violation().cast("int")).alias("violations"),
-        )
-        .collect()
-    )
-    for row in stats:
-        item = by_ticker[row["ticker"]]
-        item.rows_written, item.partitions, item.sanity_failures = row["rows"], row["days"], row["violations"] or 0
-    for ticker, item in by_ticker.items():
-        item.bars_landed = per_ticker_before.get(ticker, 0) + outside.get(ticker, 0)
-        item.outside_range = outside.get(ticker, 0)
-        item.duplicates = per_ticker_before.get(ticker, 0) - item.rows_written
+    marked = landed_bars(spark, fetched)
+    for ticker, counts in ticker_counts(marked, days).items():
+        item = by_ticker[ticker]
+        item.outside_range = counts["outside"]
+        item.bars_landed = counts["assigned"] + counts["outside"]
+        item.rows_written, item.partitions = counts["rows"], counts["days"]
+        item.duplicates = counts["assigned"] - counts["rows"]
+        item.sanity_failures = counts["violations"]
         if item.sanity_failures:
             log.warning("%s: %d bar(s) break OHLC sanity (kept, flagged in the summary)", ticker,
                         item.sanity_failures)
@@ -354,7 +397,8 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     replace = replace_predicate({t: list(fetched[t].assignment) for t in succeeded})
     if replace is not None:
         report.table_version = storage.write(
-            silver,  # already only the fetched tickers' requested days; the port refuses anything else
+            silver_bars(marked, session_bounds(spark, days)),  # only the fetched tickers' requested days; the
+            # engine refuses anything else
             cfg.table_path,
             mode="overwrite",
             partition_by=PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
@@ -364,8 +408,6 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
         last = storage.history(cfg.table_path, limit=1)[-1]
         report.files_written = added_files(last.metrics)
         report.partitions_written = sum(t.partitions for t in report.tickers)
-    silver.unpersist()
-    cached.unpersist()
     report.seconds["write"] = time.monotonic() - transformed_at
     if stop_error is not None:
         # The tickers fetched before the run had to stop are stored; the run still fails loudly.
@@ -485,13 +527,12 @@ def run_broken(
             fetched[ticker] = one = fetcher.fetch(ticker)
             if one.failed:
                 continue
-            bars, _, cached = landed_bars(spark, {ticker: one}, days)
+            bars = landed_bars(spark, {ticker: one}).filter("assigned").drop("assigned")
             # BUG 1: mode("overwrite") inside the loop: each ticker replaces the whole table.
             # BUG 2: partitioned by (ticker, minute): one folder and one tiny file per bar.
             # BUG 3: to_broken keeps only timestamp_ms: no date or timestamp column to filter on.
             storage.write(bars.transform(to_broken), cfg.table_path, mode="overwrite",
                           partition_by=BROKEN_PARTITION_COLUMNS)
-            cached.unpersist()
             log.info("%s: written with mode=overwrite (replacing every earlier ticker)", ticker)
     if fetcher.stop_error is not None and not storage.is_delta(cfg.table_path):
         raise fetcher.stop_error

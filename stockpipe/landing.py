@@ -13,8 +13,12 @@ A day can be served from the landing zone when a complete fetch covers it and th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -26,8 +30,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from stockpipe.massive import Page
 
+log = logging.getLogger(__name__)
+
 _FETCH_DIR = re.compile(r"^fetch=(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})_(\d{8}T\d{12}Z)_(\d+)-[0-9a-f]{8}$")
 COMPLETE_MARKER = "_complete.json"
+WRITER_LOCK = ".writer.lock"
 
 
 def default_landing_path(table_path: str) -> str:
@@ -76,12 +83,46 @@ class LandedFetch:
         return meta.get("next_url")
 
 
-class FetchWriter:
-    """Lands the pages of one fetch as they arrive; `finish()` marks it complete."""
+class WriterLock:
+    """An exclusive lock on one fetch folder while a writer lands pages into it: another harvester (a process or a
+    thread) never resumes, or tidies, a fetch that is still being written. The OS drops it when the writer dies, so
+    a killed run's fetch is resumable at once."""
 
-    def __init__(self, fetch: LandedFetch) -> None:
+    def __init__(self, handle: int | None) -> None:
+        self._handle = handle
+
+    @classmethod
+    def try_acquire(cls, folder: Path) -> WriterLock | None:
+        handle = os.open(folder / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(handle)
+                return None
+            # A file system without locks (some FUSE mounts): a run then relies on one writer per table.
+            log.debug("no lock on %s (%s): proceeding unlocked", folder, exc)
+        return cls(handle)
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._handle)  # closing the descriptor drops the flock
+            self._handle = None
+
+
+class FetchWriter:
+    """Lands the pages of one fetch as they arrive; `finish()` marks it complete. Holds the fetch's writer lock
+    until it finishes, is abandoned or is closed."""
+
+    def __init__(self, fetch: LandedFetch, lock: WriterLock | None = None) -> None:
         self.fetch = fetch
+        self._lock = lock if lock is not None else WriterLock.try_acquire(fetch.path)
         self._count = len(fetch.pages())
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def add(self, page: Page) -> Path:
         self._count += 1
@@ -108,10 +149,12 @@ class FetchWriter:
         """Remove the fetch's folder when not one page landed in it (nothing to resume from)."""
         if self._count == 0:
             shutil.rmtree(self.fetch.path, ignore_errors=True)
+        self.close()
 
     def finish(self, final_through: dt.date) -> LandedFetch:
         marker = {"pages": self._count, "final_through": final_through.isoformat()}
         _atomic_write(self.fetch.path / COMPLETE_MARKER, json.dumps(marker).encode())
+        self.close()
         return LandedFetch(
             self.fetch.ticker, self.fetch.path, self.fetch.date_from, self.fetch.date_to,
             self.fetch.fetched_at, True, final_through,
@@ -148,13 +191,19 @@ class LandingZone:
             )
         return sorted(found, key=lambda f: f.fetched_at)
 
-    def resumable(self, ticker: str, date_from: dt.date, date_to: dt.date) -> LandedFetch | None:
-        """The newest incomplete fetch of exactly this range whose last page points on: resume it."""
+    def resumable(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter | None:
+        """A writer that resumes the newest incomplete fetch of exactly this range whose last page points on, and
+        that no live writer holds."""
         for fetch in reversed(self.fetches(ticker)):
-            if not fetch.complete and (fetch.date_from, fetch.date_to) == (date_from, date_to):
-                _drop_orphan_pages(fetch)
-                if fetch.pages() and fetch.last_next_url():
-                    return fetch
+            if fetch.complete or (fetch.date_from, fetch.date_to) != (date_from, date_to):
+                continue
+            lock = WriterLock.try_acquire(fetch.path)
+            if lock is None:
+                continue  # another harvester is landing this fetch right now
+            _drop_orphan_pages(fetch)
+            if fetch.pages() and fetch.last_next_url():
+                return FetchWriter(fetch, lock)
+            lock.release()
         return None
 
     def new_fetch(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter:
@@ -164,9 +213,6 @@ class LandingZone:
         path = self.ticker_dir(ticker) / name
         path.mkdir(parents=True, exist_ok=False)
         return FetchWriter(LandedFetch(ticker, path, date_from, date_to, now, False, None))
-
-    def resume(self, fetch: LandedFetch) -> FetchWriter:
-        return FetchWriter(fetch)
 
     def assign_days(self, ticker: str, days: Iterable[dt.date]) -> tuple[dict[dt.date, LandedFetch], list[dt.date]]:
         """For each day, the newest complete fetch holding it as a finished day; and the days none holds."""

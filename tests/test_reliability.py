@@ -85,6 +85,35 @@ def test_rejected_key_mid_run_stops_calling_and_keeps_earlier_tickers(storage, t
     assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL"], MONDAY, FRIDAY)
 
 
+def test_spark_starts_once_while_fetching_after_the_first_landed_ticker(storage, tmp_path, clock):
+    """The session is asked for as soon as one ticker has landed, on a worker thread, exactly once; the calls still
+    to make are made meanwhile. A run that lands nothing never asks."""
+    from stockpipe.harvest import HarvestConfig, run_fixed
+
+    asked: list[tuple[int, str]] = []
+
+    def run(server, tickers):
+        cfg = HarvestConfig(tickers=tickers, date_from=MONDAY, date_to=FRIDAY, table_path=str(tmp_path / "t"),
+                            landing_path=str(tmp_path / "landing"), source="api", base_url=server.base_url,
+                            api_key=KEY, calls_per_minute=5, show_progress=False, clock=clock, sleep=clock.sleep)
+
+        def factory():
+            asked.append((len(server.log), threading.current_thread().name))
+            return storage.spark, storage
+
+        return run_fixed(cfg, factory)
+
+    with FakeMassiveServer(api_key=KEY, faults=[Fault("401", ticker="AAPL")]) as server:
+        with pytest.raises(KeyRejectedError):
+            run(server, ("AAPL", "MSFT"))
+    assert asked == []  # nothing landed: Spark is never started
+    with FakeMassiveServer(api_key=KEY) as server:
+        report = run(server, TRIO)
+    assert len(asked) == 1 and asked[0][1].startswith("spark-start")
+    assert asked[0][0] >= 1  # asked only once a ticker had landed
+    assert report.engine == storage.name and sum(t.rows_written for t in report.tickers) > 0
+
+
 def test_rejected_key_at_the_door_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MASSIVE_API_KEY", "wrong-" + KEY)
     with FakeMassiveServer(api_key=KEY) as server:
@@ -132,6 +161,25 @@ def test_refetch_ignores_the_landing_zone(storage, tmp_path, clock):
 
 
 # -- crash and resume ------------------------------------------------------------------------------------------------
+def test_a_fetch_still_being_written_is_never_resumed_or_tidied_by_another_writer(tmp_path):
+    from stockpipe.massive import Page
+
+    landing = LandingZone(tmp_path / "landing")
+    writer = landing.new_fetch("AAPL", MONDAY, FRIDAY)
+    writer.add(Page("AAPL", "http://127.0.0.1/v2/aggs?cursor=1", b'{"results": []}', "r1", "OK", 0,
+                    "http://127.0.0.1/v2/aggs?cursor=2"))
+    orphan = writer.fetch.path / "page-00002.json"  # a body whose metadata is still being written
+    orphan.write_bytes(b"{}")
+    assert landing.resumable("AAPL", MONDAY, FRIDAY) is None  # the writer holds it
+    assert orphan.exists()
+    writer.close()  # the writer is gone (as after a crash): its fetch is resumable, without the orphan page
+    resumed = landing.resumable("AAPL", MONDAY, FRIDAY)
+    assert resumed is not None and resumed.fetch.path == writer.fetch.path
+    assert not orphan.exists() and len(resumed.fetch.pages()) == 1
+    assert landing.resumable("AAPL", MONDAY, FRIDAY) is None  # now held by the resuming writer
+    resumed.close()
+
+
 def _harvester(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "fixed_stock_harvester.py"), *argv], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
