@@ -10,6 +10,7 @@ delta-spark when its jars load, e.g. with DELTA_JARS_DIR) unless --engines says 
   5. VACUUM of a 1,000-file table: Spark's default listing/state parallelism vs this project's local session
   6. the fixed harvester end to end in its own process at a real 5-calls-per-60-s window: wall vs the rate-limit
      floor, and a rerun with every page reused (the post-fetch cost alone); run before the bench's own session
+  7. fetching 512 tickers x 5 days from the loopback server, unpaced, at concurrency 1, 4, 8 and 16
 
 Times are medians of --repeat runs (queries and small writes); a row says n= where fewer runs were affordable.
 """
@@ -290,6 +291,27 @@ def bench_end_to_end(engine: str, root: Path, window_s: float = 60.0, calls_per_
     return out
 
 
+def bench_concurrency(root: Path, tickers: int = 512, levels: tuple[int, ...] = (1, 4, 8, 16)) -> list[dict[str, Any]]:
+    """Fetching only: `tickers` x 5 days from the loopback sample server, unpaced (a paid key), at each concurrency,
+    each into a fresh landing zone, with the CPU time this process spent (client-side parsing and landing)."""
+    first, last = SMALL[1], SMALL[2]
+    days = trading_days(first, last)
+    names = tuple(synthetic_tickers(tickers))
+    out = []
+    for level in levels:
+        landing = root / f"landing_c{level}"
+        cfg = HarvestConfig(tickers=names, date_from=first, date_to=last, table_path=str(root / "unused"),
+                            landing_path=str(landing), show_progress=False, concurrency=level)
+        cpu_before = time.process_time()
+        wall, (fetched, _) = timed(lambda c=cfg, z=landing: fetch_all(c, LandingZone(z), days))
+        calls = sum(item.stats.calls for item in fetched.values())
+        out.append({"concurrency": level, "tickers": tickers, "calls": calls, "wall_s": wall,
+                    "calls_per_s": calls / wall, "client_cpu_s": time.process_time() - cpu_before,
+                    "failed": sum(1 for item in fetched.values() if item.failed)})
+        shutil.rmtree(landing, ignore_errors=True)
+    return out
+
+
 def _phase_seconds(summary: str) -> dict[str, float]:
     """The fixed harvester's own 'Seconds: fetch 0.5, spark start 3.1, ...' line."""
     line = next((ln for ln in summary.splitlines() if ln.startswith("Seconds: ")), "")
@@ -422,6 +444,13 @@ def render(results: dict[str, Any]) -> str:
                "first: every page fetched, paced; rerun: every page reused, no call. Post-fetch = Spark start not "
                "hidden by the fetch + transform + write, from the harvester's own summary.\n",
                _md_table(["engine", "run", "wall s", "floor s", "wall / floor", "post-fetch s (phases)"], rows), ""]
+    if "concurrency" in results:
+        rows = [[r["concurrency"], f"{r['calls']:,}", _fmt(r["wall_s"]), f"{r['calls_per_s']:,.0f}",
+                 _fmt(r["client_cpu_s"]), r["failed"]] for r in results["concurrency"]]
+        md += ["## 7. Fetching 512 tickers x 5 days, unpaced, on loopback (a paid key's case; n=1 each)\n",
+               "client CPU s: CPU time of the fetching process (parsing, validating, landing pages); when it nears "
+               "the wall time, the client is the bound.\n",
+               _md_table(["concurrency", "calls", "wall s", "calls / s", "client CPU s", "failed"], rows), ""]
     return "\n".join(md)
 
 
@@ -490,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_results", help="results folder [bench_results]")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed step [3]")
-    parser.add_argument("--only", choices=("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e"),
+    parser.add_argument("--only", choices=("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e",
+                                                    "concurrency"),
                         action="append")
     parser.add_argument("--engines", choices=("all", "delta-rs", "delta-spark"), default="all",
                         help="engines to measure: every one this session has, or one [all]")
@@ -507,8 +537,13 @@ def main(argv: list[str] | None = None) -> int:
         charts(results, out)
         (out / "results.md").write_text(render(results))
         return 0
-    sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e"))
+    sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e", "concurrency"))
     end_to_end: dict[str, Any] = {}
+    fetch_curve: list[dict[str, Any]] = []
+    if "concurrency" in sections:
+        print("fetching 512 tickers at concurrency 1, 4, 8, 16...", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="stocks-bench-fetch-") as tmp:
+            fetch_curve = bench_concurrency(Path(tmp))
     if "e2e" in sections:
         # Before this process starts Spark: one Spark at a time on a laptop's cores.
         with tempfile.TemporaryDirectory(prefix="stocks-bench-e2e-") as tmp:
@@ -539,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                    "started")}}
     if end_to_end:
         results["e2e"] = end_to_end
+    if fetch_curve:
+        results["concurrency"] = fetch_curve
     with tempfile.TemporaryDirectory(prefix="stocks-bench-") as tmp:
         root = Path(tmp)
         if "fetch" in sections:

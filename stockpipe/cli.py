@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -146,6 +147,11 @@ def add_harvest_args(parser: argparse.ArgumentParser, default_table: str) -> Non
         "--calls-per-minute", type=positive_int,
         help="pacing: calls allowed per rolling minute [5 for the API; unpaced for sample]",
     )
+    parser.add_argument(
+        "--concurrency", type=positive_int,
+        help="calls in flight at once, all sharing one rate-limit window and one 429 back-off [1 at up to 60 calls "
+        f"a minute (the free tier's 5), {DEFAULT_FAST_CONCURRENCY} when faster or unpaced]",
+    )
     parser.add_argument("--table-path", help=f"Delta table folder [get_base_path('{default_table}')]")
     parser.add_argument("--landing-path", help="raw page landing zone [<table-path>_landing]")
     parser.add_argument("--refetch", action="store_true", help="ignore landed pages and fetch everything again")
@@ -238,6 +244,15 @@ def human_bytes(size: float) -> str:
     return f"{size} B"
 
 
+DEFAULT_FAST_CONCURRENCY = 8
+
+
+def default_concurrency(calls_per_minute: int | None) -> int:
+    """One call at a time where the limit is what bounds the run (more threads would only queue in the limiter);
+    several where the network round trip is the bound."""
+    return 1 if calls_per_minute is not None and calls_per_minute <= 60 else DEFAULT_FAST_CONCURRENCY
+
+
 class Progress:
     """Fetch progress. On a terminal, a tqdm bar whose postfix counts down rate-limit waits with an ETA; elsewhere
     (CI logs, Databricks jobs) one log line per wait longer than a second."""
@@ -245,6 +260,7 @@ class Progress:
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total = total
         self.done = 0
+        self._lock = threading.Lock()
         # Seconds until n more calls can be made; the client's limiter sets it once the client exists.
         self.eta: Callable[[int], float] = lambda remaining: 0.0
         self._bar = None
@@ -280,10 +296,11 @@ class Progress:
             left -= step
 
     def advance(self, ticker: str) -> None:
-        self.done += 1
-        if self._bar is not None:
-            self._bar.set_description_str(ticker)
-            self._bar.update(1)
+        with self._lock:  # concurrent fetches finish on several threads
+            self.done += 1
+            if self._bar is not None:
+                self._bar.set_description_str(ticker)
+                self._bar.update(1)
 
     def close(self) -> None:
         if self._bar is not None:

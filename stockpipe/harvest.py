@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class HarvestConfig:
     calls_per_minute: int | None = None
     layout: Layout = "partitioned"
     refetch: bool = False
+    concurrency: int = 1  # calls in flight at once; every call still goes through the one limiter
+    window_seconds: float = 60.0  # the rate limit's rolling window (a minute for Massive; shorter in tests)
     show_progress: bool = True
     today: dt.date | None = None  # New York today; injectable so tests can pin "the current day"
     read_timeout: float = 30.0
@@ -108,8 +111,9 @@ def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterato
             base_url, api_key, calls_per_minute = cfg.base_url, cfg.api_key, cfg.calls_per_minute or 5
         client = MassiveClient(
             ClientConfig(base_url=base_url, api_key=api_key, calls_per_minute=calls_per_minute,
-                         read_timeout=cfg.read_timeout, max_attempts=cfg.max_attempts),
-            clock=cfg.clock or time.monotonic, sleep=sleep, on_wait=on_wait,
+                         window_seconds=cfg.window_seconds, read_timeout=cfg.read_timeout,
+                         max_attempts=cfg.max_attempts),
+            clock=cfg.clock or time.monotonic, sleep=sleep, on_wait=on_wait, connections=cfg.concurrency,
         )
         stack.callback(client.close)
         yield client
@@ -231,6 +235,7 @@ class SparkInBackground:
         self._factory = factory
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
         self._future: concurrent.futures.Future[tuple[SparkSession, DeltaStorage]] | None = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> SparkInBackground:
         return self
@@ -239,8 +244,9 @@ class SparkInBackground:
         self._executor.shutdown(wait=True)  # a start under way finishes, so the session is stopped cleanly at exit
 
     def start(self) -> None:
-        if self._future is None:
-            self._future = self._executor.submit(self._factory)
+        with self._lock:  # concurrent fetches may land their first tickers at the same moment
+            if self._future is None:
+                self._future = self._executor.submit(self._factory)
 
     def result(self) -> tuple[SparkSession, DeltaStorage]:
         self.start()
@@ -250,8 +256,15 @@ class SparkInBackground:
 
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
               on_landed: Callable[[str], None] | None = None) -> tuple[dict[str, TickerFetch], StopError | None]:
+    """Every ticker, `cfg.concurrency` at a time, through one client: one rolling window, one 429 back-off, one
+    landing zone (each ticker lands in its own folders). Results come back in the order the tickers were given."""
     with Fetcher(cfg, landing, days, on_landed) as fetcher:
-        results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
+        if cfg.concurrency <= 1 or len(cfg.tickers) <= 1:
+            results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
+        else:
+            workers = min(cfg.concurrency, len(cfg.tickers))
+            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
+                results = dict(zip(cfg.tickers, pool.map(fetcher.fetch, cfg.tickers), strict=True))
         return results, fetcher.stop_error
 
 
@@ -440,7 +453,7 @@ def build_config(
     """Validate everything the user typed before any network or Spark work."""
     import os
 
-    from stockpipe.cli import api_key_from_env, parse_tickers, resolve_dates, table_path_or_default
+    from stockpipe.cli import api_key_from_env, default_concurrency, parse_tickers, resolve_dates, table_path_or_default
     from stockpipe.landing import default_landing_path
 
     tickers = parse_tickers(args.tickers)
@@ -465,6 +478,8 @@ def build_config(
         tickers=tickers, date_from=date_from, date_to=date_to, table_path=table_path, landing_path=landing_path,
         source=source, base_url=base_url, api_key=api_key, calls_per_minute=args.calls_per_minute,
         layout=layout, refetch=args.refetch,
+        concurrency=args.concurrency or default_concurrency(
+            args.calls_per_minute if source == "sample" else (args.calls_per_minute or 5)),
     )
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ class RollingWindowLimiter:
     call leaves the window.
 
     A call is stamped when its response arrives, not when it is sent: the server counted it somewhere in between,
-    so the later stamp can only err on the safe side.
+    so the later stamp can only err on the safe side. Calls in flight (concurrent fetches) hold a slot until then.
+    Thread-safe: a slot is reserved and released under one lock, so N threads never send more than the limit.
     """
 
     def __init__(
@@ -58,31 +60,53 @@ class RollingWindowLimiter:
         self._clock = clock
         self._stamps: collections.deque[float] = collections.deque()
         self._blocked_until = 0.0
+        self._in_flight = 0
+        self._lock = threading.Lock()
 
     def delay(self) -> float:
         """Seconds to wait before the next call may be sent (0 when a slot is free now)."""
+        with self._lock:
+            return self._delay_locked()
+
+    def _delay_locked(self) -> float:
         now = self._clock()
         while self._stamps and self._stamps[0] + self.window <= now:
             self._stamps.popleft()
         wait = max(0.0, self._blocked_until - now)
-        if len(self._stamps) >= self.calls:
-            wait = max(wait, self._stamps[0] + self.window + self.margin - now)
+        over = len(self._stamps) + self._in_flight - self.calls  # slots that must free up first, minus one
+        if over >= 0:
+            if over < len(self._stamps):
+                wait = max(wait, self._stamps[over] + self.window + self.margin - now)
+            else:  # every slot is held by a call still in flight: its window starts when it answers
+                wait = max(wait, min(1.0, self.window))
         return wait
 
+    def reserve(self) -> float:
+        """Take a slot for a call about to be sent and return 0, or return how long to wait before asking again."""
+        with self._lock:
+            wait = self._delay_locked()
+            if wait <= 0:
+                self._in_flight += 1
+            return wait
+
     def record(self) -> None:
-        """Stamp a completed call."""
-        self._stamps.append(self._clock())
+        """Stamp a completed call (releasing its reserved slot, if it had one)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._stamps.append(self._clock())
 
     def block_for(self, seconds: float) -> None:
         """Nobody calls before `seconds` from now (the server said so, or the key is busy with other users)."""
-        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
     def eta(self, remaining_calls: int) -> float:
         """Seconds until `remaining_calls` more calls can all have been sent, assuming instant responses."""
         if remaining_calls <= 0:
             return 0.0
         now = self._clock()
-        stamps = [s for s in self._stamps if s + self.window > now]
+        with self._lock:
+            stamps = [s for s in self._stamps if s + self.window > now] + [now] * self._in_flight
         start = max(now, self._blocked_until)
         last = start
         for _ in range(remaining_calls):
@@ -233,9 +257,15 @@ class MassiveClient:
         sleep: Sleep = time.sleep,
         rng: random.Random | None = None,
         on_wait: Callable[[float, str], None] | None = None,
+        connections: int = 1,
     ) -> None:
         self.config = config
         self._session = session or requests.Session()
+        if session is None and connections > 1:
+            # One pooled connection per concurrent fetch, so none is opened and thrown away per call.
+            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+            self._session.mount("http://", adapter)
+            self._session.mount("https://", adapter)
         if config.api_key:
             self._session.headers["Authorization"] = f"Bearer {config.api_key}"
         self._session.headers["Accept"] = "application/json"
@@ -349,7 +379,9 @@ class MassiveClient:
             raise FetchFailedError(ticker, f"{exc.reason} (gave up after {stats.retries} retries)") from None
 
     def _attempt(self, ticker: str, url: str, stats: FetchStats) -> Page:
-        self._wait(self.limiter.delay(), "rate-limit window", stats)
+        # Bounded: each wait ends when a slot frees, and slots free as calls answer (read timeouts bound those).
+        while (wait := self.limiter.reserve()) > 0:
+            self._wait(wait, "rate-limit window", stats)
         stats.calls += 1
         try:
             response = self._session.get(

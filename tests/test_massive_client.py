@@ -327,3 +327,24 @@ def test_key_is_in_no_log_record_or_exception(clock, caplog):
     assert KEY not in str(caught.value) and KEY not in repr(caught.value)
     assert KEY not in caplog.text
     assert KEY not in repr(client.config)
+
+
+# -- concurrency -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurrency):
+    """Real time, short window: 9 tickers, a server allowing 3 calls a second. Every call goes through the one
+    limiter, so however many are in flight the server never refuses one, and every ticker lands."""
+    from stockpipe.harvest import HarvestConfig, fetch_all
+    from stockpipe.landing import LandingZone
+
+    tickers = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM", "IBM")
+    with FakeMassiveServer(api_key=KEY, calls_per_window=3, window_seconds=1.0) as server:
+        cfg = HarvestConfig(tickers=tickers, date_from=MONDAY, date_to=MONDAY, table_path=str(tmp_path / "t"),
+                            landing_path=str(tmp_path / "landing"), source="api", base_url=server.base_url,
+                            api_key=KEY, calls_per_minute=3, window_seconds=1.0, show_progress=False,
+                            concurrency=concurrency)
+        fetched, stop = fetch_all(cfg, LandingZone(tmp_path / "landing"), [MONDAY])
+        statuses = [entry.status for entry in server.log]
+    assert stop is None and not [t for t, item in fetched.items() if item.failed]
+    assert list(fetched) == list(tickers)  # results in the order asked, whatever order they finished in
+    assert statuses == [200] * len(tickers)  # not one 429: the window was never overrun
