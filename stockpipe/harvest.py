@@ -10,6 +10,8 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +37,7 @@ from stockpipe.landing import LandedFetch, LandingZone
 from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.massive import DEFAULT_BASE_URL, ClientConfig, FetchStats, MassiveClient
 from stockpipe.sample import FakeMassiveServer
+from stockpipe.session import is_databricks
 from stockpipe.storage import AnyOf, DeltaStorage, ReplacePredicate
 from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
@@ -56,6 +59,8 @@ log = logging.getLogger(__name__)
 Layout = Literal["partitioned", "clustered"]
 SparkFactory = Callable[[], tuple[SparkSession, DeltaStorage]]
 StopError = KeyRejectedError | ApiUnreachableError
+# Worth warming Spark up in the background only when the remaining calls will wait at least this long.
+WARM_UP_MIN_WAIT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,9 @@ class TickerFetch:
     @property
     def failed(self) -> bool:
         return self.stats.error is not None
+
+
+LandedCallback = Callable[[TickerFetch, float], None]
 
 
 @contextlib.contextmanager
@@ -183,9 +191,11 @@ class Fetcher:
     """One client (so one rate-limit window) and one progress display for a whole run."""
 
     def __init__(self, cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-                 on_landed: Callable[[str], None] | None = None) -> None:
+                 on_landed: LandedCallback | None = None) -> None:
         self.cfg = cfg
-        self.on_landed = on_landed  # called after each ticker whose requested days are all landed
+        # Called after each ticker whose requested days are all landed, with the seconds the calls still to make
+        # will spend waiting on the rate limit (time the caller can use).
+        self.on_landed = on_landed
         self.landing = landing
         self.days = days
         self.today = cfg.today or new_york_today()
@@ -213,7 +223,7 @@ class Fetcher:
                 return TickerFetch(ticker, stats)
             result = fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch, stats)
             if result.assignment and self.on_landed is not None:
-                self.on_landed(ticker)
+                self.on_landed(result, self.client.limiter.eta(self.progress.remaining()))
             return result
         except FetchFailedError as exc:
             log.warning("%s", exc)
@@ -243,10 +253,20 @@ class SparkInBackground:
     def __exit__(self, *exc: object) -> None:
         self._executor.shutdown(wait=True)  # a start under way finishes, so the session is stopped cleanly at exit
 
-    def start(self) -> None:
+    def start(self, warm_up: Callable[[SparkSession, DeltaStorage], None] | None = None) -> None:
         with self._lock:  # concurrent fetches may land their first tickers at the same moment
             if self._future is None:
-                self._future = self._executor.submit(self._factory)
+                self._future = self._executor.submit(self._start, warm_up)
+
+    def _start(self, warm_up: Callable[[SparkSession, DeltaStorage], None] | None) -> tuple[SparkSession,
+                                                                                              DeltaStorage]:
+        spark, storage = self._factory()
+        if warm_up is not None:
+            try:
+                warm_up(spark, storage)
+            except Exception as exc:  # noqa: BLE001 - a warm-up is an optimisation; the real run reports errors
+                log.debug("warm-up skipped: %s", exc)
+        return spark, storage
 
     def result(self) -> tuple[SparkSession, DeltaStorage]:
         self.start()
@@ -254,8 +274,25 @@ class SparkInBackground:
         return self._future.result()
 
 
+def warm_up(spark: SparkSession, storage: DeltaStorage, item: TickerFetch, days: list[dt.date]) -> None:
+    """The run's own plan once on one landed ticker: the counting job, and a write of its rows to a scratch table
+    that is deleted at once. A fresh JVM runs its first jobs several times slower (class loading, code generation,
+    JIT); paid here, while the rate limit holds the remaining calls, it is not paid after the last one. Local only:
+    on a cluster the scratch folder would not be the driver's."""
+    if is_databricks():
+        return
+    marked = landed_bars(spark, {item.ticker: item})
+    ticker_counts(marked, days)
+    scratch = tempfile.mkdtemp(prefix="stocks-warm-up-")
+    try:
+        storage.write(silver_bars(marked, session_bounds(spark, days)), f"{scratch}/t", mode="overwrite",
+                      partition_by=PARTITION_COLUMNS)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-              on_landed: Callable[[str], None] | None = None) -> tuple[dict[str, TickerFetch], StopError | None]:
+              on_landed: LandedCallback | None = None) -> tuple[dict[str, TickerFetch], StopError | None]:
     """Every ticker, `cfg.concurrency` at a time, through one client: one rolling window, one 429 back-off, one
     landing zone (each ticker lands in its own folders). Results come back in the order the tickers were given."""
     with Fetcher(cfg, landing, days, on_landed) as fetcher:
@@ -370,7 +407,14 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     with SparkInBackground(spark_factory) as early_spark:
         # Spark starts while the remaining calls wait on the rate limit, as soon as a first ticker has landed (the
         # key works and the API answers): a run that can store nothing never starts it.
-        fetched, stop_error = fetch_all(cfg, landing, days, on_landed=lambda _ticker: early_spark.start())
+        def landed(item: TickerFetch, wait_ahead_s: float) -> None:
+            # While the remaining calls wait on the window, also run the transform and a write once on this ticker
+            # (results thrown away), so the real ones after the last call run on a warm JVM.
+            warm = (lambda spark, storage: warm_up(spark, storage, item, days)) \
+                if wait_ahead_s >= WARM_UP_MIN_WAIT_S else None
+            early_spark.start(warm)
+
+        fetched, stop_error = fetch_all(cfg, landing, days, on_landed=landed)
         fetched_at = time.monotonic()
         to_store = any(item.assignment for item in fetched.values() if not item.failed)
         session = early_spark.result() if to_store else None

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -112,6 +113,30 @@ def test_spark_starts_once_while_fetching_after_the_first_landed_ticker(storage,
     assert len(asked) == 1 and asked[0][1].startswith("spark-start")
     assert asked[0][0] >= 1  # asked only once a ticker had landed
     assert report.engine == storage.name and sum(t.rows_written for t in report.tickers) > 0
+
+
+def test_a_paced_run_warms_spark_up_on_the_first_ticker_and_leaves_nothing_behind(storage, tmp_path, clock,
+                                                                                   monkeypatch):
+    """8 tickers at 5 calls a minute: a window of waiting lies ahead after the first ticker, so the transform and a
+    scratch write run once on it in the background. The stored table is exactly the 8 tickers' bars."""
+    import stockpipe.harvest as harvest_module
+
+    warmed: list[tuple[str, list[str]]] = []
+    real_warm_up = harvest_module.warm_up
+
+    def recording(spark, engine, item, days):
+        before = set(os.listdir(tempfile.gettempdir()))
+        real_warm_up(spark, engine, item, days)
+        after = set(os.listdir(tempfile.gettempdir()))
+        warmed.append((item.ticker, sorted(n for n in after - before if n.startswith("stocks-warm-up-"))))
+
+    monkeypatch.setattr(harvest_module, "warm_up", recording)
+    eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
+    with FakeMassiveServer(api_key=KEY) as server:
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
+    assert warmed == [("AAPL", [])]  # once, on the first ticker; its scratch table is gone
+    assert report.engine == storage.name and not report.failed
+    assert every_bar_once(storage, tmp_path / "t", eight)
 
 
 def test_rejected_key_at_the_door_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
