@@ -309,7 +309,7 @@ def bench_concurrency(root: Path, tickers: int = 512, levels: tuple[int, ...] = 
                 landing = root / f"landing_{latency}_{level}"
                 cfg = HarvestConfig(tickers=names, date_from=first, date_to=last, table_path=str(root / "unused"),
                                     landing_path=str(landing), source="api", base_url=server.base_url,
-                                    api_key="bench-key", calls_per_minute=None, show_progress=False,
+                                    api_key="bench-key", calls_per_minute=1_000_000, show_progress=False,
                                     concurrency=level)
                 cpu_before = time.process_time()
                 wall, (fetched, _) = timed(lambda c=cfg, z=landing: fetch_all(c, LandingZone(z), days))
