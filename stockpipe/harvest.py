@@ -274,15 +274,18 @@ class SparkInBackground:
         return self._future.result()
 
 
-def warm_up(spark: SparkSession, storage: DeltaStorage, item: TickerFetch, days: list[dt.date]) -> None:
+def warm_up(spark: SparkSession, storage: DeltaStorage, item: TickerFetch, days: list[dt.date],
+            fetch_done: Callable[[], bool] = lambda: False) -> None:
     """The run's own plan once on one landed ticker: the counting job, and a write of its rows to a scratch table
     that is deleted at once. A fresh JVM runs its first jobs several times slower (class loading, code generation,
     JIT); paid here, while the rate limit holds the remaining calls, it is not paid after the last one. Local only:
     on a cluster the scratch folder would not be the driver's."""
-    if is_databricks():
+    if is_databricks() or fetch_done():
         return
     marked = landed_bars(spark, {item.ticker: item})
     ticker_counts(marked, days)
+    if fetch_done():
+        return
     scratch = tempfile.mkdtemp(prefix="stocks-warm-up-")
     try:
         storage.write(silver_bars(marked, session_bounds(spark, days)), f"{scratch}/t", mode="overwrite",
@@ -409,12 +412,15 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
         # key works and the API answers): a run that can store nothing never starts it.
         def landed(item: TickerFetch, wait_ahead_s: float) -> None:
             # While the remaining calls wait on the window, also run the transform and a write once on this ticker
-            # (results thrown away), so the real ones after the last call run on a warm JVM.
-            warm = (lambda spark, storage: warm_up(spark, storage, item, days)) \
-                if wait_ahead_s >= WARM_UP_MIN_WAIT_S else None
-            early_spark.start(warm)
+            # (results thrown away), so the real ones after the last call run on a warm JVM. Only when this ticker
+            # itself needed calls: a rerun served from the landing zone has no wait to hide anything in.
+            worth_it = item.stats.calls > 0 and wait_ahead_s >= WARM_UP_MIN_WAIT_S
+            early_spark.start((lambda spark, storage: warm_up(spark, storage, item, days, fetch_done.is_set))
+                              if worth_it else None)
 
+        fetch_done = threading.Event()
         fetched, stop_error = fetch_all(cfg, landing, days, on_landed=landed)
+        fetch_done.set()  # a warm-up still under way stops at its next step: the real work can start
         fetched_at = time.monotonic()
         to_store = any(item.assignment for item in fetched.values() if not item.failed)
         session = early_spark.result() if to_store else None

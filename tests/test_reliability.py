@@ -124,9 +124,9 @@ def test_a_paced_run_warms_spark_up_on_the_first_ticker_and_leaves_nothing_behin
     warmed: list[tuple[str, list[str]]] = []
     real_warm_up = harvest_module.warm_up
 
-    def recording(spark, engine, item, days):
+    def recording(spark, engine, item, days, fetch_done):
         before = set(os.listdir(tempfile.gettempdir()))
-        real_warm_up(spark, engine, item, days)
+        real_warm_up(spark, engine, item, days, lambda: False)  # as if the calls were still waiting on the window
         after = set(os.listdir(tempfile.gettempdir()))
         warmed.append((item.ticker, sorted(n for n in after - before if n.startswith("stocks-warm-up-"))))
 
