@@ -10,7 +10,7 @@ BIN4 := $(VENV4)/bin
 STAMP4 := $(VENV4)/.installed
 DEMO_RANGE := --from 2024-01-08 --to 2024-01-12
 
-.PHONY: demo test test-connect bench evidence lint clean
+.PHONY: demo test test-fast test-connect bench evidence lint clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The developer loop: everything but the end-to-end modules (marked slow), which `make test` and CI still run.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The whole suite on Spark 4 through a local Spark Connect server (Java 17), as Databricks serverless runs it.
 # delta-spark's cases need Delta 4.0 jars: DELTA_JARS_DIR, or Maven.

@@ -227,8 +227,6 @@ class LandingZone:
                 assigned[day] = holder
         return assigned, missing
 
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _drop_orphan_pages(fetch: LandedFetch) -> None:

@@ -55,10 +55,6 @@ class ReplacePredicate:
     def of(cls, **columns: Iterable[Any]) -> ReplacePredicate:
         return cls(tuple((name, tuple(sorted(set(values)))) for name, values in columns.items()))
 
-    @property
-    def is_empty(self) -> bool:
-        return any(not values for _, values in self.clauses)
-
     def sql(self) -> str:
         return " AND ".join(f"{name} IN ({', '.join(_literal(v) for v in values)})" for name, values in self.clauses)
 

@@ -57,7 +57,6 @@ SILVER_SCHEMA = T.StructType(
         T.StructField("ingested_at", T.TimestampType(), False),
     ]
 )
-SILVER_COLUMNS = [field.name for field in SILVER_SCHEMA.fields]
 PARTITION_COLUMNS = ("ticker", "trade_date")
 
 # The starter's table, faithfully: no date or timestamp column, and a per-minute partition key.
