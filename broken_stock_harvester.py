@@ -11,9 +11,11 @@ waited out, pages are followed, volume is a double. It deletes its own table fol
 
 from __future__ import annotations
 
+import argparse
+
 import databricks_utils as du
 from stockpipe import cli
-from stockpipe.harvest import build_config, run_broken
+from stockpipe.harvest import run_broken
 from stockpipe.reports import render_broken
 from stockpipe.storage import open_storage
 
@@ -22,16 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.new_parser(__doc__)
     cli.add_harvest_args(parser, "stocks_raw")
 
-    def body() -> int:
-        args = parser.parse_args(argv)
-        cli.setup_logging(args.verbose)
-        cfg = build_config(args, default_table_path=lambda: du.get_base_path("stocks_raw"), secret=du.get_secret)
+    def body(args: argparse.Namespace) -> int:
+        cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_raw"), secret=du.get_secret)
         report = run_broken(cfg, lambda: open_storage(du.get_spark, args.engine, "broken_stock_harvester"),
                             du.cleanup_path)
         print(render_broken(report))
         return 0
 
-    return cli.run(body)
+    return cli.door(parser, argv, body)
 
 
 if __name__ == "__main__":

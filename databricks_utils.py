@@ -13,7 +13,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pyspark.sql import SparkSession
 
@@ -87,14 +87,14 @@ def get_secret(scope: str, key: str) -> str | None:
         return None
 
 
-def _dbutils(spark: SparkSession):  # -> dbutils, only importable on Databricks
+def _dbutils(spark: SparkSession) -> Any:  # dbutils, only importable on Databricks
     try:
         # Notebooks and job tasks on classic clusters, serverless and Free Edition alike.
-        from databricks.sdk.runtime import dbutils  # type: ignore[import-not-found]
+        from databricks.sdk.runtime import dbutils
 
         return dbutils
     except ImportError:  # older runtimes: the classic-cluster constructor
-        from pyspark.dbutils import DBUtils  # type: ignore[import-not-found]
+        from pyspark.dbutils import DBUtils
 
         return DBUtils(spark)
 

@@ -5,18 +5,20 @@ Fetches minute bars from the Massive aggregates API (or the offline sample sourc
 writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched.
 
 Exit codes: 0 everything requested was stored; 1 a ticker failed or a day was refused by the key's plan (all else
-is stored), or a runtime failure (key rejected, API unreachable); 2 bad input.
+is stored), or a runtime failure (key rejected, API unreachable); 2 bad input (including --layout clustered on an
+engine that cannot create it).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import databricks_utils as du
 from stockpipe import cli
-from stockpipe.errors import ApiUnreachableError, KeyRejectedError
-from stockpipe.harvest import build_config, run_fixed
-from stockpipe.reports import render_fixed
+from stockpipe.errors import ClusteringUnsupportedError, StopError
+from stockpipe.harvest import FixedReport, run_fixed
+from stockpipe.reports import fixed_errors, render_fixed
 from stockpipe.storage import open_storage
 
 
@@ -28,37 +30,24 @@ def main(argv: list[str] | None = None) -> int:
         help="partitioned by (ticker, trade_date), or liquid clustering on them (delta-spark/Databricks only)",
     )
 
-    def body() -> int:
-        args = parser.parse_args(argv)
-        cli.setup_logging(args.verbose)
+    def body(args: argparse.Namespace) -> int:
         if args.layout == "clustered" and args.engine == "delta-rs":
-            raise cli.UsageError("--layout clustered needs liquid clustering, which delta-rs cannot create: use "
-                                 "--engine spark (delta-spark 3.2+ or Databricks) or --layout partitioned")
-        cfg = build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
-                           secret=du.get_secret, layout=args.layout)
-        def spark_factory():
-            return open_storage(du.get_spark, args.engine, "fixed_stock_harvester")
-
+            raise ClusteringUnsupportedError("delta-rs")  # known before any call: refused before any call
+        cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
+                               secret=du.get_secret, layout=args.layout)
         try:
-            report = run_fixed(cfg, spark_factory)
-        except (KeyRejectedError, ApiUnreachableError) as exc:
-            stopped = getattr(exc, "report", None)
-            if stopped is not None:  # the per-ticker summary still says what each ticker cost
-                print(render_fixed(stopped))
+            report = run_fixed(cfg, lambda: open_storage(du.get_spark, args.engine, "fixed_stock_harvester"))
+        except StopError as exc:
+            if isinstance(exc.report, FixedReport):  # the per-ticker summary still says what each ticker cost
+                print(render_fixed(exc.report))
             raise
         print(render_fixed(report))
-        if report.failed:
-            names = ", ".join(t.ticker for t in report.failed)
-            print(f"error: {len(report.failed)} ticker(s) failed: {names}", file=sys.stderr)
-            return 1
-        if report.partial:
-            refused = sorted({day for t in report.partial for day in t.not_in_plan})
-            print(f"error: not everything requested was stored: your plan refused {', '.join(map(str, refused))} "
-                  f"for {len(report.partial)} ticker(s); the earlier days are stored", file=sys.stderr)
-            return 1
-        return 0
+        errors = fixed_errors(report)
+        for line in errors:
+            print(f"error: {line}", file=sys.stderr)
+        return 1 if errors else 0
 
-    return cli.run(body)
+    return cli.door(parser, argv, body)
 
 
 if __name__ == "__main__":

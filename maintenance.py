@@ -8,6 +8,7 @@ changes or the path is not a Delta table.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import databricks_utils as du
@@ -26,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart", dest="chart_path", help="write a PNG of file sizes before/after here")
     cli.add_engine_arg(parser)
 
-    def body() -> int:
-        args = parser.parse_args(argv)
-        cli.setup_logging(args.verbose)
+    def body(args: argparse.Namespace) -> int:
         path = cli.existing_table_path(args.table_path, du.get_base_path)
         zorder = [c.strip() for c in args.zorder_by.split(",") if c.strip()] if args.zorder_by is not None else []
         if args.retain_hours < 0:
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Chart written to {args.chart_path}")
         return 0
 
-    return cli.run(body)
+    return cli.door(parser, argv, body)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""What every door shares: argument types that validate before any network or Spark work, logging that never
-shows the key, one readable line per user-facing error, tables and progress people can read."""
+"""What every door shares: argument types that validate before any network or Spark work, `build_config` (argparse
+in, HarvestConfig out), logging that never shows the key, the `door` skeleton that turns a user-facing error into one
+readable line and an exit code, and tables people can read."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import logging
 import os
 import re
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from stockpipe import DEFAULT_TICKERS
-from stockpipe.errors import PipelineError, UsageError
+from stockpipe.config import HarvestConfig, Layout, Source
+from stockpipe.errors import MissingKeyError, PipelineError, UsageError
+from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import new_york_today
-from stockpipe.massive import redact
+from stockpipe.massive import DEFAULT_BASE_URL, redact
+from stockpipe.paths import local_path, require_delta_log
 
 log = logging.getLogger("stockpipe")
 
@@ -71,9 +73,10 @@ def validate_table_path(text: str, flag: str = "--table-path") -> str:
         raise UsageError(f"{flag}: empty path")
     if any(ch in text for ch in "`'\"\n\r\x00"):
         raise UsageError(f"{flag}: {text!r} contains a quote, backquote or control character")
-    if "://" in text or text.startswith(("/Volumes/", "dbfs:")):
-        return text.rstrip("/")
-    path = Path(text).expanduser().resolve()
+    local = local_path(text)
+    if local is None:
+        return text.rstrip("/")  # only Spark can reach it: the engine checks it when it is opened
+    path = local.expanduser().resolve()
     if path == Path(path.anchor) or path == Path.home().resolve():
         raise UsageError(f"{flag}: refusing {path}: a table needs a folder of its own")
     if path.exists() and not path.is_dir():
@@ -88,8 +91,6 @@ def table_path_or_default(value: str | None, default: Callable[[], str], flag: s
 
 def existing_table_path(value: str | None, base_path: Callable[[str], str]) -> str:
     """--table-path of a table that must already exist (default: the fixed table), checked before Spark starts."""
-    from stockpipe.storage import require_delta_log
-
     path = table_path_or_default(value, lambda: base_path("stocks_fixed"))
     require_delta_log(path)
     return path
@@ -192,6 +193,18 @@ def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[argparse.Namespace], int]) -> int:
+    """Every door's main(): parse, set up logging, run the body; a user-facing failure is one line and an exit
+    code (see `run`)."""
+
+    def main() -> int:
+        args = parser.parse_args(argv)
+        setup_logging(args.verbose)
+        return body(args)
+
+    return run(main)
+
+
 def run(main: Callable[[], int]) -> int:
     """Map user-facing failures to one line on stderr and an exit code; tracebacks are for bugs only."""
     try:
@@ -253,55 +266,36 @@ def default_concurrency(calls_per_minute: int | None) -> int:
     return 1 if calls_per_minute is not None and calls_per_minute <= 60 else DEFAULT_FAST_CONCURRENCY
 
 
-class Progress:
-    """Fetch progress. On a terminal, a tqdm bar whose postfix counts down rate-limit waits with an ETA; elsewhere
-    (CI logs, Databricks jobs) one log line per wait longer than a second."""
-
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total = total
-        self.done = 0
-        self._lock = threading.Lock()
-        # Seconds until n more calls can be made; the client's limiter sets it once the client exists.
-        self.eta: Callable[[int], float] = lambda remaining: 0.0
-        self._bar = None
-        self._started = time.monotonic()
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            # tqdm's own ETA extrapolates from past speed, which a rate-limit wait makes meaningless: the postfix
-            # shows the limiter's exact ETA instead.
-            self._bar = tqdm(total=total, unit="ticker", file=sys.stderr, leave=False, dynamic_ncols=True,
-                             bar_format="{desc}: {n_fmt}/{total_fmt} tickers |{bar}| {elapsed}{postfix}")
-
-    def remaining(self) -> int:
-        return self.total - self.done
-
-    def waiting(self, seconds: float, reason: str) -> None:
-        if seconds < 1:
-            return
-        eta = self.eta(self.remaining())
-        if self._bar is not None:
-            self._bar.set_postfix_str(f"waiting {seconds:.0f}s ({reason}); ETA {eta:.0f}s")
-        else:
-            log.info("waiting %.1f s (%s); %d ticker(s) left, ETA %.0f s", seconds, reason, self.remaining(), eta)
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep in one-second steps so the countdown moves (a bounded loop: ceil(seconds) steps)."""
-        left = seconds
-        while left > 0:
-            if self._bar is not None:
-                self._bar.set_postfix_str(f"waiting {left:.0f}s (rate limit); ETA {self.eta(self.remaining()):.0f}s")
-            step = min(1.0, left)
-            time.sleep(step)
-            left -= step
-
-    def advance(self, ticker: str) -> None:
-        with self._lock:  # concurrent fetches finish on several threads
-            self.done += 1
-            if self._bar is not None:
-                self._bar.set_description_str(ticker)
-                self._bar.update(1)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+def build_config(
+    args: argparse.Namespace,
+    *,
+    default_table_path: Callable[[], str],
+    secret: Callable[[str, str], str | None],
+    layout: Layout = "partitioned",
+) -> HarvestConfig:
+    """Argparse in, config out: everything the user typed is validated before any network or Spark work."""
+    tickers = parse_tickers(args.tickers)
+    date_from, date_to = resolve_dates(args.date_from, args.date_to)
+    table_path = table_path_or_default(args.table_path, default_table_path)
+    landing_path = table_path_or_default(args.landing_path, lambda: default_landing_path(table_path), "--landing-path")
+    api_key = api_key_from_env() or ""
+    if not api_key and args.secret_scope:
+        api_key = secret(args.secret_scope, args.secret_key) or ""
+    source: Source = "api" if args.source == "api" or (args.source is None and api_key) else "sample"
+    if source == "api" and not api_key:
+        raise MissingKeyError()
+    if args.source is None:
+        log.info(
+            "source: %s", "the Massive API (key from the environment)" if source == "api"
+            else "offline sample data from a loopback fake of the Massive API (set MASSIVE_API_KEY for real data)"
+        )
+    base_url = args.base_url or os.environ.get("MASSIVE_BASE_URL") or DEFAULT_BASE_URL
+    if not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url: {base_url!r} is not an http(s) URL")
+    return HarvestConfig(
+        tickers=tickers, date_from=date_from, date_to=date_to, table_path=table_path, landing_path=landing_path,
+        source=source, base_url=base_url, api_key=api_key, calls_per_minute=args.calls_per_minute,
+        layout=layout, refetch=args.refetch,
+        concurrency=args.concurrency or default_concurrency(
+            args.calls_per_minute if source == "sample" else (args.calls_per_minute or 5)),
+    )

@@ -73,7 +73,7 @@ def to_arrow(df: DataFrame) -> pa.Table:
 
     schema = to_arrow_schema(df.schema)
     if hasattr(df, "toArrow"):
-        table = df.toArrow()
+        table = df.toArrow()  # type: ignore[operator]  # Spark 4 only: the 3.5 stubs take it for a column
     else:  # Spark 3.5 classic: Arrow batches straight from the JVM
         batches = df._collect_as_arrow()
         table = pa.Table.from_batches(batches) if batches else schema.empty_table()

@@ -1,10 +1,14 @@
 """The few failures users must act on. `main()` maps each to one readable line and an exit code."""
 
+from typing import Any
+
 
 class PipelineError(Exception):
     """A failure the user can act on; its message is shown as-is, without a traceback."""
 
     exit_code = 1
+    # What the run did before it failed (a harvester's per-ticker summary), for the door to print with the error.
+    report: Any = None
 
 
 class UsageError(PipelineError):
@@ -13,11 +17,22 @@ class UsageError(PipelineError):
     exit_code = 2
 
 
-class KeyRejectedError(PipelineError):
+class MissingKeyError(UsageError):
+    """The real API was asked for without a key."""
+
+    def __init__(self) -> None:
+        super().__init__("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
+
+
+class StopError(PipelineError):
+    """No further call can succeed, so no further ticker is fetched; what was fetched before is still stored."""
+
+
+class KeyRejectedError(StopError):
     """The API does not know the key (401): no call with it can succeed, so the run stops."""
 
 
-class ApiUnreachableError(PipelineError):
+class ApiUnreachableError(StopError):
     """No call could connect to the API (refused, unknown host, no route) and none ever has in this run: every other
     ticker would fail the same way, so the run gives up on them at once."""
 
@@ -39,9 +54,27 @@ class PlanRefusedError(FetchFailedError):
 class NotDeltaTableError(PipelineError):
     """The path holds no Delta table."""
 
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} is not a Delta table (no _delta_log): run the fixed harvester first")
+        self.path = path
+
 
 class EngineUnsupportedError(PipelineError):
-    """The chosen storage engine cannot do what was asked (e.g. liquid clustering on delta-rs)."""
+    """The chosen storage engine cannot do what was asked."""
+
+
+class ClusteringUnsupportedError(EngineUnsupportedError):
+    """Liquid clustering asked of an engine that cannot create it (delta-rs). Exit 2 wherever it is found, before
+    the fetch (--engine delta-rs) or after it (auto chose delta-rs): the fix is on the command line."""
+
+    exit_code = 2
+
+    def __init__(self, engine: str) -> None:
+        super().__init__(
+            f"--layout clustered needs liquid clustering (delta-spark 3.2+ or Databricks); the {engine} engine cannot "
+            "create it: use --engine spark, or --layout partitioned (landed pages are kept, so a rerun makes no new "
+            "call)"
+        )
 
 
 class DataLossError(PipelineError):

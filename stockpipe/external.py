@@ -4,6 +4,9 @@
 - Local with delta-spark: a real external table in Spark's persistent catalog, plus the proof of what "external"
   means: DROP TABLE removes the name, the files and rows stay, registering again shows the same rows.
 - Local with delta-rs: the assignment's temporary view over the table.
+
+`register_and_query` is the whole of Part 4: the registration, the daily query through the name, and the
+partition-pruning query with the scan's own file counts.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 
-from stockpipe.compat import scan_metrics
-from stockpipe.errors import UsageError
+from stockpipe.compat import scan_metrics, show_string
+from stockpipe.errors import PipelineError, UsageError
 from stockpipe.storage import DeltaStorage
 
 log = logging.getLogger(__name__)
@@ -152,3 +155,34 @@ def scan_files_read(frame: DataFrame) -> int | None:
     frame = frame.select("*")
     frame.collect()
     return scan_metrics(frame)[0]
+
+
+@dataclass
+class ExternalReport:
+    path: str
+    registration: Registration
+    daily_table: str  # the daily query's result as Spark shows it
+    pruning: PruningResult
+
+
+def register_and_query(
+    spark: SparkSession, storage: DeltaStorage, path: str, *, on_databricks: bool, catalog: str, schema: str,
+    name: str, location: str | None = None, ticker: str | None = None, day: str | None = None,
+    demonstrate_drop: bool = True,
+) -> ExternalReport:
+    """Register the table where this session can (Unity Catalog, the local catalog with delta-spark, else a
+    temporary view), then query it through that name only: every ticker's days, and one ticker's one day."""
+    storage.require_delta(path)
+    if on_databricks:
+        registration = register_unity_catalog(spark, storage, catalog, schema, name, location or path)
+    elif storage.supports_catalog_tables:
+        registration = register_local_catalog(spark, storage, schema, name, path, demonstrate_drop=demonstrate_drop)
+    else:
+        registration = register_temp_view(storage, name, path)
+    daily = spark.sql(DAILY_QUERY.format(name=registration.name))
+    first = daily.first()
+    if first is None:
+        raise PipelineError(f"{registration.name} is empty: run the fixed harvester first")
+    pruning = pruning_demo(spark, registration.name, ticker or first["ticker"],
+                           day or first["trade_date"].isoformat(), storage.detail(path).num_files)
+    return ExternalReport(path, registration, show_string(daily, 10_000, truncate=False), pruning)

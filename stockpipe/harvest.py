@@ -1,42 +1,34 @@
 """The two harvesters: fetch -> land -> transform -> write.
 
 `run_broken` keeps the starter's three bugs and nothing else wrong; `run_fixed` is correct, idempotent and polite.
-Both fetch through the same client and landing zone, so both are gentle with a shared key and run offline.
+Both fetch through the same client and landing zone (`fetching`), so both are gentle with a shared key and run
+offline; both refuse a foreign folder before any call or Spark start. Spark starts on a worker thread while the
+rate limit holds the remaining calls (`SparkInBackground`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import datetime as dt
 import logging
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from stockpipe.cli import Progress
 from stockpipe.compat import schema_tree, show_string
-from stockpipe.errors import (
-    ApiUnreachableError,
-    EngineUnsupportedError,
-    FetchFailedError,
-    KeyRejectedError,
-    PipelineError,
-    PlanRefusedError,
-    UsageError,
-)
-from stockpipe.landing import LandedFetch, LandingZone
-from stockpipe.market_calendar import new_york_today, trading_days
-from stockpipe.massive import DEFAULT_BASE_URL, ClientConfig, FetchStats, MassiveClient
-from stockpipe.sample import FakeMassiveServer
+from stockpipe.config import HarvestConfig, Layout
+from stockpipe.errors import ClusteringUnsupportedError, PipelineError
+from stockpipe.fetching import Fetcher, TickerFetch, fetch_all
+from stockpipe.landing import LandingZone, raw_bars_from_pages
+from stockpipe.market_calendar import trading_days
+from stockpipe.massive import FetchStats
+from stockpipe.paths import count_partition_dirs, refuse_foreign_folder
 from stockpipe.session import is_databricks
 from stockpipe.storage import AnyOf, DeltaStorage, ReplacePredicate
 from stockpipe.transforms import (
@@ -45,7 +37,6 @@ from stockpipe.transforms import (
     drop_duplicate_bars,
     latest_first,
     ohlc_violation,
-    raw_bars_from_pages,
     session_bounds,
     to_broken,
     to_silver,
@@ -56,185 +47,9 @@ from stockpipe.transforms import (
 
 log = logging.getLogger(__name__)
 
-Layout = Literal["partitioned", "clustered"]
 SparkFactory = Callable[[], tuple[SparkSession, DeltaStorage]]
-StopError = KeyRejectedError | ApiUnreachableError
 # Worth warming Spark up in the background only when the remaining calls will wait at least this long.
 WARM_UP_MIN_WAIT_S = 15.0
-
-
-@dataclass(frozen=True)
-class HarvestConfig:
-    tickers: tuple[str, ...]
-    date_from: dt.date
-    date_to: dt.date
-    table_path: str
-    landing_path: str
-    source: Literal["api", "sample"] = "sample"
-    base_url: str = DEFAULT_BASE_URL
-    api_key: str = field(default="", repr=False)
-    calls_per_minute: int | None = None
-    layout: Layout = "partitioned"
-    refetch: bool = False
-    concurrency: int = 1  # calls in flight at once; every call still goes through the one limiter
-    window_seconds: float = 60.0  # the rate limit's rolling window (a minute for Massive; shorter in tests)
-    show_progress: bool = True
-    today: dt.date | None = None  # New York today; injectable so tests can pin "the current day"
-    read_timeout: float = 30.0
-    max_attempts: int = 8
-    # Injected time for tests (pacing and backoff without real waiting); None means the real clock.
-    clock: Callable[[], float] | None = field(default=None, repr=False, compare=False)
-    sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class TickerFetch:
-    ticker: str
-    stats: FetchStats
-    assignment: dict[dt.date, LandedFetch] = field(default_factory=dict)
-    # Requested days the key's plan refused (the free tier refuses the current day); the other days were fetched.
-    not_in_plan: list[dt.date] = field(default_factory=list)
-    plan_message: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.stats.error is not None
-
-
-LandedCallback = Callable[[TickerFetch, float], None]
-
-
-@contextlib.contextmanager
-def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterator[MassiveClient]:
-    """The same client for both sources; the sample source is a loopback server started for this run."""
-    on_wait = progress.waiting if progress else None
-    sleep = cfg.sleep or (progress.sleep if progress else time.sleep)
-    with contextlib.ExitStack() as stack:
-        if cfg.source == "sample":
-            server = stack.enter_context(FakeMassiveServer())
-            base_url, api_key, calls_per_minute = server.base_url, "", cfg.calls_per_minute
-        elif not cfg.api_key:
-            raise UsageError("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
-        else:
-            base_url, api_key, calls_per_minute = cfg.base_url, cfg.api_key, cfg.calls_per_minute or 5
-        client = MassiveClient(
-            ClientConfig(base_url=base_url, api_key=api_key, calls_per_minute=calls_per_minute,
-                         window_seconds=cfg.window_seconds, read_timeout=cfg.read_timeout,
-                         max_attempts=cfg.max_attempts),
-            clock=cfg.clock or time.monotonic, sleep=sleep, on_wait=on_wait, connections=cfg.concurrency,
-        )
-        stack.callback(client.close)
-        yield client
-
-
-def fetch_ticker(
-    client: MassiveClient, landing: LandingZone, ticker: str, days: list[dt.date], today: dt.date, refetch: bool,
-    stats: FetchStats | None = None,
-) -> TickerFetch:
-    """Land what the ticker still needs and say, for each requested trading day, which landed fetch holds it.
-
-    Finished past days already landed are reused without a call; the current day is always fetched again. When the
-    plan refuses a range that includes New York today (the free tier does), the earlier days are fetched once more
-    without today, and today is reported as not in the plan.
-    """
-    result = TickerFetch(ticker, stats or FetchStats(ticker))
-    if not days:
-        return result
-    if refetch:
-        assigned, missing = {}, list(days)
-    else:
-        assigned, missing = landing.assign_days(ticker, days)
-    if missing:
-        try:
-            complete = _land_range(client, landing, ticker, min(missing), max(missing), today, refetch, result.stats)
-        except PlanRefusedError as refusal:
-            earlier = [day for day in missing if day < today]
-            if max(missing) < today or not earlier:
-                raise  # the refusal is not about today, or today was all that was asked
-            result.not_in_plan = [day for day in missing if day >= today]
-            result.plan_message = refusal.reason
-            log.warning("%s: %s; fetching %s..%s without today", ticker, refusal.reason, earlier[0], earlier[-1])
-            missing = earlier
-            complete = _land_range(client, landing, ticker, min(missing), max(missing), today, refetch, result.stats)
-        for day in missing:
-            assigned[day] = complete
-    reused = {f.path: f for day, f in assigned.items() if day not in missing}
-    result.stats.pages_from_landing += sum(len(f.pages()) for f in reused.values())
-    result.assignment = assigned
-    return result
-
-
-def _land_range(
-    client: MassiveClient, landing: LandingZone, ticker: str, lo: dt.date, hi: dt.date, today: dt.date,
-    refetch: bool, stats: FetchStats,
-) -> LandedFetch:
-    """Every page of lo..hi landed (resuming an interrupted fetch of the same range), marked complete."""
-    resumed = None if refetch else landing.resumable(ticker, lo, hi)
-    if resumed is not None:
-        writer, start_url = resumed, resumed.fetch.last_next_url()
-        stats.pages_from_landing += len(resumed.fetch.pages())
-        log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumed.fetch.pages()))
-    else:
-        writer, start_url = landing.new_fetch(ticker, lo, hi), None
-    try:
-        for page in client.iter_pages(ticker, lo, hi, stats, start_url=start_url):
-            writer.add(page)
-        return writer.finish(final_through=today - dt.timedelta(days=1))
-    except BaseException:
-        writer.abandon_if_empty()  # a refused or unreachable first call leaves no empty folder behind
-        raise
-    finally:
-        writer.close()  # releases the fetch's lock, so a later run can resume what landed
-
-
-class Fetcher:
-    """One client (so one rate-limit window) and one progress display for a whole run."""
-
-    def __init__(self, cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-                 on_landed: LandedCallback | None = None) -> None:
-        self.cfg = cfg
-        # Called after each ticker whose requested days are all landed, with the seconds the calls still to make
-        # will spend waiting on the rate limit (time the caller can use).
-        self.on_landed = on_landed
-        self.landing = landing
-        self.days = days
-        self.today = cfg.today or new_york_today()
-        # A rejected key or an unreachable API: no further call can succeed, so no further ticker is fetched.
-        self.stop_error: StopError | None = None
-        self._stack = contextlib.ExitStack()
-        self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
-        self.client = self._stack.enter_context(open_client(cfg, self.progress))
-        self.progress.eta = self.client.limiter.eta
-
-    def __enter__(self) -> Fetcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.close()
-        self._stack.close()
-
-    def fetch(self, ticker: str) -> TickerFetch:
-        """Fetch one ticker; a failure is recorded (with the calls, retries and waits it cost), not raised. After a
-        rejected key or an unreachable API no further call is made."""
-        stats = FetchStats(ticker)
-        try:
-            if self.stop_error is not None:
-                stats.error = f"not fetched: {self.stop_error}"
-                return TickerFetch(ticker, stats)
-            result = fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch, stats)
-            if result.assignment and self.on_landed is not None:
-                self.on_landed(result, self.client.limiter.eta(self.progress.remaining()))
-            return result
-        except FetchFailedError as exc:
-            log.warning("%s", exc)
-            stats.error = exc.reason
-            return TickerFetch(ticker, stats)
-        except (KeyRejectedError, ApiUnreachableError) as exc:
-            self.stop_error = exc
-            stats.error = str(exc)
-            return TickerFetch(ticker, stats)
-        finally:
-            self.progress.advance(ticker)
 
 
 class SparkInBackground:
@@ -294,25 +109,11 @@ def warm_up(spark: SparkSession, storage: DeltaStorage, item: TickerFetch, days:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-              on_landed: LandedCallback | None = None) -> tuple[dict[str, TickerFetch], StopError | None]:
-    """Every ticker, `cfg.concurrency` at a time, through one client: one rolling window, one 429 back-off, one
-    landing zone (each ticker lands in its own folders). Results come back in the order the tickers were given."""
-    with Fetcher(cfg, landing, days, on_landed) as fetcher:
-        if cfg.concurrency <= 1 or len(cfg.tickers) <= 1:
-            results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
-        else:
-            workers = min(cfg.concurrency, len(cfg.tickers))
-            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
-                results = dict(zip(cfg.tickers, pool.map(fetcher.fetch, cfg.tickers), strict=True))
-        return results, fetcher.stop_error
-
-
 def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch]) -> DataFrame:
     """Every landed bar of the fetched tickers, with trade_ts, trade_date and `assigned`: true when the bar's fetch
     is the one assigned to its day, i.e. the bar is on a requested day and comes from the fetch that holds it."""
     files: list[str] = []
-    assignment_rows = []
+    assignment_rows: list[tuple[str, str, dt.date, bool]] = []
     for ticker, item in fetched.items():
         if item.failed:
             continue
@@ -404,6 +205,7 @@ class FixedReport:
 
 
 def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
+    refuse_foreign_folder(cfg.table_path)
     days = trading_days(cfg.date_from, cfg.date_to)
     landing = LandingZone(cfg.landing_path)
     started = time.monotonic()
@@ -432,7 +234,7 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     if session is None:
         # Nothing to write (every ticker failed, or no trading day): Spark was not even started.
         if stop_error is not None:
-            stop_error.report = report  # type: ignore[union-attr]
+            stop_error.report = report
             raise stop_error
         return report
     spark, storage = session
@@ -469,13 +271,13 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
             replace=replace,
         )
         last = storage.history(cfg.table_path, limit=1)[-1]
-        report.files_written = added_files(last.metrics)
+        report.files_written = last.changes.files_added or 0
         report.partitions_written = sum(t.partitions for t in report.tickers)
     report.seconds["write"] = time.monotonic() - transformed_at
     if stop_error is not None:
         # The tickers fetched before the run had to stop are stored; the run still fails loudly.
         error = type(stop_error)(f"{stop_error} (stored {len(succeeded)} ticker(s) fetched before that)")
-        error.report = report  # type: ignore[attr-defined]
+        error.report = report
         raise error
     return report
 
@@ -493,53 +295,9 @@ def replace_predicate(stored_days: dict[str, list[dt.date]]) -> ReplacePredicate
     return predicates[0] if len(predicates) == 1 else AnyOf(predicates)
 
 
-def build_config(
-    args,
-    *,
-    default_table_path: Callable[[], str],
-    secret: Callable[[str, str], str | None],
-    layout: Layout = "partitioned",
-) -> HarvestConfig:
-    """Validate everything the user typed before any network or Spark work."""
-    import os
-
-    from stockpipe.cli import api_key_from_env, default_concurrency, parse_tickers, resolve_dates, table_path_or_default
-    from stockpipe.landing import default_landing_path
-
-    tickers = parse_tickers(args.tickers)
-    date_from, date_to = resolve_dates(args.date_from, args.date_to)
-    table_path = table_path_or_default(args.table_path, default_table_path)
-    landing_path = table_path_or_default(args.landing_path, lambda: default_landing_path(table_path), "--landing-path")
-    api_key = api_key_from_env() or ""
-    if not api_key and args.secret_scope:
-        api_key = secret(args.secret_scope, args.secret_key) or ""
-    source = args.source or ("api" if api_key else "sample")
-    if source == "api" and not api_key:
-        raise UsageError("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
-    if args.source is None:
-        log.info(
-            "source: %s", "the Massive API (key from the environment)" if source == "api"
-            else "offline sample data from a loopback fake of the Massive API (set MASSIVE_API_KEY for real data)"
-        )
-    base_url = args.base_url or os.environ.get("MASSIVE_BASE_URL") or DEFAULT_BASE_URL
-    if not base_url.startswith(("http://", "https://")):
-        raise UsageError(f"--base-url: {base_url!r} is not an http(s) URL")
-    return HarvestConfig(
-        tickers=tickers, date_from=date_from, date_to=date_to, table_path=table_path, landing_path=landing_path,
-        source=source, base_url=base_url, api_key=api_key, calls_per_minute=args.calls_per_minute,
-        layout=layout, refetch=args.refetch,
-        concurrency=args.concurrency or default_concurrency(
-            args.calls_per_minute if source == "sample" else (args.calls_per_minute or 5)),
-    )
-
-
 def _check_layout(storage: DeltaStorage, cfg: HarvestConfig) -> None:
     if cfg.layout == "clustered" and not storage.supports_clustering:
-        raise EngineUnsupportedError(
-            f"--layout clustered needs liquid clustering (delta-spark 3.2+ or Databricks); the {storage.name} engine "
-            "cannot create it. Landed pages are kept, so a rerun with --layout partitioned makes no new call"
-        )
-    _refuse_foreign_folder(storage, cfg.table_path)
+        raise ClusteringUnsupportedError(storage.name)
     if not storage.is_delta(cfg.table_path):
         return
     detail = storage.detail(cfg.table_path)
@@ -549,14 +307,6 @@ def _check_layout(storage: DeltaStorage, cfg: HarvestConfig) -> None:
             f"the table at {cfg.table_path} is partitioned by {detail.partition_columns or 'nothing'}, "
             f"but --layout {cfg.layout} needs {wanted or 'no partitions'}: use another --table-path"
         )
-
-
-def added_files(metrics: dict) -> int:
-    """Files a commit added, whichever engine wrote it."""
-    for key in ("num_added_files", "numAddedFiles", "numFiles", "numFilesAdded"):
-        if key in metrics and metrics[key] is not None:
-            return int(metrics[key])
-    return 0
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -580,11 +330,11 @@ def run_broken(
 ) -> BrokenReport:
     """The starter, its three bugs intact: (1) every ticker overwrites the table, (2) partitioned by
     (ticker, minute), (3) no date or timestamp column."""
+    refuse_foreign_folder(cfg.table_path)
     started = time.monotonic()
     days = trading_days(cfg.date_from, cfg.date_to)
     landing = LandingZone(cfg.landing_path)
     spark, storage = spark_factory()
-    _refuse_foreign_folder(storage, cfg.table_path)
     cleanup(spark, cfg.table_path)
     fetched: dict[str, TickerFetch] = {}
     with Fetcher(cfg, landing, days) as fetcher:
@@ -619,21 +369,3 @@ def run_broken(
         files_on_disk=storage.files_on_disk(cfg.table_path),
         seconds=time.monotonic() - started,
     )
-
-
-def _refuse_foreign_folder(storage: DeltaStorage, path: str) -> None:
-    """Never write into, or (like the starter) delete, a non-empty folder that is not a Delta table."""
-    folder = Path(path)
-    if "://" in path or not folder.exists():
-        return
-    if folder.is_dir() and any(folder.iterdir()) and not storage.is_delta(path):
-        raise PipelineError(f"{path} exists, is not empty and is not a Delta table: refusing to touch it")
-
-
-def count_partition_dirs(path: str) -> int:
-    """Leaf partition folders on disk (live or not): what a file listing of the table has to walk."""
-    root = Path(path)
-    if not root.is_dir():
-        return 0
-    leaves = {p.parent for p in root.rglob("*.parquet") if "_delta_log" not in p.parts}
-    return len(leaves)

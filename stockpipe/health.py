@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stockpipe.errors import DataLossError, UsageError
-from stockpipe.storage import DeltaStorage, HistoryEntry
+from stockpipe.storage import DeltaStorage, FileChanges, HistoryEntry
 
 SMALL_FILE_BYTES = 16 * 1024 * 1024  # well under Delta's 128 MiB-1 GiB compaction targets
 MANY_PARTITIONS = 1_000
@@ -119,9 +119,9 @@ class MaintenanceReport:
     engine: str
     before: HealthSnapshot
     after: HealthSnapshot
-    optimize_metrics: dict[str, Any]
+    optimized: FileChanges
     optimize_seconds: float
-    vacuum_deleted: int
+    vacuumed: FileChanges  # files_removed: the files VACUUM deleted (None where the engine cannot count them)
     vacuum_seconds: float
     retain_hours: float
     zorder_by: list[str]
@@ -156,16 +156,16 @@ def run_maintenance(
     check_zorder_columns(zorder_by, detail.partition_columns, storage.read(path).columns)
     before = snapshot(storage, path)
     started = time.monotonic()
-    metrics = storage.optimize(path, zorder_by)
-    optimized = time.monotonic()
-    deleted = storage.vacuum(path, retain_hours)
-    vacuumed = time.monotonic()
+    optimized = storage.optimize(path, zorder_by)
+    optimized_at = time.monotonic()
+    vacuumed = storage.vacuum(path, retain_hours)
+    vacuumed_at = time.monotonic()
     after = snapshot(storage, path)
     if after.rows != before.rows:
         raise DataLossError(f"row count changed during maintenance: {before.rows:,} before, {after.rows:,} after")
     return MaintenanceReport(
-        path=path, engine=storage.name, before=before, after=after, optimize_metrics=dict(metrics),
-        optimize_seconds=optimized - started, vacuum_deleted=deleted, vacuum_seconds=vacuumed - optimized,
+        path=path, engine=storage.name, before=before, after=after, optimized=optimized,
+        optimize_seconds=optimized_at - started, vacuumed=vacuumed, vacuum_seconds=vacuumed_at - optimized_at,
         retain_hours=retain_hours, zorder_by=list(zorder_by), history=storage.history(path),
         calls=storage.maintenance_calls(path, zorder_by, retain_hours),
     )

@@ -9,6 +9,9 @@ Layout, one folder per fetch of one ticker's date range:
 
 A day can be served from the landing zone when a complete fetch covers it and the day was over (before New York
 "today") when it was fetched: past minute bars do not change, the current day's do.
+
+`raw_bars_from_pages` reads landed pages back in bulk (`spark.read.json`, explicit schema), taking ticker and fetch
+from the folder names above: the one place that writes those names is the one place that parses them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from stockpipe.massive import Page
 
@@ -138,7 +145,7 @@ class FetchWriter:
             "status": page.status,
             "bars": page.bar_count,
             "next_url": page.next_url,
-            "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "fetched_at": dt.datetime.now(dt.UTC).isoformat(),
         }
         # Body first, then its metadata: a page without metadata is ignored on resume and refetched.
         _atomic_write(page_path, page.body)
@@ -182,7 +189,7 @@ class LandingZone:
             final_through = None
             if marker.exists():
                 final_through = dt.date.fromisoformat(json.loads(marker.read_text())["final_through"])
-            fetched_at = dt.datetime.strptime(match[3], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.timezone.utc)
+            fetched_at = dt.datetime.strptime(match[3], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
             found.append(
                 LandedFetch(
                     ticker, child, dt.date.fromisoformat(match[1]), dt.date.fromisoformat(match[2]),
@@ -207,7 +214,7 @@ class LandingZone:
         return None
 
     def new_fetch(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         # pid and a random token: two harvesters (or threads) starting in the same microsecond never share a folder.
         name = f"fetch={date_from}_{date_to}_{now.strftime('%Y%m%dT%H%M%S%fZ')}_{os.getpid()}-{secrets.token_hex(4)}"
         path = self.ticker_dir(ticker) / name
@@ -234,3 +241,84 @@ def _drop_orphan_pages(fetch: LandedFetch) -> None:
     for page in fetch.pages():
         if not page.with_suffix(".meta.json").exists():
             page.unlink()
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# Reading what landed, in bulk: the raw pages' schema, and the folder names above (ticker=, fetch=) parsed back.
+BAR_SCHEMA = T.StructType(
+    [
+        T.StructField("t", T.LongType()),
+        T.StructField("o", T.DoubleType()),
+        T.StructField("h", T.DoubleType()),
+        T.StructField("l", T.DoubleType()),
+        T.StructField("c", T.DoubleType()),
+        # The API sends int, x.0 and fractional volumes (303067.656...): a double keeps all three exactly.
+        T.StructField("v", T.DoubleType()),
+        T.StructField("vw", T.DoubleType()),
+        T.StructField("n", T.LongType()),
+    ]
+)
+PAGE_SCHEMA = T.StructType(
+    [
+        T.StructField("ticker", T.StringType()),
+        T.StructField("status", T.StringType()),
+        T.StructField("request_id", T.StringType()),
+        T.StructField("results", T.ArrayType(BAR_SCHEMA)),
+    ]
+)
+
+
+def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataFrame:
+    """Landed pages -> one row per bar with the API's fields renamed, plus the fetch each bar came from.
+
+    ticker and fetch come from the landing path (what we asked for), ingested_at from the fetch's start time.
+    """
+    files = list(page_files)
+    if not files:
+        empty = T.StructType(
+            [T.StructField("ticker", T.StringType()), T.StructField("fetch_id", T.StringType())]
+            + [T.StructField(n, t) for n, t in _RAW_TYPES]
+            + [T.StructField("ingested_at", T.TimestampType())]
+        )
+        return spark.createDataFrame([], empty)
+    pages = spark.read.schema(PAGE_SCHEMA).option("multiLine", True).option("mode", "FAILFAST").json(files)
+    # The file's own path, from the file source's hidden metadata column: the older file-name function is not
+    # supported on Unity Catalog and is gone from recent Databricks runtimes.
+    path = F.col("_metadata.file_path")
+    fetch_id = F.regexp_extract(path, r"fetch=([^/]+)/", 1)
+    return (
+        pages.select(
+            F.regexp_extract(path, r"ticker=([^/]+)/", 1).alias("ticker"),
+            fetch_id.alias("fetch_id"),
+            F.explode("results").alias("bar"),
+        )
+        .select(
+            "ticker",
+            "fetch_id",
+            F.col("bar.t").alias("timestamp_ms"),
+            F.col("bar.o").alias("open"),
+            F.col("bar.h").alias("high"),
+            F.col("bar.l").alias("low"),
+            F.col("bar.c").alias("close"),
+            F.col("bar.v").alias("volume"),
+            F.col("bar.vw").alias("vwap"),
+            F.col("bar.n").alias("num_transactions"),
+            # The fetch id's stamp is UTC; its offset is parsed with it, so the session time zone cannot move it.
+            F.to_timestamp(
+                F.concat(F.regexp_extract("fetch_id", r"_(\d{8}T\d{12})Z_", 1), F.lit("+0000")),
+                "yyyyMMdd'T'HHmmssSSSSSSZ",
+            ).alias("ingested_at"),
+        )
+    )
+
+
+_RAW_TYPES = [
+    ("timestamp_ms", T.LongType()),
+    ("open", T.DoubleType()),
+    ("high", T.DoubleType()),
+    ("low", T.DoubleType()),
+    ("close", T.DoubleType()),
+    ("volume", T.DoubleType()),
+    ("vwap", T.DoubleType()),
+    ("num_transactions", T.LongType()),
+]

@@ -63,5 +63,5 @@ def session_hours(day: dt.date) -> SessionHours:
 
 
 def new_york_today(now: dt.datetime | None = None) -> dt.date:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return now.astimezone(NEW_YORK).date()

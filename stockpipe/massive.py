@@ -203,8 +203,8 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    now = now or dt.datetime.now(dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -226,8 +226,10 @@ def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
     """Parse and check one page. Raises _RetryableError for malformed bodies (cut-off transfers are transient)."""
     try:
         payload = json.loads(body)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise _RetryableError(f"malformed JSON ({exc.msg} at byte {exc.pos})") from None
+    except ValueError:  # bytes that are not text at all (invalid UTF-8)
+        raise _RetryableError("malformed JSON (not UTF-8 text)") from None
     if not isinstance(payload, dict) or "status" not in payload:
         raise _RetryableError("response is not an aggregates object")
     status = str(payload["status"])

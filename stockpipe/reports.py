@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from stockpipe.cli import format_table
-from stockpipe.external import PruningResult, Registration
-from stockpipe.harvest import BrokenReport, FixedReport, TickerFetch
+from stockpipe.cli import format_table, human_bytes
+from stockpipe.external import ExternalReport
+from stockpipe.fetching import TickerFetch
+from stockpipe.harvest import BrokenReport, FixedReport
 from stockpipe.health import PRODUCTION_RETENTION_HOURS, MaintenanceReport
+from stockpipe.storage import FileChanges
 
 
 def fetch_table(fetched: dict[str, TickerFetch]) -> str:
@@ -86,21 +88,17 @@ def render_fixed(report: FixedReport) -> str:
     return "\n".join(lines)
 
 
-def _history_metrics(metrics: dict) -> str:
-    keys = ("num_added_files", "num_removed_files", "num_added_rows", "numFiles", "numOutputRows",
-            "numAddedFiles", "numRemovedFiles", "numFilesAdded", "numFilesRemoved", "numDeletedFiles",
-            "numFilesToDelete")
-    shown = [f"{k}={metrics[k]}" for k in keys if k in metrics and metrics[k] not in (None, "")]
-    return ", ".join(shown)
-
-
-OPTIMIZE_KEYS = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized", "totalConsideredFiles",
-                 "totalFilesSkipped")
+def changes_text(changes: FileChanges) -> str:
+    """The same words for every engine: files added/removed, rows added, partitions, files skipped."""
+    shown = [(f"files added {changes.files_added:,}" if changes.files_added is not None else ""),
+             (f"files removed {changes.files_removed:,}" if changes.files_removed is not None else ""),
+             (f"rows added {changes.rows_added:,}" if changes.rows_added is not None else ""),
+             (f"partitions {changes.partitions:,}" if changes.partitions is not None else ""),
+             (f"files skipped {changes.files_skipped:,}" if changes.files_skipped is not None else "")]
+    return ", ".join(part for part in shown if part)
 
 
 def render_maintenance(report: MaintenanceReport) -> str:
-    from stockpipe.cli import human_bytes
-
     b, a = report.before, report.after
     rows = [
         ("table version", b.version, a.version),
@@ -120,10 +118,8 @@ def render_maintenance(report: MaintenanceReport) -> str:
         f"Table {report.path} (engine {report.engine}, {_layout_text(b.partition_columns, b.clustering_columns)})",
         format_table(["metric", "before", "after"], rows, title="Health check: before and after maintenance"),
         "",
-        f"OPTIMIZE ({what}): {report.optimize_seconds:.1f} s; metrics: "
-        + (", ".join(f"{k}={report.optimize_metrics[k]}" for k in OPTIMIZE_KEYS if k in report.optimize_metrics)
-           or "-"),
-        f"VACUUM RETAIN {report.retain_hours:g} HOURS: deleted {report.vacuum_deleted:,} file(s) in "
+        f"OPTIMIZE ({what}): {report.optimize_seconds:.1f} s; {changes_text(report.optimized) or 'no metrics'}",
+        f"VACUUM RETAIN {report.retain_hours:g} HOURS: {_deleted(report.vacuumed.files_removed)} in "
         f"{report.vacuum_seconds:.1f} s",
         f"Row count check: {b.rows:,} before = {a.rows:,} after: no row lost.",
     ]
@@ -137,7 +133,7 @@ def render_maintenance(report: MaintenanceReport) -> str:
         )
     lines += ["", format_table(
         ["version", "timestamp (UTC)", "operation", "key metrics"],
-        [(h.version, h.timestamp.strftime("%Y-%m-%d %H:%M:%S"), h.operation, _history_metrics(h.metrics))
+        [(h.version, h.timestamp.strftime("%Y-%m-%d %H:%M:%S"), h.operation, changes_text(h.changes))
          for h in report.history],
         title="Table history",
     )]
@@ -148,8 +144,9 @@ def render_maintenance(report: MaintenanceReport) -> str:
     return "\n".join(lines)
 
 
-def render_external(registration: Registration, daily_table: str, pruning: PruningResult, path: str) -> str:
-    lines = [f"Registered {registration.kind} {registration.name} -> {path}"]
+def render_external(report: ExternalReport) -> str:
+    registration, pruning = report.registration, report.pruning
+    lines = [f"Registered {registration.kind} {registration.name} -> {report.path}"]
     lines += [f"  {statement}" for statement in registration.statements]
     if registration.table_type:
         lines.append(f"  catalog says Type: {registration.table_type}")
@@ -163,7 +160,7 @@ def render_external(registration: Registration, daily_table: str, pruning: Pruni
             f"{demo['rows_at_path_after_drop']:,} rows in {demo['files_at_path_after_drop']} files",
             f"  registered again: {demo['rows_after_reregister']:,} rows through the name",
         ]
-    lines += ["", f"Daily bars through the name ({registration.name}):", daily_table.rstrip(), ""]
+    lines += ["", f"Daily bars through the name ({registration.name}):", report.daily_table.rstrip(), ""]
     files = "n/a" if pruning.files_read is None else f"{pruning.files_read}"
     lines.append(
         f"Partition pruning: {pruning.ticker} on {pruning.trade_date}: {pruning.rows:,} bars; files read {files} of "
@@ -177,3 +174,20 @@ def _layout_text(partition_columns: list[str], clustering_columns: list[str]) ->
     if clustering_columns:
         return f"liquid clustering by ({', '.join(clustering_columns)})"
     return f"partitioned by {', '.join(partition_columns) or 'nothing'}"
+
+
+def _deleted(files: int | None) -> str:
+    # Spark's VACUUM does not say what it deleted: it is counted on disk, which needs a path this process can list.
+    return "done (the files it deleted cannot be counted from here)" if files is None else f"deleted {files:,} file(s)"
+
+
+def fixed_errors(report: FixedReport) -> list[str]:
+    """Why a fixed run must exit 1 though it stored what it could: failed tickers, days the key's plan refused."""
+    errors = []
+    if report.failed:
+        errors.append(f"{len(report.failed)} ticker(s) failed: {', '.join(t.ticker for t in report.failed)}")
+    elif report.partial:
+        refused = sorted({day for t in report.partial for day in t.not_in_plan})
+        errors.append(f"not everything requested was stored: your plan refused {', '.join(map(str, refused))} for "
+                      f"{len(report.partial)} ticker(s); the earlier days are stored")
+    return errors

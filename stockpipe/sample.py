@@ -238,7 +238,7 @@ class FakeMassiveServer:
     def base_url(self) -> str:
         assert self._httpd is not None, "server not started"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def data_calls(self) -> int:
@@ -271,7 +271,8 @@ class FakeMassiveServer:
         query = parse_qs(parts.query)
         authorization = request.headers.get("Authorization")
 
-        def reply(code: int, payload: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None):
+        def reply(code: int, payload: Any = None, headers: dict[str, str] | None = None,
+                  raw: bytes | None = None) -> None:
             body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
             # Logged before the response leaves: once a client has its answer, the log already shows the call.
             with self._lock:

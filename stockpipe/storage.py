@@ -1,6 +1,9 @@
 """One storage port, two engines: delta-spark (Databricks, or local with its jars) and delta-rs (PyPI only).
 
-Both write the same Delta table format and answer the same contract (tests/test_storage_contract.py). Spark stays
+Both write the same Delta table format and answer the same contract (tests/test_storage_contract.py), in one
+vocabulary: what a commit, OPTIMIZE or VACUUM changed comes back as `FileChanges` (each engine translates its own
+metric names in its `metric_names` table), reads filter with a `RowFilter`, replacing writes take a
+`ReplacePredicate`. Callers never see an engine's metric names or sentinels. Spark stays
 the compute engine in both: delta-rs tables are read through Spark's parquet reader over exactly the snapshot's
 live files, never collected on the driver and never scanned through pyarrow datasets (deltalake >= 1.2 can abort
 the interpreter at exit after one).
@@ -19,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -27,8 +30,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from stockpipe.compat import conf_for_call, is_connect, to_arrow
-from stockpipe.errors import EngineUnsupportedError, NotDeltaTableError, PipelineError
+from stockpipe.errors import ClusteringUnsupportedError, EngineUnsupportedError, NotDeltaTableError, PipelineError
+from stockpipe.paths import file_size, local_path, parquet_files_on_disk
 from stockpipe.session import session_has_delta
+
+if TYPE_CHECKING:
+    import delta.tables
+    import deltalake
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +53,13 @@ DELTA_CONFLICT_MARKERS = (
 
 
 @dataclass(frozen=True)
-class ReplacePredicate:
-    """Rows to replace: a conjunction of `column IN (values)`. Like Delta's replaceWhere, rows written under it
-    must match it, and only matching rows are replaced."""
+class _InClauses:
+    """A conjunction of `column IN (values)`, as SQL text and as a Spark column."""
 
     clauses: tuple[tuple[str, tuple[Any, ...]], ...]
 
     @classmethod
-    def of(cls, **columns: Iterable[Any]) -> ReplacePredicate:
+    def of(cls, **columns: Iterable[Any]) -> Self:
         return cls(tuple((name, tuple(sorted(set(values)))) for name, values in columns.items()))
 
     def sql(self) -> str:
@@ -63,6 +70,15 @@ class ReplacePredicate:
         for name, values in self.clauses:
             condition = condition & F.col(name).isin(*values)
         return condition
+
+
+class ReplacePredicate(_InClauses):
+    """Rows to replace. Like Delta's replaceWhere, rows written under it must match it, and only matching rows are
+    replaced."""
+
+
+class RowFilter(_InClauses):
+    """Rows to read. Files whose partition values or column statistics cannot match are skipped (data skipping)."""
 
 
 @dataclass(frozen=True)
@@ -120,12 +136,57 @@ class TableDetail:
 
 
 @dataclass(frozen=True)
+class FileChanges:
+    """What a commit, an OPTIMIZE or a VACUUM changed, in one vocabulary whichever engine did it. None where the
+    engine did not say (a VACUUM of a path this process cannot list cannot count what it deleted)."""
+
+    files_added: int | None = None
+    files_removed: int | None = None
+    rows_added: int | None = None
+    bytes_added: int | None = None
+    bytes_removed: int | None = None
+    partitions: int | None = None  # partitions written or compacted
+    files_skipped: int | None = None  # OPTIMIZE: files already at their target, left as they were
+
+
+# Each engine names the same facts differently (and differently per operation); the port speaks FileChanges only.
+MetricNames = dict[str, tuple[str, ...]]
+
+
+def file_changes(metrics: dict[str, Any], names: MetricNames) -> FileChanges:
+    """Translate an engine's metrics (history operationMetrics or an OPTIMIZE result) through its name table. A
+    dotted name reads a nested struct, which delta-rs history stores as JSON text."""
+    found: dict[str, int | None] = {}
+    for field_name, keys in names.items():
+        found[field_name] = next((v for v in (_metric(metrics, k) for k in keys) if v is not None), None)
+    return FileChanges(**found)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> int | None:
+    head, _, rest = key.partition(".")
+    value = metrics.get(head)
+    if rest:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        value = value.get(rest) if isinstance(value, dict) else None
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     version: int
     timestamp: dt.datetime
     operation: str
     parameters: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    changes: FileChanges = field(default_factory=FileChanges)
 
 
 def shape_for_write(df: DataFrame, partition_by: Sequence[str], cluster_by: Sequence[str]) -> DataFrame:
@@ -144,29 +205,20 @@ def outside_predicate_error(replace: ReplacePredicate | AnyOf) -> PipelineError:
     return PipelineError(f"refusing to write rows outside the replace predicate ({replace.sql()}): nothing was written")
 
 
-def require_delta_log(path: str) -> None:
-    """Fail before starting Spark when a local path plainly holds no Delta table (remote paths are checked later)."""
-    if "://" in path or path.startswith(("dbfs:", "/Volumes/")):
-        return
-    if not (Path(path) / "_delta_log").is_dir():
-        raise NotDeltaTableError(f"{path} is not a Delta table (no _delta_log): run the fixed harvester first")
-
-
-def parquet_files_on_disk(path: str) -> list[Path]:
-    """Every data file under a local table path, live or tombstoned (what VACUUM can delete)."""
-    root = Path(path)
-    return [p for p in root.rglob("*.parquet") if "_delta_log" not in p.parts]
-
-
 class DeltaStorage(ABC):
     """What the scripts need from a Delta table, whatever writes it."""
 
     name: str
     supports_clustering: bool = False
     supports_catalog_tables: bool = False
+    metric_names: ClassVar[MetricNames]
 
-    def __init__(self, spark: SparkSession) -> None:
+    def __init__(self, spark: SparkSession, *, sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[], float] = random.random) -> None:
         self.spark = spark
+        # The commit-conflict back-off's clock and dice, injectable so a test can pin it without waiting.
+        self._sleep = sleep
+        self._jitter = jitter
 
     # -- shared behaviour -------------------------------------------------------------------------------------------
     def write(
@@ -183,9 +235,7 @@ class DeltaStorage(ABC):
         if replace is not None and mode != "overwrite":
             raise ValueError("a replace predicate needs mode='overwrite'")
         if cluster_by and not self.supports_clustering:
-            raise EngineUnsupportedError(
-                f"liquid clustering needs delta-spark 3.2+ or Databricks; the {self.name} engine cannot create it"
-            )
+            raise ClusteringUnsupportedError(self.name)
         df = shape_for_write(df, partition_by, cluster_by)
         try:
             return self._with_commit_retries(
@@ -211,9 +261,9 @@ class DeltaStorage(ABC):
                             "replacing the same partitions; the table is consistent, rerun when it is done"
                         ) from None
                     raise
-                pause = min(5.0, 0.2 * 2**number) * random.uniform(0.5, 1.0)
+                pause = min(5.0, 0.2 * 2**number) * (0.5 + 0.5 * self._jitter())
                 log.info("commit conflict on %s (attempt %d): retrying in %.1f s", path, number, pause)
-                time.sleep(pause)
+                self._sleep(pause)
         raise AssertionError("unreachable")
 
     def count(self, path: str) -> int:
@@ -221,6 +271,9 @@ class DeltaStorage(ABC):
 
     def files_on_disk(self, path: str) -> int:
         return len(parquet_files_on_disk(path))
+
+    def changes(self, metrics: dict[str, Any]) -> FileChanges:
+        return file_changes(metrics, self.metric_names)
 
     # -- engine specifics --------------------------------------------------------------------------------------------
     @abstractmethod
@@ -245,13 +298,13 @@ class DeltaStorage(ABC):
         """Whether the engine refused the write because a row did not match the replace predicate."""
 
     @abstractmethod
-    def read(self, path: str, where: ReplacePredicate | None = None) -> DataFrame:
+    def read(self, path: str, where: RowFilter | None = None) -> DataFrame:
         """The table as a Spark DataFrame; `where` filters it, skipping files whose partition values or column
         statistics cannot match (Delta's data skipping)."""
 
     @abstractmethod
     def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
-                 ) -> dict[str, Any]:
+                 ) -> FileChanges:
         """Compact (or Z-ORDER) into files of about target_file_bytes (the engine's default when None)."""
 
     @abstractmethod
@@ -259,9 +312,9 @@ class DeltaStorage(ABC):
         """The exact calls optimize() and vacuum() make on this engine, for the report to show as run."""
 
     @abstractmethod
-    def vacuum(self, path: str, retain_hours: float) -> int:
+    def vacuum(self, path: str, retain_hours: float) -> FileChanges:
         """Delete data files no longer referenced and older than the retention; 0 hours lifts the safety check for
-        this call only. Returns the number of files deleted."""
+        this call only. `files_removed` is the number deleted, None where it cannot be counted."""
 
     @abstractmethod
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
@@ -276,7 +329,7 @@ class DeltaStorage(ABC):
 
     def require_delta(self, path: str) -> None:
         if not self.is_delta(path):
-            raise NotDeltaTableError(f"{path} is not a Delta table (no _delta_log): run the fixed harvester first")
+            raise NotDeltaTableError(path)
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -284,8 +337,17 @@ class DeltaRsStorage(DeltaStorage):
     """delta-rs (the `deltalake` package): Spark -> Arrow -> write_deltalake; reads through Spark's parquet reader."""
 
     name = "delta-rs"
+    metric_names: ClassVar[MetricNames] = {
+        "files_added": ("num_added_files", "numFilesAdded"),
+        "files_removed": ("num_removed_files", "numFilesRemoved", "numDeletedFiles"),
+        "rows_added": ("num_added_rows",),
+        "bytes_added": ("filesAdded.totalSize",),
+        "bytes_removed": ("filesRemoved.totalSize",),
+        "partitions": ("num_partitions", "partitionsOptimized"),
+        "files_skipped": ("totalFilesSkipped",),
+    }
 
-    def _table(self, path: str):  # -> deltalake.DeltaTable
+    def _table(self, path: str) -> deltalake.DeltaTable:
         from deltalake import DeltaTable
 
         self.require_delta(path)
@@ -296,17 +358,15 @@ class DeltaRsStorage(DeltaStorage):
 
         return DeltaTable.is_deltatable(str(path))
 
-    def _write(self, df, path, mode, partition_by, replace, cluster_by) -> int:
+    def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
+               replace: ReplacePredicate | AnyOf | None, cluster_by: list[str]) -> int:
         from deltalake import DeltaTable, write_deltalake
 
         table = to_arrow(df)  # Arrow straight from Spark: no Python rows
-        write_deltalake(
-            path,
-            table,
-            mode=mode,
-            partition_by=partition_by or None,
-            predicate=replace.sql() if replace is not None else None,
-        )
+        if replace is not None:
+            write_deltalake(path, table, mode="overwrite", partition_by=partition_by or None, predicate=replace.sql())
+        else:
+            write_deltalake(path, table, mode=mode, partition_by=partition_by or None)
         return DeltaTable(path).version()
 
     def _is_commit_conflict(self, exc: Exception) -> bool:
@@ -317,7 +377,7 @@ class DeltaRsStorage(DeltaStorage):
     def _is_outside_predicate(self, exc: Exception) -> bool:
         return "failed validation check" in str(exc)
 
-    def read(self, path: str, where: ReplacePredicate | None = None) -> DataFrame:
+    def read(self, path: str, where: RowFilter | None = None) -> DataFrame:
         table = self._table(path)
         schema = T.StructType.fromJson(json.loads(table.schema().to_json()))
         files = table.file_uris() if where is None else self._skip_files(table, path, where)
@@ -336,7 +396,7 @@ class DeltaRsStorage(DeltaStorage):
         frame = frame.select(*[f.name for f in schema.fields])
         return frame if where is None else frame.filter(where.column())
 
-    def _skip_files(self, table, path: str, where: ReplacePredicate) -> list[str]:
+    def _skip_files(self, table: deltalake.DeltaTable, path: str, where: RowFilter) -> list[str]:
         """Data skipping as a Delta reader does it: keep a file only if, for every clause, its partition value is
         one of the values, or one of the values lies within the file's min/max statistics."""
         import pyarrow as pa
@@ -350,11 +410,11 @@ class DeltaRsStorage(DeltaStorage):
         return kept
 
     def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
-                 ) -> dict[str, Any]:
+                 ) -> FileChanges:
         table = self._table(path)
         if zorder_by:
-            return table.optimize.z_order(list(zorder_by), target_size=target_file_bytes)
-        return table.optimize.compact(target_size=target_file_bytes)
+            return self.changes(table.optimize.z_order(list(zorder_by), target_size=target_file_bytes))
+        return self.changes(table.optimize.compact(target_size=target_file_bytes))
 
     def maintenance_calls(self, path: str, zorder_by: Sequence[str], retain_hours: float) -> list[str]:
         optimize = f"z_order({list(zorder_by)!r})" if zorder_by else "compact()"
@@ -362,13 +422,13 @@ class DeltaRsStorage(DeltaStorage):
                 f"DeltaTable('{path}').vacuum(retention_hours={int(retain_hours)}, enforce_retention_duration=False, "
                 "dry_run=False, full=True)"]
 
-    def vacuum(self, path: str, retain_hours: float) -> int:
+    def vacuum(self, path: str, retain_hours: float) -> FileChanges:
         # enforce_retention_duration=False lifts the 168-hour safety check for this call only; full=True also
         # removes files no commit ever referenced, as Spark's VACUUM does.
         deleted = self._table(path).vacuum(
             retention_hours=int(retain_hours), dry_run=False, enforce_retention_duration=False, full=True
         )
-        return len(deleted)
+        return FileChanges(files_removed=len(deleted))
 
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
         entries = []
@@ -376,10 +436,10 @@ class DeltaRsStorage(DeltaStorage):
             entries.append(
                 HistoryEntry(
                     version=int(item["version"]),
-                    timestamp=dt.datetime.fromtimestamp(item["timestamp"] / 1000, dt.timezone.utc),
+                    timestamp=dt.datetime.fromtimestamp(item["timestamp"] / 1000, dt.UTC),
                     operation=str(item.get("operation", "")),
                     parameters=dict(item.get("operationParameters") or {}),
-                    metrics=dict(item.get("operationMetrics") or {}),
+                    changes=self.changes(dict(item.get("operationMetrics") or {})),
                 )
             )
         return sorted(entries, key=lambda e: e.version)
@@ -430,12 +490,22 @@ class DeltaSparkStorage(DeltaStorage):
     name = "delta-spark"
     supports_clustering = True
     supports_catalog_tables = True
+    metric_names: ClassVar[MetricNames] = {
+        # WRITE says numFiles/numOutputRows; OPTIMIZE's history numAddedFiles, its result numFilesAdded.
+        "files_added": ("numFiles", "numAddedFiles", "numFilesAdded"),
+        "files_removed": ("numRemovedFiles", "numFilesRemoved", "numDeletedFiles"),
+        "rows_added": ("numOutputRows",),
+        "bytes_added": ("numOutputBytes", "numAddedBytes", "filesAdded.totalSize"),
+        "bytes_removed": ("numRemovedBytes", "filesRemoved.totalSize"),
+        "partitions": ("partitionsOptimized",),
+        "files_skipped": ("totalFilesSkipped",),
+    }
 
-    def __init__(self, spark: SparkSession) -> None:
-        super().__init__(spark)
+    def __init__(self, spark: SparkSession, **retry: Any) -> None:
+        super().__init__(spark, **retry)
         self.through_sql = is_connect(spark)
 
-    def _delta_table(self, path: str):  # -> delta.tables.DeltaTable
+    def _delta_table(self, path: str) -> delta.tables.DeltaTable:
         from delta.tables import DeltaTable
 
         self.require_delta(path)
@@ -454,7 +524,8 @@ class DeltaSparkStorage(DeltaStorage):
 
         return bool(DeltaTable.isDeltaTable(self.spark, str(path)))
 
-    def _write(self, df, path, mode, partition_by, replace, cluster_by) -> int:
+    def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
+               replace: ReplacePredicate | AnyOf | None, cluster_by: list[str]) -> int:
         if replace is not None and not self.is_delta(path):
             # Delta checks replaceWhere against an existing table only; the write that creates it is checked here.
             if df.filter(~replace.column()).limit(1).count():
@@ -469,7 +540,8 @@ class DeltaSparkStorage(DeltaStorage):
         writer.save(path)
         return self._version(path)
 
-    def _write_clustered(self, df, path, mode, replace, cluster_by) -> int:
+    def _write_clustered(self, df: DataFrame, path: str, mode: WriteMode, replace: ReplacePredicate | AnyOf | None,
+                         cluster_by: list[str]) -> int:
         if not self.is_delta(path):
             # Liquid clustering is declared when the table is created (delta-spark 3.2+): CLUSTER BY.
             if self.through_sql:
@@ -504,13 +576,13 @@ class DeltaSparkStorage(DeltaStorage):
     def _is_outside_predicate(self, exc: Exception) -> bool:
         return "DELTA_REPLACE_WHERE_MISMATCH" in str(exc)
 
-    def read(self, path: str, where: ReplacePredicate | None = None) -> DataFrame:
+    def read(self, path: str, where: RowFilter | None = None) -> DataFrame:
         self.require_delta(path)
         frame = self.spark.read.format("delta").load(path)
         return frame if where is None else frame.filter(where.column())
 
     def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
-                 ) -> dict[str, Any]:
+                 ) -> FileChanges:
         with contextlib.ExitStack() as stack:
             if target_file_bytes and not stack.enter_context(
                 conf_for_call(self.spark, "spark.databricks.delta.optimize.maxFileSize", str(target_file_bytes))
@@ -524,7 +596,7 @@ class DeltaSparkStorage(DeltaStorage):
             else:
                 result = self._delta_table(path).optimize().executeCompaction()
             metrics = result.collect()[0]["metrics"]
-        return metrics.asDict(recursive=True) if hasattr(metrics, "asDict") else dict(metrics)
+        return self.changes(metrics.asDict(recursive=True) if hasattr(metrics, "asDict") else dict(metrics))
 
     @staticmethod
     def _optimize_sql(path: str, zorder_by: Sequence[str]) -> str:
@@ -542,9 +614,11 @@ class DeltaSparkStorage(DeltaStorage):
                 'spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")',
                 f'spark.sql("VACUUM delta.`{path}` RETAIN {int(retain_hours)} HOURS")']
 
-    def vacuum(self, path: str, retain_hours: float) -> int:
+    def vacuum(self, path: str, retain_hours: float) -> FileChanges:
         self.require_delta(path)
-        before = self.files_on_disk(path) if _is_local(path) else None
+        # Spark's VACUUM returns the table path, not a count: the count is the difference on disk, where this
+        # process can list the table.
+        before = self.files_on_disk(path) if local_path(path) is not None else None
         # The safety check refuses less than 168 hours; it is lifted for this call only where the session allows.
         with conf_for_call(self.spark, "spark.databricks.delta.retentionDurationCheck.enabled", "false") as lifted:
             hours = int(retain_hours)
@@ -553,9 +627,7 @@ class DeltaSparkStorage(DeltaStorage):
                             "VACUUM keeps Delta's %d-hour safety retention instead of %d", SAFE_RETENTION_HOURS, hours)
                 hours = SAFE_RETENTION_HOURS
             self.spark.sql(f"VACUUM delta.`{_sql_path(path)}` RETAIN {hours} HOURS")
-        if before is None:
-            return -1
-        return before - self.files_on_disk(path)
+        return FileChanges(files_removed=None if before is None else before - self.files_on_disk(path))
 
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
         self.require_delta(path)
@@ -564,10 +636,10 @@ class DeltaSparkStorage(DeltaStorage):
         entries = [
             HistoryEntry(
                 version=int(row["version"]),
-                timestamp=row["timestamp"].replace(tzinfo=dt.timezone.utc),
+                timestamp=row["timestamp"].replace(tzinfo=dt.UTC),
                 operation=str(row["operation"]),
                 parameters=dict(row["operationParameters"] or {}),
-                metrics=dict(row["operationMetrics"] or {}),
+                changes=self.changes(dict(row["operationMetrics"] or {})),
             )
             for row in rows
         ]
@@ -582,7 +654,7 @@ class DeltaSparkStorage(DeltaStorage):
         # DESCRIBE DETAIL gives totals only; per-file sizes come from the file system where it is mounted (local
         # disks, and /Volumes on Databricks). Elsewhere each file is given the table's mean size, so totals stay exact.
         mean_size = int(row.get("sizeInBytes") or 0) // max(1, len(uris))
-        files = [FileInfo(uri, _local_file_size(uri, mean_size), _partition_from_uri(uri, partition_columns))
+        files = [FileInfo(uri, _size_or(file_size(uri), mean_size), _partition_from_uri(uri, partition_columns))
                  for uri in uris]
         return TableDetail(str(path), self.name, int(self._version(path)), partition_columns, clustering, files)
 
@@ -597,22 +669,8 @@ def _sql_path(path: str) -> str:
     return path
 
 
-def _local_file_size(uri: str, fallback: int) -> int:
-    parts = urlsplit(uri)
-    if parts.scheme in ("", "file"):
-        local = unquote(parts.path)
-    elif parts.scheme == "dbfs" and parts.path.startswith("/Volumes/"):
-        local = unquote(parts.path)  # Unity Catalog volumes are mounted at /Volumes on the driver
-    else:
-        return fallback
-    try:
-        return Path(local).stat().st_size
-    except OSError:
-        return fallback
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file:")
+def _size_or(size: int | None, fallback: int) -> int:
+    return fallback if size is None else size
 
 
 def _partition_from_uri(uri: str, columns: Sequence[str]) -> dict[str, str]:

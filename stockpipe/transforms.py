@@ -1,6 +1,7 @@
 """DataFrame in, DataFrame out: small pure functions chained with `DataFrame.transform`.
 
-`raw_bars_from_pages` is the one reader: landed pages in bulk through `spark.read.json` with an explicit schema.
+Nothing here reads or writes: landed pages become bars in `landing.raw_bars_from_pages`, tables are written through
+the storage port. `session_bounds` builds a small frame from the exchange calendar.
 """
 
 from __future__ import annotations
@@ -16,28 +17,6 @@ from stockpipe.market_calendar import session_hours
 
 NEW_YORK_TZ = "America/New_York"
 MILLIS_PER_DAY = 86_400_000
-
-BAR_SCHEMA = T.StructType(
-    [
-        T.StructField("t", T.LongType()),
-        T.StructField("o", T.DoubleType()),
-        T.StructField("h", T.DoubleType()),
-        T.StructField("l", T.DoubleType()),
-        T.StructField("c", T.DoubleType()),
-        # The API sends int, x.0 and fractional volumes (303067.656...): a double keeps all three exactly.
-        T.StructField("v", T.DoubleType()),
-        T.StructField("vw", T.DoubleType()),
-        T.StructField("n", T.LongType()),
-    ]
-)
-PAGE_SCHEMA = T.StructType(
-    [
-        T.StructField("ticker", T.StringType()),
-        T.StructField("status", T.StringType()),
-        T.StructField("request_id", T.StringType()),
-        T.StructField("results", T.ArrayType(BAR_SCHEMA)),
-    ]
-)
 
 # The fixed table: the starter's names, plus the time columns it lacked.
 SILVER_SCHEMA = T.StructType(
@@ -66,62 +45,6 @@ BROKEN_COLUMNS = [
 BROKEN_PARTITION_COLUMNS = ("ticker", "minute")
 
 
-def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataFrame:
-    """Landed pages -> one row per bar with the API's fields renamed, plus the fetch each bar came from.
-
-    ticker and fetch come from the landing path (what we asked for), ingested_at from the fetch's start time.
-    """
-    files = list(page_files)
-    if not files:
-        empty = T.StructType(
-            [T.StructField("ticker", T.StringType()), T.StructField("fetch_id", T.StringType())]
-            + [T.StructField(n, t) for n, t in _RAW_TYPES]
-            + [T.StructField("ingested_at", T.TimestampType())]
-        )
-        return spark.createDataFrame([], empty)
-    pages = spark.read.schema(PAGE_SCHEMA).option("multiLine", True).option("mode", "FAILFAST").json(files)
-    # The file's own path, from the file source's hidden metadata column: the older file-name function is not
-    # supported on Unity Catalog and is gone from recent Databricks runtimes.
-    path = F.col("_metadata.file_path")
-    fetch_id = F.regexp_extract(path, r"fetch=([^/]+)/", 1)
-    return (
-        pages.select(
-            F.regexp_extract(path, r"ticker=([^/]+)/", 1).alias("ticker"),
-            fetch_id.alias("fetch_id"),
-            F.explode("results").alias("bar"),
-        )
-        .select(
-            "ticker",
-            "fetch_id",
-            F.col("bar.t").alias("timestamp_ms"),
-            F.col("bar.o").alias("open"),
-            F.col("bar.h").alias("high"),
-            F.col("bar.l").alias("low"),
-            F.col("bar.c").alias("close"),
-            F.col("bar.v").alias("volume"),
-            F.col("bar.vw").alias("vwap"),
-            F.col("bar.n").alias("num_transactions"),
-            # The fetch id's stamp is UTC; its offset is parsed with it, so the session time zone cannot move it.
-            F.to_timestamp(
-                F.concat(F.regexp_extract("fetch_id", r"_(\d{8}T\d{12})Z_", 1), F.lit("+0000")),
-                "yyyyMMdd'T'HHmmssSSSSSSZ",
-            ).alias("ingested_at"),
-        )
-    )
-
-
-_RAW_TYPES = [
-    ("timestamp_ms", T.LongType()),
-    ("open", T.DoubleType()),
-    ("high", T.DoubleType()),
-    ("low", T.DoubleType()),
-    ("close", T.DoubleType()),
-    ("volume", T.DoubleType()),
-    ("vwap", T.DoubleType()),
-    ("num_transactions", T.LongType()),
-]
-
-
 def with_trade_ts(bars: DataFrame) -> DataFrame:
     """trade_ts is the bar's start instant (the API's `t`, epoch milliseconds, UTC)."""
     return bars.withColumn("trade_ts", F.timestamp_millis("timestamp_ms"))
@@ -145,7 +68,7 @@ def session_bounds(spark: SparkSession, days: Iterable[dt.date]) -> DataFrame:
     rows = []
     for day in days:
         hours = session_hours(day)
-        rows.append((day, hours.open.astimezone(dt.timezone.utc), hours.close.astimezone(dt.timezone.utc)))
+        rows.append((day, hours.open.astimezone(dt.UTC), hours.close.astimezone(dt.UTC)))
     schema = "trade_date date, regular_open timestamp, regular_close timestamp"
     return spark.createDataFrame(rows, schema)
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Tests talk only to loopback servers they start: never probe Maven for delta-spark's jars.
 os.environ["STOCKS_DELTA_DOWNLOAD"] = "0"
 for name in ("MASSIVE_API_KEY", "POLYGON_API_KEY", "MASSIVE_BASE_URL", "STOCKS_BASE_PATH"):
     os.environ.pop(name, None)
+
+from tests.helpers import FakeClock  # noqa: E402 - after the environment above is set
 
 ENGINES = ("delta-rs", "delta-spark")
 DELTA_SPARK_SKIP = (
@@ -21,19 +22,14 @@ DELTA_SPARK_SKIP = (
 )
 
 
-class FakeClock:
-    """Injected time for pacing and backoff: sleeping advances it instantly."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each delta-spark case is marked delta_spark and slow: its commits go through the JVM (1-5 s each, where
+    delta-rs takes a fraction), so `make test-fast` runs the contract on delta-rs and `make test` on both."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("storage") == "delta-spark":
+            item.add_marker(pytest.mark.delta_spark)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -11,7 +11,23 @@ from stockpipe.market_calendar import trading_days
 from stockpipe.sample import range_bars
 from stockpipe.storage import DeltaStorage
 
+ROOT = Path(__file__).resolve().parents[1]
 EIGHT = "AAPL,MSFT,GOOGL,AMZN,TSLA,META,NVDA,JPM"
+
+
+class FakeClock:
+    """Injected time for pacing and backoff: sleeping advances it instantly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 WEEK = ["--from", "2024-01-08", "--to", "2024-01-12"]
 
 
@@ -51,7 +67,8 @@ def harvest(storage, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from
             refetch=False, today=None, max_attempts=8, read_timeout=30.0, layout="partitioned"):
     """run_fixed on the engine under test against a test server with an injected clock: retries and pacing cost no
     real time."""
-    from stockpipe.harvest import HarvestConfig, run_fixed
+    from stockpipe.config import HarvestConfig
+    from stockpipe.harvest import run_fixed
     from stockpipe.landing import default_landing_path
 
     cfg = HarvestConfig(

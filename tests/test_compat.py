@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from stockpipe.compat import conf_for_call, is_connect, scan_metrics, schema_tree, show_string, to_arrow
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PRIVATE_SPARK_API = re.compile(r"\._jdf|\._jvm|\._jsc|sparkContext|input_file_name|_collect_as_arrow")
 
@@ -29,7 +29,7 @@ def test_no_jvm_private_spark_api_outside_the_compat_module():
 
 def test_nothing_in_the_product_caches():
     """Serverless refuses cache()/persist(): no result may depend on it (the bench, run locally only, may)."""
-    doors_and_package = [*ROOT.glob("*.py"), *(p for p in (ROOT / "stockpipe").rglob("*.py") if p.name != "bench.py")]
+    doors_and_package = [*ROOT.glob("*.py"), *(ROOT / "stockpipe").rglob("*.py")]
     offenders = [f"{path.relative_to(ROOT)}:{number}" for path in doors_and_package
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if re.search(r"\.(cache|persist|unpersist)\(", line)]
@@ -42,7 +42,7 @@ def test_the_lane_runs_the_spark_mode_it_claims(spark):
 
 
 def test_to_arrow_keeps_rows_types_and_instants(spark):
-    instant = dt.datetime(2024, 1, 9, 0, 59, tzinfo=dt.timezone.utc)
+    instant = dt.datetime(2024, 1, 9, 0, 59, tzinfo=dt.UTC)
     frame = spark.createDataFrame([("AAPL", dt.date(2024, 1, 8), instant, 1.5, 7)],
                                   "ticker string, trade_date date, trade_ts timestamp, close double, n long")
     table = to_arrow(frame)
@@ -119,7 +119,8 @@ def test_a_refused_conf_changes_nothing_and_says_so(spark):
 def test_vacuum_keeps_the_safe_retention_where_the_session_refuses_to_lift_the_check(spark, storage, tmp_path, caplog):
     if storage.name != "delta-spark":
         pytest.skip("the retention check is a delta-spark session conf; delta-rs lifts it per call")
-    from stockpipe.storage import DeltaSparkStorage, parquet_files_on_disk
+    from stockpipe.paths import parquet_files_on_disk
+    from stockpipe.storage import DeltaSparkStorage
 
     path = str(tmp_path / "t")
     frame = spark.createDataFrame([(1, "a")], "id long, p string")
@@ -127,6 +128,6 @@ def test_vacuum_keeps_the_safe_retention_where_the_session_refuses_to_lift_the_c
     storage.write(frame, path, mode="overwrite", partition_by=["p"])  # one file tombstoned
     refusing = DeltaSparkStorage(RefusingSession(spark, {"spark.databricks.delta.retentionDurationCheck.enabled"}))
     with caplog.at_level("WARNING"):
-        deleted = refusing.vacuum(path, 0)
+        deleted = refusing.vacuum(path, 0).files_removed
     assert deleted == 0 and len(parquet_files_on_disk(path)) == 2  # the fresh tombstoned file is kept
     assert "keeps Delta's 168-hour safety retention" in caplog.text

@@ -167,6 +167,8 @@ def test_a_folder_that_is_not_a_delta_table_is_never_touched(door, tmp_path, cap
                                    "2024-01-08", "--table-path", str(foreign), "--engine", storage.name], capsys)
     assert code == 1 and "is not a Delta table: refusing to touch it" in err
     assert [p.name for p in foreign.iterdir()] == ["thesis.txt"]
+    # Refused before the fetch: not one page was landed for a table that could not be written.
+    assert not (tmp_path / "my_documents_landing").exists()
 
 
 def test_clustered_layout_end_to_end_with_maintenance(storage, tmp_path, capsys):
@@ -210,6 +212,6 @@ def test_trade_date_and_every_bar_exact_whatever_the_session_time_zone(storage, 
     for row in frame:
         assert row["trade_date"] == dt.datetime.fromtimestamp(row["timestamp_ms"] / 1000, new_york).date()
     landed = {p.name for p in (tmp_path / "t_landing" / "ticker=AAPL").iterdir()}
-    stamp = dt.datetime.strptime(next(iter(landed)).split("_")[2], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.timezone.utc)
+    stamp = dt.datetime.strptime(next(iter(landed)).split("_")[2], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
     # collect() renders in the driver's local zone; compared as instants, ingested_at is the fetch's UTC stamp.
-    assert {row["ingested_at"].astimezone(dt.timezone.utc) for row in frame} == {stamp}
+    assert {row["ingested_at"].astimezone(dt.UTC) for row in frame} == {stamp}

@@ -23,8 +23,8 @@ from stockpipe.external import (
 )
 from stockpipe.health import run_maintenance
 from stockpipe.market_calendar import NEW_YORK
+from stockpipe.paths import parquet_files_on_disk
 from stockpipe.sample import range_bars
-from stockpipe.storage import parquet_files_on_disk
 from tests.helpers import WEEK, run_door
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def test_maintenance_compacts_vacuums_and_keeps_every_row(spark, storage, tmp_pa
     assert (report.before.live_files, report.after.live_files) == (3, 1)
     assert report.before.rows == report.after.rows == 90
     assert report.after.files_on_disk == report.after.live_files == len(parquet_files_on_disk(str(tmp_path / "t")))
-    assert report.vacuum_deleted == 3
+    assert report.vacuumed.files_removed == 3
     assert "OPTIMIZE" in [h.operation for h in report.history]
     assert report.after.score > report.before.score
     assert any(r.startswith("OPTIMIZE:") for r in report.before.recommendations)

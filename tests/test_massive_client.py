@@ -127,7 +127,7 @@ def test_429_with_retry_after_seconds_waits_that_long(clock):
 
 
 def test_429_with_retry_after_http_date_is_understood():
-    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == pytest.approx(30.0)
     assert parse_retry_after(http_date(-5)) == 0.0
     assert parse_retry_after("soon") is None
@@ -334,7 +334,8 @@ def test_key_is_in_no_log_record_or_exception(clock, caplog):
 def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurrency):
     """Real time, short window: 9 tickers, a server allowing 3 calls a second. Every call goes through the one
     limiter, so however many are in flight the server never refuses one, and every ticker lands."""
-    from stockpipe.harvest import HarvestConfig, fetch_all
+    from stockpipe.config import HarvestConfig
+    from stockpipe.fetching import fetch_all
     from stockpipe.landing import LandingZone
 
     tickers = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM", "IBM")

@@ -22,8 +22,7 @@ import fixed_stock_harvester
 from stockpipe.errors import KeyRejectedError, UsageError
 from stockpipe.landing import LandingZone, default_landing_path
 from stockpipe.sample import FakeMassiveServer, Fault
-from tests.conftest import ROOT
-from tests.helpers import expected_rows, harvest, table_rows
+from tests.helpers import ROOT, FakeClock, expected_rows, harvest, table_rows
 
 pytestmark = pytest.mark.slow
 MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
@@ -89,7 +88,8 @@ def test_rejected_key_mid_run_stops_calling_and_keeps_earlier_tickers(storage, t
 def test_spark_starts_once_while_fetching_after_the_first_landed_ticker(storage, tmp_path, clock):
     """The session is asked for as soon as one ticker has landed, on a worker thread, exactly once; the calls still
     to make are made meanwhile. A run that lands nothing never asks."""
-    from stockpipe.harvest import HarvestConfig, run_fixed
+    from stockpipe.config import HarvestConfig
+    from stockpipe.harvest import run_fixed
 
     asked: list[tuple[int, str]] = []
 
@@ -250,7 +250,6 @@ def test_two_writers_on_different_tickers_both_succeed(storage, tmp_path, clock)
     def writer(tickers):
         try:
             with FakeMassiveServer(api_key=KEY) as server:
-                from tests.conftest import FakeClock
 
                 harvest(storage, path, server, FakeClock(), tickers=tickers)
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
@@ -272,7 +271,6 @@ def test_two_writers_on_the_same_partitions_leave_one_consistent_table(storage, 
     def writer():
         try:
             with FakeMassiveServer(api_key=KEY) as server:
-                from tests.conftest import FakeClock
 
                 results.append(harvest(storage, path, server, FakeClock(), tickers=("AAPL", "MSFT")))
         except BaseException as exc:  # noqa: BLE001 - either outcome is allowed; the table must stay consistent
@@ -381,7 +379,7 @@ def test_landed_pages_carry_request_metadata_and_follow_up_cursors(tmp_path, clo
     from stockpipe.landing import LandingZone
 
     with FakeMassiveServer(api_key=KEY) as server:
-        from stockpipe.harvest import fetch_ticker
+        from stockpipe.fetching import fetch_ticker
         from stockpipe.massive import ClientConfig, MassiveClient
 
         client = MassiveClient(ClientConfig(base_url=server.base_url, api_key=KEY, calls_per_minute=None,
@@ -431,8 +429,9 @@ def test_plan_refusal_of_a_past_range_fails_that_ticker_and_fetches_the_next(sto
 
 
 def test_unreachable_api_gives_up_on_every_ticker_after_the_first_and_starts_no_spark(tmp_path, clock):
+    from stockpipe.config import HarvestConfig
     from stockpipe.errors import ApiUnreachableError
-    from stockpipe.harvest import HarvestConfig, run_fixed
+    from stockpipe.harvest import run_fixed
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

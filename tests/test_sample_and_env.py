@@ -87,6 +87,7 @@ def test_spark_engine_requested_without_jars_is_a_clear_error():
         choose_engine(SessionWithoutDelta(), "spark")
 
 
+@pytest.mark.delta_spark
 def test_engine_detection_sees_jars_added_through_spark_jars(spark_info):
     """py4j's Class.forName cannot see jars given through spark.jars; the session's own data source lookup can."""
     if not spark_info.has_delta_spark:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from stockpipe.errors import EngineUnsupportedError, NotDeltaTableError, PipelineError
-from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, ReplacePredicate, parquet_files_on_disk
+from stockpipe.paths import parquet_files_on_disk
+from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, ReplacePredicate, RowFilter
 
 SCHEMA = "ticker string, trade_date date, trade_ts timestamp, close double, volume double, n long"
 D1, D2, D3 = dt.date(2024, 1, 8), dt.date(2024, 1, 9), dt.date(2024, 1, 10)
@@ -94,10 +95,14 @@ def test_optimize_reduces_live_files_and_keeps_every_row(spark, storage, tmp_pat
                       partition_by=["ticker", "trade_date"])
     before_rows = collect(storage, path)
     assert storage.detail(path).num_files == 4
-    storage.optimize(path)
+    compacted = storage.optimize(path)
     assert storage.detail(path).num_files == 1
     assert collect(storage, path) == before_rows
-    assert storage.history(path)[-1].operation == "OPTIMIZE"
+    # The same words from both engines: 4 small files became 1, in 1 partition.
+    assert (compacted.files_added, compacted.files_removed, compacted.partitions) == (1, 4, 1)
+    assert compacted.bytes_added == storage.detail(path).size_bytes
+    last = storage.history(path)[-1]
+    assert last.operation == "OPTIMIZE" and (last.changes.files_added, last.changes.files_removed) == (1, 4)
 
 
 def test_zorder_optimize_keeps_every_row(spark, storage, tmp_path):
@@ -118,7 +123,7 @@ def test_vacuum_at_zero_hours_leaves_exactly_the_live_files(spark, storage, tmp_
                       partition_by=["ticker", "trade_date"])
     storage.optimize(path)
     assert len(parquet_files_on_disk(path)) == 4  # 3 tombstoned + 1 compacted
-    deleted = storage.vacuum(path, retain_hours=0)
+    deleted = storage.vacuum(path, retain_hours=0).files_removed
     live = {Path(f.path).name for f in storage.detail(path).files}
     assert {p.name for p in parquet_files_on_disk(path)} == live
     assert deleted == 3 and len(live) == 1
@@ -134,7 +139,11 @@ def test_history_lists_each_operation(spark, storage, tmp_path):
     history = storage.history(path)
     assert [h.version for h in history] == [0, 1, 2, 3]
     assert [h.operation for h in history] == ["WRITE", "WRITE", "WRITE", "OPTIMIZE"]
-    assert history[1].parameters.get("predicate") and history[3].metrics
+    assert history[1].parameters.get("predicate")
+    # Every engine fills the one shape: what each write added, and what the replacing write removed.
+    assert [(h.changes.files_added, h.changes.rows_added) for h in history[:3]] == [(1, 3), (1, 3), (1, 3)]
+    assert history[1].changes.files_removed == 1
+    assert (history[3].changes.files_added, history[3].changes.files_removed) == (1, 2)
     assert [h.version for h in storage.history(path, limit=1)] == [3]
     assert all(isinstance(h.timestamp, dt.datetime) for h in history)
 
@@ -157,6 +166,8 @@ def test_clustering_is_refused_where_the_engine_cannot_create_it(spark, tmp_path
         DeltaRsStorage(spark).write(frame(spark, rows("AAPL", D1)), str(tmp_path / "t"), cluster_by=["ticker"])
 
 
+@pytest.mark.delta_spark
+@pytest.mark.slow
 def test_a_table_written_by_one_engine_reads_in_the_other(spark_info, tmp_path):
     if not spark_info.has_delta_spark:
         pytest.skip("needs both engines; " + "delta-spark's jars cannot be loaded here")
@@ -173,9 +184,54 @@ def test_filtered_read_skips_files_by_partition_and_statistics(spark, storage, t
     for ticker in ("AAPL", "MSFT", "NVDA"):  # one file per ticker inside one date partition: stats tell them apart
         storage.write(frame(spark, rows(ticker, D1) + rows(ticker, D2)), path, mode="append",
                       partition_by=["trade_date"])
-    where = ReplacePredicate.of(ticker=["MSFT"], trade_date=[D2])
+    where = RowFilter.of(ticker=["MSFT"], trade_date=[D2])
     result = storage.read(path, where=where)
     assert sorted(tuple(r) for r in result.collect()) == sorted(rows("MSFT", D2))
     from stockpipe.external import scan_files_read
 
     assert scan_files_read(result) == 1
+
+
+def test_a_lost_commit_race_is_retried_with_a_bounded_backoff(spark, storage, tmp_path, monkeypatch):
+    """Each engine's own conflict error is retried after 0.4, 0.8, ... s (jitter pinned at its maximum), through the
+    injected sleep: no real waiting; after COMMIT_ATTEMPTS conflicts the write gives up with one clear line."""
+    from deltalake.exceptions import CommitFailedError
+
+    from stockpipe.errors import PipelineError
+    from stockpipe.storage import COMMIT_ATTEMPTS
+
+    conflict = (CommitFailedError("a concurrent transaction won") if storage.name == "delta-rs"
+                else RuntimeError("[DELTA_CONCURRENT_APPEND] ConcurrentAppendException: files were added"))
+    attempts: list[int] = []
+    pauses: list[float] = []
+
+    def loses_twice(*_: object) -> int:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise conflict
+        return 7
+
+    monkeypatch.setattr(storage, "_sleep", pauses.append)
+    monkeypatch.setattr(storage, "_jitter", lambda: 1.0)
+    monkeypatch.setattr(storage, "_write", loses_twice)
+    path = str(tmp_path / "t")
+    assert storage.write(frame(spark, rows("AAPL", D1)), path) == 7
+    assert len(attempts) == 3 and pauses == pytest.approx([0.4, 0.8])
+
+    def always_loses(*_: object) -> int:
+        raise conflict
+
+    pauses.clear()
+    monkeypatch.setattr(storage, "_write", always_loses)
+    with pytest.raises(PipelineError, match=f"gave up after {COMMIT_ATTEMPTS} concurrent-commit conflicts"):
+        storage.write(frame(spark, rows("AAPL", D1)), path)
+    assert len(pauses) == COMMIT_ATTEMPTS - 1 and max(pauses) <= 5.0
+
+    def refuses(*_: object) -> int:
+        raise ValueError("not a conflict")
+
+    pauses.clear()
+    monkeypatch.setattr(storage, "_write", refuses)
+    with pytest.raises(ValueError, match="not a conflict"):
+        storage.write(frame(spark, rows("AAPL", D1)), path)
+    assert pauses == []  # anything else is raised at once

@@ -20,7 +20,7 @@ from stockpipe.transforms import (
     with_trade_ts,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def ms(year, month, day, hour, minute) -> int:

@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +43,39 @@ from pyspark.sql import functions as F
 
 from stockpipe import DEFAULT_TICKERS
 from stockpipe.cli import setup_logging
+from stockpipe.config import HarvestConfig
 from stockpipe.external import scan_files_read
-from stockpipe.harvest import HarvestConfig, count_partition_dirs, fetch_all, run_broken, run_fixed
+from stockpipe.fetching import fetch_all
+from stockpipe.harvest import run_broken, run_fixed
 from stockpipe.landing import LandingZone, default_landing_path
 from stockpipe.market_calendar import NEW_YORK, trading_days
-from stockpipe.massive import floor_seconds
+from stockpipe.massive import ClientConfig, FetchStats, MassiveClient, floor_seconds
+from stockpipe.paths import count_partition_dirs, parquet_files_on_disk
 from stockpipe.sample import FakeMassiveServer, Fault, range_bars
 from stockpipe.session import build_session, session_has_delta
-from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, DeltaStorage, ReplacePredicate
-from stockpipe.transforms import session_bounds, to_broken, to_silver, with_market_session, with_trade_date
+from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, DeltaStorage, RowFilter
+from stockpipe.transforms import (
+    session_bounds,
+    to_broken,
+    to_silver,
+    with_market_session,
+    with_trade_date,
+    with_trade_ts,
+)
 
-log = logging.getLogger("stockpipe.bench")
+log = logging.getLogger("benchmarks.bench")
 SMALL = (DEFAULT_TICKERS, dt.date(2024, 1, 8), dt.date(2024, 1, 12))
 ZORDER_TARGET_BYTES = 2 * 1024 * 1024
 LARGE_DAYS = (dt.date(2024, 1, 2), dt.date(2024, 1, 30))  # 20 NYSE sessions
+# The free tier's limit, enforced for real by the loopback server in sections 3 and 6.
+CALLS_PER_MINUTE = 5
+WINDOW_S = 60.0
+# Section 7: a fetch big enough that the round trip, not the limit, bounds it.
+CONCURRENCY_TICKERS = 512
+CONCURRENCY_LEVELS = (1, 4, 8, 16)
+ROUND_TRIPS_S = (0.0, 0.1)
+# Section 5: 2 x this many files (half tombstoned).
+VACUUM_PARTITIONS = 500
 
 
 def timed(action: Callable[[], Any]) -> tuple[float, Any]:
@@ -90,34 +110,28 @@ def synthetic_bars(spark: SparkSession, tickers: list[str], first: dt.date, last
             "vwap": columns["vw"], "num_transactions": columns["n"],
         }))
     bars = spark.createDataFrame(pd.concat(frames, ignore_index=True))
-    bars = (bars.withColumn("trade_ts", F.timestamp_millis("timestamp_ms"))
+    bars = (bars.transform(with_trade_ts)
             .transform(with_trade_date)
             .withColumn("ingested_at", F.current_timestamp()))
     return to_silver(with_market_session(bars, session_bounds(spark, trading_days(first, last))))
 
 
 # -------------------------------------------------------------------------------------------------------------------
-@dataclass
-class QuerySpec:
-    name: str
-    where: Callable[[dict[str, Any]], ReplacePredicate]
-
-
-def _queries(tickers: list[str], days: list[dt.date]) -> list[QuerySpec]:
+def _queries(tickers: list[str], days: list[dt.date]) -> dict[str, RowFilter]:
     ticker, day = tickers[0], days[len(days) // 2]
-    return [
-        QuerySpec("one ticker, one day", lambda ctx: ReplacePredicate.of(ticker=[ticker], trade_date=[day])),
-        QuerySpec("all tickers, one day", lambda ctx: ReplacePredicate.of(trade_date=[day])),
-        QuerySpec("one ticker, all days", lambda ctx: ReplacePredicate.of(ticker=[ticker])),
-    ]
+    return {
+        "one ticker, one day": RowFilter.of(ticker=[ticker], trade_date=[day]),
+        "all tickers, one day": RowFilter.of(trade_date=[day]),
+        "one ticker, all days": RowFilter.of(ticker=[ticker]),
+    }
 
 
-def _run_query(storage: DeltaStorage, path: str, where: ReplacePredicate, broken: bool) -> DataFrame:
+def _run_query(storage: DeltaStorage, path: str, where: RowFilter, broken: bool) -> DataFrame:
     if broken:
         # No trade_date column (bug 3): the only way to ask for a day is a range on epoch milliseconds.
         ticker_clause = [(c, v) for c, v in where.clauses if c == "ticker"]
         day_clause = [v for c, v in where.clauses if c == "trade_date"]
-        frame = storage.read(path, ReplacePredicate(tuple(ticker_clause)) if ticker_clause else None)
+        frame = storage.read(path, RowFilter(tuple(ticker_clause)) if ticker_clause else None)
         if day_clause:
             day = day_clause[0][0]
             start = int(dt.datetime.combine(day, dt.time(4), tzinfo=NEW_YORK).timestamp() * 1000)
@@ -125,6 +139,10 @@ def _run_query(storage: DeltaStorage, path: str, where: ReplacePredicate, broken
     else:
         frame = storage.read(path, where)
     return frame.agg(F.count(F.lit(1)).alias("bars"), F.sum("volume").alias("volume"))
+
+
+def _collect_query(storage: DeltaStorage, path: str, where: RowFilter, broken: bool) -> None:
+    _run_query(storage, path, where, broken).collect()
 
 
 @dataclass
@@ -142,7 +160,7 @@ class LayoutResult:
 
     @property
     def avg_file_kib(self) -> float | None:
-        return self.bytes / self.files / 1024 if self.files else None
+        return self.bytes / self.files / 1024 if self.files and self.bytes is not None else None
 
 
 def measure_layout(storage: DeltaStorage, silver: DataFrame, root: Path, size: str, layout: str,
@@ -174,12 +192,10 @@ def measure_layout(storage: DeltaStorage, silver: DataFrame, root: Path, size: s
     detail = storage.detail(path)
     result.partitions = detail.num_partitions or None
     result.files, result.bytes = detail.num_files, detail.size_bytes
-    for query in _queries(tickers, days):
-        where = query.where({})
+    for query, where in _queries(tickers, days).items():
         # Counting files read also warms the caches, so the timed runs compare like with like.
-        result.files_read[query.name] = scan_files_read(_run_query(storage, path, where, broken))
-        result.queries[query.name] = median_time(lambda w=where: _run_query(storage, path, w, broken).collect(),
-                                                 repeat)
+        result.files_read[query] = scan_files_read(_run_query(storage, path, where, broken))
+        result.queries[query] = median_time(partial(_collect_query, storage, path, where, broken), repeat)
     shutil.rmtree(path, ignore_errors=True)
     return result
 
@@ -196,25 +212,24 @@ def bench_broken_vs_fixed(spark: SparkSession, storage: DeltaStorage, root: Path
         fetch_all(cfg, LandingZone(cfg.landing_path), days)  # land once, so both time only transform + write
         # On delta-spark the broken run (22,962 one-bar files) takes minutes: once is enough to tell, and says n=1.
         runs_wanted = 1 if (name == "broken" and storage.name == "delta-spark") else repeat
-        runs = [timed(lambda c=cfg, n=name: _harvest_once(spark, storage, c, n))[0] for _ in range(runs_wanted)]
+        runs = [timed(partial(_harvest_once, spark, storage, cfg, name))[0] for _ in range(runs_wanted)]
         detail = storage.detail(path)
-        table = {
+        table: dict[str, Any] = {
             "write_s": statistics.median(runs), "write_runs": runs_wanted,
             "partition_dirs_on_disk": count_partition_dirs(path),
             "live_partitions": detail.num_partitions,
             "live_files": detail.num_files,
             "files_on_disk": storage.files_on_disk(path),
             "bytes_live": detail.size_bytes,
-            "bytes_on_disk": sum(p.stat().st_size for p in Path(path).rglob("*.parquet")),
+            "bytes_on_disk": sum(p.stat().st_size for p in parquet_files_on_disk(path)),
             "rows": storage.count(path),
             "tickers": sorted(r["ticker"] for r in storage.read(path).select("ticker").distinct().collect()),
             "queries": {}, "files_read": {},
         }
-        for query in _queries(["JPM"], days):  # JPM: the one ticker the broken table still has
-            where = query.where({})
-            table["files_read"][query.name] = scan_files_read(_run_query(storage, path, where, name == "broken"))
-            table["queries"][query.name] = median_time(
-                lambda w=where, n=name, p=path: _run_query(storage, p, w, n == "broken").collect(), repeat)
+        for query, where in _queries(["JPM"], days).items():  # JPM: the one ticker the broken table still has
+            table["files_read"][query] = scan_files_read(_run_query(storage, path, where, name == "broken"))
+            table["queries"][query] = median_time(
+                partial(_collect_query, storage, path, where, name == "broken"), repeat)
         out[name] = table
     return out
 
@@ -227,10 +242,9 @@ def _harvest_once(spark: SparkSession, storage: DeltaStorage, cfg: HarvestConfig
         run_fixed(cfg, lambda: (spark, storage))
 
 
-def bench_fetch(window_s: float = 60.0, calls_per_minute: int = 5) -> dict[str, Any]:
+def bench_fetch() -> dict[str, Any]:
     """8 single-page tickers through the real client against a server enforcing a real rolling window."""
-    from stockpipe.massive import ClientConfig, FetchStats, MassiveClient
-
+    window_s, calls_per_minute = WINDOW_S, CALLS_PER_MINUTE
     tickers, first, last = SMALL
     result: dict[str, Any] = {}
     with FakeMassiveServer(calls_per_window=calls_per_minute, window_seconds=window_s) as server:
@@ -238,7 +252,7 @@ def bench_fetch(window_s: float = 60.0, calls_per_minute: int = 5) -> dict[str, 
         rows_before_crash, crashed_at = 0, None
         for ticker in tickers:
             response = requests.get(f"{server.base_url}/v2/aggs/ticker/{ticker}/range/1/minute/{first}/{last}",
-                                    params={"adjusted": "true", "sort": "asc", "limit": 50000}, timeout=10)
+                                    params={"adjusted": "true", "sort": "asc", "limit": "50000"}, timeout=10)
             payload = response.json()
             if "results" not in payload:
                 crashed_at = ticker
@@ -264,11 +278,12 @@ def bench_fetch(window_s: float = 60.0, calls_per_minute: int = 5) -> dict[str, 
     return result
 
 
-def bench_end_to_end(engine: str, root: Path, window_s: float = 60.0, calls_per_minute: int = 5) -> dict[str, Any]:
+def bench_end_to_end(engine: str, root: Path) -> dict[str, Any]:
     """The fixed harvester as a user runs it (its own process, so Spark's start counts), 8 tickers x 5 days against
     a loopback server enforcing a real 5-calls-per-60-s window; then the same command again, every page reused, which
     is the post-fetch cost alone."""
     tickers, first, last = SMALL
+    window_s, calls_per_minute = WINDOW_S, CALLS_PER_MINUTE
     path = root / f"e2e_{engine}"
     argv = [sys.executable, str(Path(__file__).resolve().parents[1] / "fixed_stock_harvester.py"),
             "--tickers", ",".join(tickers), "--from", str(first), "--to", str(last), "--table-path", str(path),
@@ -292,27 +307,27 @@ def bench_end_to_end(engine: str, root: Path, window_s: float = 60.0, calls_per_
     return out
 
 
-def bench_concurrency(root: Path, tickers: int = 512, levels: tuple[int, ...] = (1, 4, 8, 16),
-                      latencies: tuple[float, ...] = (0.0, 0.1)) -> list[dict[str, Any]]:
+def bench_concurrency(root: Path) -> list[dict[str, Any]]:
     """Fetching only: `tickers` x 5 days from a loopback server, unpaced (a paid key), at each concurrency, each into
     a fresh landing zone; once as fast as loopback answers and once with a simulated network round trip per call (the
     server holds each answer that long, as the real API's distance does). CPU is this whole process's: client and
     fake server share it."""
     first, last = SMALL[1], SMALL[2]
     days = trading_days(first, last)
+    tickers = CONCURRENCY_TICKERS
     names = tuple(synthetic_tickers(tickers))
     out = []
-    for latency in latencies:
+    for latency in ROUND_TRIPS_S:
         faults = [Fault("delay", times=10**9, seconds=latency)] if latency else []
         with FakeMassiveServer(api_key="bench-key", faults=faults) as server:
-            for level in levels:
+            for level in CONCURRENCY_LEVELS:
                 landing = root / f"landing_{latency}_{level}"
                 cfg = HarvestConfig(tickers=names, date_from=first, date_to=last, table_path=str(root / "unused"),
                                     landing_path=str(landing), source="api", base_url=server.base_url,
                                     api_key="bench-key", calls_per_minute=1_000_000, show_progress=False,
                                     concurrency=level)
                 cpu_before = time.process_time()
-                wall, (fetched, _) = timed(lambda c=cfg, z=landing: fetch_all(c, LandingZone(z), days))
+                wall, (fetched, _) = timed(partial(fetch_all, cfg, LandingZone(landing), days))
                 calls = sum(item.stats.calls for item in fetched.values())
                 out.append({"latency_ms": int(latency * 1000), "concurrency": level, "tickers": tickers,
                             "calls": calls, "wall_s": wall, "calls_per_s": calls / wall,
@@ -333,10 +348,11 @@ def _phase_seconds(summary: str) -> dict[str, float]:
     return phases
 
 
-def bench_vacuum(spark: SparkSession, storage: DeltaStorage, root: Path, partitions: int = 500) -> dict[str, Any]:
+def bench_vacuum(spark: SparkSession, storage: DeltaStorage, root: Path) -> dict[str, Any]:
     """VACUUM RETAIN 0 HOURS on a table with 2 x `partitions` files (half of them tombstoned by an overwrite), once
     with Spark's defaults for listing and state-rebuild parallelism and once with this project's local session.
     delta-rs has no such knobs: both rows time the same call."""
+    partitions = VACUUM_PARTITIONS
     frame = spark.range(0, 40 * partitions).selectExpr("id", f"id % {partitions} AS p", "id * 0.5 AS x")
     knobs = {"spark.sql.sources.parallelPartitionDiscovery.parallelism": "10000",
              "spark.databricks.delta.snapshotPartitions": "50"}
@@ -351,12 +367,12 @@ def bench_vacuum(spark: SparkSession, storage: DeltaStorage, root: Path, partiti
             for key, value in knobs.items():
                 spark.conf.set(key, value)
         try:
-            seconds, deleted = timed(lambda p=path: storage.vacuum(p, 0))
+            seconds, vacuumed = timed(partial(storage.vacuum, path, 0))
         finally:
-            for key, value in saved.items():
-                if value is not None:
-                    spark.conf.set(key, value)
-        out[label] = {"files_before": files_before, "deleted": deleted, "seconds": seconds}
+            for key, previous in saved.items():
+                if previous is not None:
+                    spark.conf.set(key, previous)
+        out[label] = {"files_before": files_before, "deleted": vacuumed.files_removed, "seconds": seconds}
         shutil.rmtree(path, ignore_errors=True)
     return out
 
@@ -368,7 +384,7 @@ def bench_scaling(spark: SparkSession, storage: DeltaStorage, root: Path, sizes:
         path = str(root / f"scale_{count}")
         cfg = HarvestConfig(tickers=tuple(synthetic_tickers(count)), date_from=first, date_to=last, table_path=path,
                             landing_path=default_landing_path(path), show_progress=False)
-        wall, report = timed(lambda c=cfg: run_fixed(c, lambda: (spark, storage)))
+        wall, report = timed(partial(run_fixed, cfg, lambda: (spark, storage)))
         rows = sum(t.rows_written for t in report.tickers)
         out.append({"tickers": count, "rows": rows, "wall_s": wall, "rows_per_s": rows / wall,
                     "seconds": report.seconds, "partitions": report.partitions_written})
@@ -545,9 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.render_only:
-        results = json.loads((out / "results.json").read_text())
-        charts(results, out)
-        (out / "results.md").write_text(render(results))
+        stored = json.loads((out / "results.json").read_text())
+        charts(stored, out)
+        (out / "results.md").write_text(render(stored))
         return 0
     sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e", "concurrency"))
     end_to_end: dict[str, Any] = {}
@@ -579,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"engines": [e.name for e in engines], "repeat": args.repeat,
                                "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
                                           f"Spark {spark.version}",
-                               "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+                               "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     previous = out / "results.json"
     if args.only and previous.exists():
         results = {**json.loads(previous.read_text()), **{k: results[k] for k in ("engines", "repeat", "machine",

@@ -1,0 +1,1 @@
+"""`make bench`: measurements side by side, outside the product package."""
