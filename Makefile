@@ -31,7 +31,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The developer loop: everything but the end-to-end modules (marked slow), which `make test` and CI still run.
+# The developer loop (under a minute): everything but what is marked slow, i.e. the end-to-end modules and every
+# delta-spark case; `make test` and CI run them all.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
@@ -41,7 +42,7 @@ test-connect: $(STAMP4)
 	SPARK_REMOTE="local[2]" $(BIN4)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m stockpipe.bench
+	$(BIN)/python -m benchmarks.bench
 
 # The outputs analysis.md quotes, regenerated from scratch on sample data (about 3 minutes).
 EVIDENCE := docs/evidence
@@ -56,8 +57,10 @@ evidence: $(STAMP)
 		--chart $(EVIDENCE)/maintenance_broken.png > $(EVIDENCE)/maintenance_broken.txt
 	$(BIN)/python external_table.py > $(EVIDENCE)/external_table.txt
 
+# Style and types: ruff, then mypy over the package, the doors and the benchmarks (settings in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf delta_tables spark-warehouse metastore_db derby.log .pytest_cache
