@@ -4,6 +4,7 @@ engine under test."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +14,14 @@ from stockpipe.storage import DeltaStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 EIGHT = "AAPL,MSFT,GOOGL,AMZN,TSLA,META,NVDA,JPM"
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on: the port is bound, read and closed, so connecting is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 class FakeClock:

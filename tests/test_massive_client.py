@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from stockpipe.errors import ApiUnreachableError, FetchFailedError, KeyRejectedError, PlanRefusedError
 from stockpipe.massive import ClientConfig, FetchStats, MassiveClient, RollingWindowLimiter, parse_retry_after
 from stockpipe.sample import FakeMassiveServer, Fault, http_date, range_bars
+from tests.helpers import closed_port_url
 
 MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
 KEY = "test-key-5d41402abc4b2a76"
@@ -286,13 +286,6 @@ def test_real_shaped_error_bodies_are_read(clock):
 
 
 # -- an API that cannot be reached -----------------------------------------------------------------------------------
-def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # closed when the block ends: connecting is refused
-
-
 def test_unreachable_base_url_fails_fast_naming_it(clock):
     base = closed_port_url()
     client = MassiveClient(ClientConfig(base_url=base, api_key=KEY, calls_per_minute=5), clock=clock,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import fixed_stock_harvester
 from stockpipe.errors import KeyRejectedError, UsageError
 from stockpipe.landing import LandingZone, default_landing_path
 from stockpipe.sample import FakeMassiveServer, Fault
-from tests.helpers import ROOT, FakeClock, expected_rows, harvest, table_rows
+from tests.helpers import ROOT, FakeClock, closed_port_url, expected_rows, harvest, table_rows
 
 pytestmark = pytest.mark.slow
 MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
@@ -433,9 +432,7 @@ def test_unreachable_api_gives_up_on_every_ticker_after_the_first_and_starts_no_
     from stockpipe.errors import ApiUnreachableError
     from stockpipe.harvest import run_fixed
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    base = closed_port_url()
     eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
     cfg = HarvestConfig(tickers=eight, date_from=MONDAY, date_to=FRIDAY, table_path=str(tmp_path / "t"),
                         landing_path=str(tmp_path / "landing"), source="api", base_url=base, api_key=KEY,
@@ -455,9 +452,7 @@ def test_unreachable_api_gives_up_on_every_ticker_after_the_first_and_starts_no_
 
 def test_unreachable_api_at_the_door_is_one_error_line_after_the_summary(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MASSIVE_API_KEY", KEY)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    base = closed_port_url()
     code = fixed_stock_harvester.main(["--tickers", "AAPL,MSFT", "--from", "2024-01-08", "--to", "2024-01-12",
                                        "--base-url", base, "--table-path", str(tmp_path / "t")])
     out, err = capsys.readouterr()
