@@ -225,7 +225,9 @@ class FakeMassiveServer:
 
         self._httpd = QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-massive", daemon=True)
+        # stop() waits for the serve loop's next poll: 50 ms, not socketserver's 0.5 s, paid by every run and test.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-massive", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
