@@ -29,6 +29,7 @@ from stockpipe.sample import FakeMassiveServer
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class TickerFetch:
     ticker: str
