@@ -204,6 +204,17 @@ def test_cut_off_json_once_is_recovered(clock):
     assert len(bars) == range_bars("AAPL", MONDAY, FRIDAY)["t"].size and stats.retries == 1
 
 
+def test_a_body_that_is_not_utf8_is_a_malformed_page_to_retry():
+    """Bytes that are not text are a damaged transfer like a cut-off one: retried, named in one line. (The error
+    message used to read JSONDecodeError's fields off the UnicodeDecodeError and raise AttributeError instead.)"""
+    from stockpipe.massive import _RetryableError, validate_page
+
+    with pytest.raises(_RetryableError, match=r"^malformed JSON \(not UTF-8 text\)$"):
+        validate_page("AAPL", b'{"status": "OK", "ticker": "\xff"}')
+    with pytest.raises(_RetryableError, match=r"^malformed JSON \(Expecting value at byte 29\)$"):
+        validate_page("AAPL", b'{"status": "OK", "results": [')
+
+
 def test_bar_missing_a_required_field_is_an_error_not_a_gap(clock):
     with FakeMassiveServer(faults=[Fault("missing_field", times=10)]) as server:
         with pytest.raises(FetchFailedError, match="^META: bar 0 lacks required field.* c"):
