@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from stockpipe.compat import conf_for_call, is_connect, to_arrow
+from stockpipe.compat import conf_for_call, empty_arrow, is_connect, to_arrow
 from stockpipe.errors import ClusteringUnsupportedError, EngineUnsupportedError, NotDeltaTableError, PipelineError
 from stockpipe.paths import file_size, local_path, parquet_files_on_disk
 from stockpipe.session import session_has_delta
@@ -266,6 +266,12 @@ class DeltaStorage(ABC):
                 self._sleep(pause)
         raise AssertionError("unreachable")
 
+    def _refuse_rows_outside(self, df: DataFrame, replace: ReplacePredicate | AnyOf) -> None:
+        """Delta checks a replace predicate against an existing table only: the write that creates the table is
+        checked here, before anything is created (one job that stops at the first row outside)."""
+        if df.filter(~replace.column()).limit(1).count():
+            raise outside_predicate_error(replace)
+
     def count(self, path: str) -> int:
         return self.read(path).count()
 
@@ -362,6 +368,13 @@ class DeltaRsStorage(DeltaStorage):
                replace: ReplacePredicate | AnyOf | None, cluster_by: list[str]) -> int:
         from deltalake import DeltaTable, write_deltalake
 
+        if replace is not None and not self.is_delta(path):
+            self._refuse_rows_outside(df, replace)
+            # delta-rs commits a write that creates a table without looking at what a concurrent creator committed
+            # meanwhile: two runs creating the same table at once both landed all their rows (40 of 40 forced races;
+            # the two-writers reliability test caught it). Created empty first, the replacing write that follows
+            # conflicts as it must, and the commit retry settles it. A concurrent empty create changes nothing.
+            write_deltalake(path, empty_arrow(df), mode="append", partition_by=partition_by or None)
         table = to_arrow(df)  # Arrow straight from Spark: no Python rows
         if replace is not None:
             write_deltalake(path, table, mode="overwrite", partition_by=partition_by or None, predicate=replace.sql())
@@ -527,9 +540,7 @@ class DeltaSparkStorage(DeltaStorage):
     def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
                replace: ReplacePredicate | AnyOf | None, cluster_by: list[str]) -> int:
         if replace is not None and not self.is_delta(path):
-            # Delta checks replaceWhere against an existing table only; the write that creates it is checked here.
-            if df.filter(~replace.column()).limit(1).count():
-                raise outside_predicate_error(replace)
+            self._refuse_rows_outside(df, replace)
         if cluster_by:
             return self._write_clustered(df, path, mode, replace, cluster_by)
         writer = df.write.format("delta").mode(mode)
