@@ -66,13 +66,6 @@ def conf_for_call(spark: SparkSession, key: str, value: str) -> Iterator[bool]:
             spark.conf.set(key, previous)
 
 
-def empty_arrow(df: DataFrame) -> pa.Table:
-    """No rows, the frame's schema in Arrow: what `to_arrow` gives for an empty frame, without running it."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(df.schema).empty_table()
-
-
 def to_arrow(df: DataFrame) -> pa.Table:
     """Spark -> Arrow without rows in Python: toArrow() from Spark 4.0 (classic and Connect), the classic collector
     before it."""

@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from stockpipe.compat import conf_for_call, empty_arrow, is_connect, to_arrow
+from stockpipe.compat import conf_for_call, is_connect, to_arrow
 from stockpipe.errors import ClusteringUnsupportedError, EngineUnsupportedError, NotDeltaTableError, PipelineError
 from stockpipe.paths import file_size, local_path, parquet_files_on_disk
 from stockpipe.session import session_has_delta
@@ -71,6 +73,17 @@ class _InClauses:
             condition = condition & F.col(name).isin(*values)
         return condition
 
+    def matches_all(self, table: pa.Table) -> bool:
+        """Whether every row of an Arrow table matches (a null matches nothing, as in SQL)."""
+        return bool(pc.all(self._mask(table)).as_py() is not False)
+
+    def _mask(self, table: pa.Table) -> pa.ChunkedArray:
+        mask = pa.chunked_array([pa.array([True] * table.num_rows, pa.bool_())])
+        for name, values in self.clauses:
+            found = pc.is_in(table.column(name), value_set=pa.array(values, table.schema.field(name).type))
+            mask = pc.and_kleene(mask, pc.fill_null(found, False))
+        return mask
+
 
 class ReplacePredicate(_InClauses):
     """Rows to replace. Like Delta's replaceWhere, rows written under it must match it, and only matching rows are
@@ -93,6 +106,10 @@ class AnyOf:
 
     def column(self) -> Column:
         return functools.reduce(lambda a, b: a | b, (p.column() for p in self.predicates))
+
+    def matches_all(self, table: pa.Table) -> bool:
+        masks = [p._mask(table) for p in self.predicates]
+        return bool(pc.all(functools.reduce(pc.or_kleene, masks)).as_py() is not False)
 
 
 def _literal(value: Any) -> str:
@@ -368,14 +385,17 @@ class DeltaRsStorage(DeltaStorage):
                replace: ReplacePredicate | AnyOf | None, cluster_by: list[str]) -> int:
         from deltalake import DeltaTable, write_deltalake
 
+        table = to_arrow(df)  # Arrow straight from Spark: no Python rows
         if replace is not None and not self.is_delta(path):
-            self._refuse_rows_outside(df, replace)
             # delta-rs commits a write that creates a table without looking at what a concurrent creator committed
             # meanwhile: two runs creating the same table at once both landed all their rows (40 of 40 forced races;
             # the two-writers reliability test caught it). Created empty first, the replacing write that follows
-            # conflicts as it must, and the commit retry settles it. A concurrent empty create changes nothing.
-            write_deltalake(path, empty_arrow(df), mode="append", partition_by=partition_by or None)
-        table = to_arrow(df)  # Arrow straight from Spark: no Python rows
+            # conflicts as it must, and the commit retry settles it; a concurrent empty create changes nothing.
+            # The rows are checked against the predicate first, on the Arrow table already in hand, so a refused
+            # first write still creates nothing.
+            if not replace.matches_all(table):
+                raise outside_predicate_error(replace)
+            write_deltalake(path, table.schema.empty_table(), mode="append", partition_by=partition_by or None)
         if replace is not None:
             write_deltalake(path, table, mode="overwrite", partition_by=partition_by or None, predicate=replace.sql())
         else:

@@ -263,3 +263,22 @@ def test_two_writers_creating_the_same_table_at_once_store_each_row_once(spark, 
     assert not any(thread.is_alive() for thread in threads)
     assert all("concurrent" in str(exc).lower() for exc in errors), errors
     assert collect(storage, path) == sorted(rows("AAPL", D1))
+
+
+def test_predicates_check_arrow_rows_as_sql_would():
+    """The check delta-rs's creating write runs on the Arrow table in hand: every row must match; a null matches
+    nothing; AnyOf matches a row that any of its predicates matches."""
+    import pyarrow as pa
+
+    from stockpipe.storage import AnyOf
+
+    table = pa.table({"ticker": ["AAPL", "MSFT"], "trade_date": pa.array([D1, D2], pa.date32())})
+    both = ReplacePredicate.of(ticker=["AAPL", "MSFT"], trade_date=[D1, D2])
+    assert both.matches_all(table) and both.matches_all(table.slice(0, 0))
+    assert not ReplacePredicate.of(ticker=["AAPL"]).matches_all(table)
+    each_its_day = AnyOf((ReplacePredicate.of(ticker=["AAPL"], trade_date=[D1]),
+                          ReplacePredicate.of(ticker=["MSFT"], trade_date=[D2])))
+    swapped = AnyOf((ReplacePredicate.of(ticker=["AAPL"], trade_date=[D2]),
+                     ReplacePredicate.of(ticker=["MSFT"], trade_date=[D2])))
+    assert each_its_day.matches_all(table) and not swapped.matches_all(table)
+    assert not ReplacePredicate.of(ticker=["AAPL"]).matches_all(pa.table({"ticker": pa.array(["AAPL", None])}))
