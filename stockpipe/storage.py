@@ -75,14 +75,12 @@ class _InClauses:
 
     def matches_all(self, table: pa.Table) -> bool:
         """Whether every row of an Arrow table matches (a null matches nothing, as in SQL)."""
-        return bool(pc.all(self._mask(table)).as_py() is not False)
+        return _every_row(self._mask(table))
 
     def _mask(self, table: pa.Table) -> pa.ChunkedArray:
-        mask = pa.chunked_array([pa.array([True] * table.num_rows, pa.bool_())])
-        for name, values in self.clauses:
-            found = pc.is_in(table.column(name), value_set=pa.array(values, table.schema.field(name).type))
-            mask = pc.and_kleene(mask, pc.fill_null(found, False))
-        return mask
+        found = (pc.fill_null(pc.is_in(table.column(name), value_set=pa.array(values, table.schema.field(name).type)),
+                              False) for name, values in self.clauses)
+        return functools.reduce(pc.and_, found, pa.scalar(True))
 
 
 class ReplacePredicate(_InClauses):
@@ -108,8 +106,11 @@ class AnyOf:
         return functools.reduce(lambda a, b: a | b, (p.column() for p in self.predicates))
 
     def matches_all(self, table: pa.Table) -> bool:
-        masks = [p._mask(table) for p in self.predicates]
-        return bool(pc.all(functools.reduce(pc.or_kleene, masks)).as_py() is not False)
+        return _every_row(functools.reduce(pc.or_, (p._mask(table) for p in self.predicates)))
+
+
+def _every_row(mask: pa.ChunkedArray) -> bool:
+    return bool(pc.all(mask, min_count=0).as_py())  # min_count=0: an empty table matches
 
 
 def _literal(value: Any) -> str:
@@ -282,12 +283,6 @@ class DeltaStorage(ABC):
                 log.info("commit conflict on %s (attempt %d): retrying in %.1f s", path, number, pause)
                 self._sleep(pause)
         raise AssertionError("unreachable")
-
-    def _refuse_rows_outside(self, df: DataFrame, replace: ReplacePredicate | AnyOf) -> None:
-        """Delta checks a replace predicate against an existing table only: the write that creates the table is
-        checked here, before anything is created (one job that stops at the first row outside)."""
-        if df.filter(~replace.column()).limit(1).count():
-            raise outside_predicate_error(replace)
 
     def count(self, path: str) -> int:
         return self.read(path).count()
@@ -560,7 +555,10 @@ class DeltaSparkStorage(DeltaStorage):
     def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
                replace: ReplacePredicate | AnyOf | None, cluster_by: list[str]) -> int:
         if replace is not None and not self.is_delta(path):
-            self._refuse_rows_outside(df, replace)
+            # Delta checks replaceWhere against an existing table only; the write that creates it is checked here
+            # (one job that stops at the first row outside).
+            if df.filter(~replace.column()).limit(1).count():
+                raise outside_predicate_error(replace)
         if cluster_by:
             return self._write_clustered(df, path, mode, replace, cluster_by)
         writer = df.write.format("delta").mode(mode)
