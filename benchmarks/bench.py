@@ -53,7 +53,9 @@ from stockpipe.massive import ClientConfig, FetchStats, MassiveClient, floor_sec
 from stockpipe.paths import count_partition_dirs, parquet_files_on_disk
 from stockpipe.sample import FakeMassiveServer, Fault, range_bars
 from stockpipe.session import build_session, session_has_delta
-from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, DeltaStorage, RowFilter
+from stockpipe.storage import DeltaStorage, RowFilter
+from stockpipe.storage.delta_rs import DeltaRsStorage
+from stockpipe.storage.delta_spark import DeltaSparkStorage
 from stockpipe.transforms import (
     session_bounds,
     to_broken,

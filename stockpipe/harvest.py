@@ -30,7 +30,7 @@ from stockpipe.market_calendar import trading_days
 from stockpipe.massive import FetchStats
 from stockpipe.paths import count_partition_dirs, refuse_foreign_folder
 from stockpipe.session import is_databricks
-from stockpipe.storage import AnyOf, DeltaStorage, ReplacePredicate
+from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
 from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
     PARTITION_COLUMNS,
@@ -282,7 +282,7 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     return report
 
 
-def replace_predicate(stored_days: dict[str, list[dt.date]]) -> ReplacePredicate | AnyOf | None:
+def replace_predicate(stored_days: dict[str, list[dt.date]]) -> Replacement | None:
     """Exactly the (ticker, trade_date) partitions this run stored: tickers grouped by the days they hold (they
     differ when the plan refused today for some), so no partition outside them is ever replaced or emptied."""
     groups: dict[tuple[dt.date, ...], list[str]] = {}

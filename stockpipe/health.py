@@ -19,7 +19,6 @@ from stockpipe.storage import DeltaStorage, FileChanges, HistoryEntry
 
 SMALL_FILE_BYTES = 16 * 1024 * 1024  # well under Delta's 128 MiB-1 GiB compaction targets
 MANY_PARTITIONS = 1_000
-PRODUCTION_RETENTION_HOURS = 168
 
 
 @dataclass
@@ -123,7 +122,7 @@ class MaintenanceReport:
     optimize_seconds: float
     vacuumed: FileChanges  # files_removed: the files VACUUM deleted (None where the engine cannot count them)
     vacuum_seconds: float
-    retain_hours: float
+    retain_hours: float  # what VACUUM kept, which a session may raise from what was asked
     zorder_by: list[str]
     history: list[HistoryEntry]
     calls: list[str] = field(default_factory=list)  # what the engine ran, verbatim
@@ -164,10 +163,10 @@ def run_maintenance(
     if after.rows != before.rows:
         raise DataLossError(f"row count changed during maintenance: {before.rows:,} before, {after.rows:,} after")
     return MaintenanceReport(
-        path=path, engine=storage.name, before=before, after=after, optimized=optimized,
-        optimize_seconds=optimized_at - started, vacuumed=vacuumed, vacuum_seconds=vacuumed_at - optimized_at,
-        retain_hours=retain_hours, zorder_by=list(zorder_by), history=storage.history(path),
-        calls=storage.maintenance_calls(path, zorder_by, retain_hours),
+        path=path, engine=storage.name, before=before, after=after, optimized=optimized.changes,
+        optimize_seconds=optimized_at - started, vacuumed=vacuumed.changes, vacuum_seconds=vacuumed_at - optimized_at,
+        retain_hours=retain_hours if vacuumed.retain_hours is None else vacuumed.retain_hours,
+        zorder_by=list(zorder_by), history=storage.history(path), calls=[*optimized.calls, *vacuumed.calls],
     )
 
 

@@ -6,8 +6,8 @@ from stockpipe.cli import format_table, human_bytes
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
-from stockpipe.health import PRODUCTION_RETENTION_HOURS, MaintenanceReport
-from stockpipe.storage import FileChanges
+from stockpipe.health import MaintenanceReport
+from stockpipe.storage import RETENTION_HOURS, FileChanges
 
 
 def fetch_table(fetched: dict[str, TickerFetch]) -> str:
@@ -125,10 +125,10 @@ def render_maintenance(report: MaintenanceReport) -> str:
     ]
     if report.calls:
         lines += ["", f"Calls run ({report.engine}):", *[f"  {call}" for call in report.calls]]
-    if report.retain_hours < PRODUCTION_RETENTION_HOURS:
+    if report.retain_hours < RETENTION_HOURS:
         lines.append(
             f"Note: {report.retain_hours:g} h retention is for this homework. Production keeps at least "
-            f"{PRODUCTION_RETENTION_HOURS} h (7 days): VACUUM deletes the files older versions need, so time travel "
+            f"{RETENTION_HOURS} h (7 days): VACUUM deletes the files older versions need, so time travel "
             "to them breaks, and a reader or writer still working from an older snapshot can fail mid-query."
         )
     lines += ["", format_table(

@@ -58,7 +58,8 @@ def spark(spark_info):
 def storage(request, spark_info):
     """The engine under test. Module-scoped, so each module's end-to-end fixtures run once per engine and pytest
     groups a module's tests by engine; every behaviour test that takes it runs on both engines."""
-    from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage
+    from stockpipe.storage.delta_rs import DeltaRsStorage
+    from stockpipe.storage.delta_spark import DeltaSparkStorage
 
     if request.param == "delta-spark":
         if not spark_info.has_delta_spark:

@@ -120,7 +120,7 @@ def test_vacuum_keeps_the_safe_retention_where_the_session_refuses_to_lift_the_c
     if storage.name != "delta-spark":
         pytest.skip("the retention check is a delta-spark session conf; delta-rs lifts it per call")
     from stockpipe.paths import parquet_files_on_disk
-    from stockpipe.storage import DeltaSparkStorage
+    from stockpipe.storage.delta_spark import DeltaSparkStorage
 
     path = str(tmp_path / "t")
     frame = spark.createDataFrame([(1, "a")], "id long, p string")
@@ -128,6 +128,27 @@ def test_vacuum_keeps_the_safe_retention_where_the_session_refuses_to_lift_the_c
     storage.write(frame, path, mode="overwrite", partition_by=["p"])  # one file tombstoned
     refusing = DeltaSparkStorage(RefusingSession(spark, {"spark.databricks.delta.retentionDurationCheck.enabled"}))
     with caplog.at_level("WARNING"):
-        deleted = refusing.vacuum(path, 0).files_removed
-    assert deleted == 0 and len(parquet_files_on_disk(path)) == 2  # the fresh tombstoned file is kept
+        vacuumed = refusing.vacuum(path, 0)
+    # The fresh tombstoned file is kept, and the result says the 168 hours that ran.
+    assert vacuumed.changes.files_removed == 0 and len(parquet_files_on_disk(path)) == 2
+    assert vacuumed.retain_hours == 168
     assert "keeps Delta's 168-hour safety retention" in caplog.text
+
+
+def test_the_maintenance_report_prints_the_vacuum_that_ran_when_the_session_refuses_the_check(spark, storage,
+                                                                                               tmp_path):
+    """A session that refuses to lift VACUUM's safety check (Databricks serverless) runs RETAIN 168 HOURS: the
+    report's VACUUM line and its calls must say 168, not the 0 that was asked."""
+    if storage.name != "delta-spark":
+        pytest.skip("the retention check is a delta-spark session conf; delta-rs lifts it per call")
+    from stockpipe.health import run_maintenance
+    from stockpipe.reports import render_maintenance
+    from stockpipe.storage.delta_spark import DeltaSparkStorage
+
+    path = str(tmp_path / "t")
+    frame = spark.createDataFrame([(1, "a")], "id long, p string")
+    storage.write(frame, path, mode="overwrite", partition_by=["p"])
+    refusing = DeltaSparkStorage(RefusingSession(spark, {"spark.databricks.delta.retentionDurationCheck.enabled"}))
+    out = render_maintenance(run_maintenance(refusing, path, retain_hours=0))
+    assert "VACUUM RETAIN 168 HOURS:" in out and f"VACUUM delta.`{path}` RETAIN 168 HOURS" in out
+    assert "RETAIN 0 HOURS" not in out and "retentionDurationCheck" not in out  # no conf was set

@@ -24,6 +24,7 @@ from stockpipe.external import (
 from stockpipe.health import run_maintenance
 from stockpipe.market_calendar import NEW_YORK
 from stockpipe.paths import parquet_files_on_disk
+from stockpipe.reports import render_maintenance
 from stockpipe.sample import range_bars
 from tests.helpers import WEEK, run_door
 
@@ -203,3 +204,16 @@ def test_local_catalog_external_table_survives_drop(spark, storage, tmp_path):
     assert registration.table_type == "EXTERNAL"
     assert demo["name_exists_after_drop"] == 0
     assert demo["rows_before_drop"] == demo["rows_at_path_after_drop"] == demo["rows_after_reregister"] == 90
+
+
+def test_a_fractional_retention_is_printed_as_it_ran(spark, storage, tmp_path):
+    """--retain-hours 1.5: delta-spark runs RETAIN 1.5 HOURS; delta-rs counts whole hours and keeps 2 (rounded up,
+    so no file younger than asked is deleted). Either way the report shows the call that ran, not a truncated 1."""
+    path = str(tmp_path / "t")
+    storage.write(spark.createDataFrame([(1, "a")], "id long, p string"), path, mode="overwrite", partition_by=["p"])
+    out = render_maintenance(run_maintenance(storage, path, retain_hours=1.5))
+    if storage.name == "delta-spark":
+        assert "VACUUM RETAIN 1.5 HOURS:" in out and f"VACUUM delta.`{path}` RETAIN 1.5 HOURS" in out
+    else:
+        assert "VACUUM RETAIN 2 HOURS:" in out and "vacuum(retention_hours=2," in out
+    assert "RETAIN 1 HOURS" not in out and "retention_hours=1," not in out

@@ -9,7 +9,9 @@ import pytest
 
 from stockpipe.errors import EngineUnsupportedError, NotDeltaTableError, PipelineError
 from stockpipe.paths import parquet_files_on_disk
-from stockpipe.storage import DeltaRsStorage, DeltaSparkStorage, ReplacePredicate, RowFilter
+from stockpipe.storage import ReplacePredicate, RowFilter
+from stockpipe.storage.delta_rs import DeltaRsStorage
+from stockpipe.storage.delta_spark import DeltaSparkStorage
 
 SCHEMA = "ticker string, trade_date date, trade_ts timestamp, close double, volume double, n long"
 D1, D2, D3 = dt.date(2024, 1, 8), dt.date(2024, 1, 9), dt.date(2024, 1, 10)
@@ -95,7 +97,7 @@ def test_optimize_reduces_live_files_and_keeps_every_row(spark, storage, tmp_pat
                       partition_by=["ticker", "trade_date"])
     before_rows = collect(storage, path)
     assert storage.detail(path).num_files == 4
-    compacted = storage.optimize(path)
+    compacted = storage.optimize(path).changes
     assert storage.detail(path).num_files == 1
     assert collect(storage, path) == before_rows
     # The same words from both engines: 4 small files became 1, in 1 partition.
@@ -123,7 +125,7 @@ def test_vacuum_at_zero_hours_leaves_exactly_the_live_files(spark, storage, tmp_
                       partition_by=["ticker", "trade_date"])
     storage.optimize(path)
     assert len(parquet_files_on_disk(path)) == 4  # 3 tombstoned + 1 compacted
-    deleted = storage.vacuum(path, retain_hours=0).files_removed
+    deleted = storage.vacuum(path, retain_hours=0).changes.files_removed
     live = {Path(f.path).name for f in storage.detail(path).files}
     assert {p.name for p in parquet_files_on_disk(path)} == live
     assert deleted == 3 and len(live) == 1

@@ -1,0 +1,177 @@
+"""The delta-rs engine (the `deltalake` package, PyPI only): Spark -> Arrow -> write_deltalake; reads through
+Spark's parquet reader over exactly the snapshot's live files, never collected on the driver and never scanned
+through pyarrow datasets (deltalake >= 1.2 can abort the interpreter at exit after one)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import unquote
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from stockpipe.compat import to_arrow
+from stockpipe.storage.port import (
+    DeltaStorage,
+    FileChanges,
+    FileInfo,
+    HistoryEntry,
+    Maintained,
+    MetricNames,
+    TableDetail,
+    WriteMode,
+)
+from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
+
+
+class DeltaRsStorage(DeltaStorage):
+    """delta-rs: the same Delta table format from PyPI alone, for machines that cannot load delta-spark's jars."""
+
+    name = "delta-rs"
+    metric_names: ClassVar[MetricNames] = {
+        "files_added": ("num_added_files", "numFilesAdded"),
+        "files_removed": ("num_removed_files", "numFilesRemoved", "numDeletedFiles"),
+        "rows_added": ("num_added_rows",),
+        "bytes_added": ("filesAdded.totalSize",),
+        "bytes_removed": ("filesRemoved.totalSize",),
+        "partitions": ("num_partitions", "partitionsOptimized"),
+        "files_skipped": ("totalFilesSkipped",),
+    }
+
+    def _table(self, path: str) -> DeltaTable:
+        self.require_delta(path)
+        return DeltaTable(path)
+
+    def is_delta(self, path: str) -> bool:
+        return DeltaTable.is_deltatable(str(path))
+
+    def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
+               replace: Replacement | None, cluster_by: list[str]) -> int:
+        table = to_arrow(df)  # Arrow straight from Spark: no Python rows
+        if replace is not None and not self.is_delta(path):
+            # delta-rs commits a write that creates a table without looking at what a concurrent creator committed
+            # meanwhile: two runs creating the same table at once both landed all their rows (40 of 40 forced races;
+            # the two-writers reliability test caught it). Created empty first, the replacing write that follows
+            # conflicts as it must, and the commit retry settles it; a concurrent empty create changes nothing.
+            # The rows are checked against the predicate first, on the Arrow table already in hand, so a refused
+            # first write still creates nothing.
+            if not replace.matches_all(table):
+                raise outside_predicate_error(replace)
+            write_deltalake(path, table.schema.empty_table(), mode="append", partition_by=partition_by or None)
+        if replace is not None:
+            write_deltalake(path, table, mode="overwrite", partition_by=partition_by or None, predicate=replace.sql())
+        else:
+            write_deltalake(path, table, mode=mode, partition_by=partition_by or None)
+        return DeltaTable(path).version()
+
+    def _is_commit_conflict(self, exc: Exception) -> bool:
+        return isinstance(exc, CommitFailedError)
+
+    def _is_outside_predicate(self, exc: Exception) -> bool:
+        return "failed validation check" in str(exc)
+
+    def read(self, path: str, where: RowFilter | None = None) -> DataFrame:
+        table = self._table(path)
+        schema = T.StructType.fromJson(json.loads(table.schema().to_json()))
+        files = table.file_uris() if where is None else self._skip_files(table, path, where)
+        if not files:
+            empty = self.spark.createDataFrame([], schema)
+            return empty if where is None else empty.filter(where.column())
+        partitions = set(table.metadata().partition_columns)
+        data_schema = T.StructType([f for f in schema.fields if f.name not in partitions])
+        part_schema = T.StructType([f for f in schema.fields if f.name in partitions])
+        # Partition values come from the hive-style paths of exactly the snapshot's live files.
+        frame = (
+            self.spark.read.schema(T.StructType(data_schema.fields + part_schema.fields))
+            .option("basePath", str(path))
+            .parquet(*files)
+        )
+        frame = frame.select(*[f.name for f in schema.fields])
+        return frame if where is None else frame.filter(where.column())
+
+    def _skip_files(self, table: DeltaTable, path: str, where: RowFilter) -> list[str]:
+        """Data skipping as a Delta reader does it: keep a file only if, for every clause, its partition value is
+        one of the values, or one of the values lies within the file's min/max statistics."""
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        root = str(Path(path).resolve())
+        kept = []
+        for action in actions:
+            if all(_may_match(action, column, values) for column, values in where.clauses):
+                kept.append(f"{root}/{unquote(action['path'])}")
+        return kept
+
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
+                 ) -> Maintained:
+        table = self._table(path)
+        if zorder_by:
+            metrics = table.optimize.z_order(list(zorder_by), target_size=target_file_bytes)
+            call = f"z_order({list(zorder_by)!r})"
+        else:
+            metrics = table.optimize.compact(target_size=target_file_bytes)
+            call = "compact()"
+        return Maintained(self.changes(metrics), (f"DeltaTable('{path}').optimize.{call}",))
+
+    def vacuum(self, path: str, retain_hours: float) -> Maintained:
+        # delta-rs counts retention in whole hours: a fraction is rounded up, so no file younger than asked goes.
+        hours = math.ceil(retain_hours)
+        # enforce_retention_duration=False lifts the 168-hour safety check for this call only; full=True also
+        # removes files no commit ever referenced, as Spark's VACUUM does.
+        deleted = self._table(path).vacuum(
+            retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True
+        )
+        call = (f"DeltaTable('{path}').vacuum(retention_hours={hours}, enforce_retention_duration=False, "
+                "dry_run=False, full=True)")
+        return Maintained(FileChanges(files_removed=len(deleted)), (call,), retain_hours=hours)
+
+    def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
+        entries = []
+        for item in self._table(path).history(limit):
+            entries.append(
+                HistoryEntry(
+                    version=int(item["version"]),
+                    timestamp=dt.datetime.fromtimestamp(item["timestamp"] / 1000, dt.UTC),
+                    operation=str(item.get("operation", "")),
+                    parameters=dict(item.get("operationParameters") or {}),
+                    changes=self.changes(dict(item.get("operationMetrics") or {})),
+                )
+            )
+        return sorted(entries, key=lambda e: e.version)
+
+    def detail(self, path: str) -> TableDetail:
+        table = self._table(path)
+        partition_columns = list(table.metadata().partition_columns)
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        files = [
+            FileInfo(
+                path=row["path"],
+                size_bytes=int(row["size_bytes"]),
+                partition={c: _partition_text(row.get(f"partition.{c}")) for c in partition_columns},
+                num_records=row.get("num_records"),
+            )
+            for row in actions
+        ]
+        return TableDetail(str(path), self.name, table.version(), partition_columns, [], files)
+
+    def register_view(self, path: str, name: str) -> None:
+        self.read(path).createOrReplaceTempView(name)
+
+
+def _may_match(action: dict[str, Any], column: str, values: tuple[Any, ...]) -> bool:
+    if f"partition.{column}" in action:
+        return _partition_text(action[f"partition.{column}"]) in {_partition_text(v) for v in values}
+    low, high = action.get(f"min.{column}"), action.get(f"max.{column}")
+    if low is None or high is None:
+        return True  # no statistics: the file must be read
+    return any(low <= value <= high for value in values)
+
+
+def _partition_text(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,263 @@
+"""The storage port: what the scripts need from a Delta table, whatever engine writes it, in one vocabulary.
+
+What a commit, OPTIMIZE or VACUUM changed comes back as `FileChanges` (each engine translates its own metric names
+through its `metric_names` table), reads filter with a `RowFilter`, replacing writes take a `Replacement`. Callers
+never see an engine's metric names or sentinels. Both engines answer one contract (tests/test_storage_contract.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pyspark.sql import DataFrame, SparkSession
+
+from stockpipe.errors import ClusteringUnsupportedError, NotDeltaTableError, PipelineError
+from stockpipe.paths import parquet_files_on_disk
+from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
+
+log = logging.getLogger(__name__)
+
+WriteMode = Literal["append", "overwrite"]
+COMMIT_ATTEMPTS = 6
+# Delta's default retention, which its VACUUM safety check enforces and production keeps (7 days of time travel).
+RETENTION_HOURS = 168
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    size_bytes: int
+    partition: dict[str, str]
+    num_records: int | None = None
+
+
+@dataclass(frozen=True)
+class TableDetail:
+    path: str
+    engine: str
+    version: int
+    partition_columns: list[str]
+    clustering_columns: list[str]
+    files: list[FileInfo]
+
+    @property
+    def num_files(self) -> int:
+        return len(self.files)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.size_bytes for f in self.files)
+
+    @property
+    def num_partitions(self) -> int:
+        return len({tuple(sorted(f.partition.items())) for f in self.files}) if self.partition_columns else 0
+
+
+@dataclass(frozen=True)
+class FileChanges:
+    """What a commit, an OPTIMIZE or a VACUUM changed, in one vocabulary whichever engine did it. None where the
+    engine did not say (a VACUUM of a path this process cannot list cannot count what it deleted)."""
+
+    files_added: int | None = None
+    files_removed: int | None = None
+    rows_added: int | None = None
+    bytes_added: int | None = None
+    bytes_removed: int | None = None
+    partitions: int | None = None  # partitions written or compacted
+    files_skipped: int | None = None  # OPTIMIZE: files already at their target, left as they were
+
+
+@dataclass(frozen=True)
+class Maintained:
+    """What an OPTIMIZE or a VACUUM changed, and the calls that did it exactly as they ran (a session that refuses
+    to lift VACUUM's safety check runs RETAIN 168 HOURS, whatever was asked), for the report to show."""
+
+    changes: FileChanges
+    calls: tuple[str, ...]
+    retain_hours: float | None = None  # VACUUM: the retention it kept
+
+
+# Each engine names the same facts differently (and differently per operation); the port speaks FileChanges only.
+MetricNames = dict[str, tuple[str, ...]]
+
+
+def file_changes(metrics: dict[str, Any], names: MetricNames) -> FileChanges:
+    """Translate an engine's metrics (history operationMetrics or an OPTIMIZE result) through its name table. A
+    dotted name reads a nested struct, which delta-rs history stores as JSON text."""
+    found: dict[str, int | None] = {}
+    for field_name, keys in names.items():
+        found[field_name] = next((v for v in (_metric(metrics, k) for k in keys) if v is not None), None)
+    return FileChanges(**found)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> int | None:
+    head, _, rest = key.partition(".")
+    value = metrics.get(head)
+    if rest:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        value = value.get(rest) if isinstance(value, dict) else None
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    version: int
+    timestamp: dt.datetime
+    operation: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    changes: FileChanges = field(default_factory=FileChanges)
+
+
+def shape_for_write(df: DataFrame, partition_by: Sequence[str], cluster_by: Sequence[str]) -> DataFrame:
+    """One file per partition, whatever the shuffle settings: each Spark task writes one file into every partition
+    it holds rows of, so 8 shuffle partitions made 8 files per (ticker, trade_date) on delta-spark. Hashing on the
+    partition columns puts each partition's rows in one task. A clustered table gets contiguous key ranges instead,
+    so each file covers a narrow slice of the clustering keys before OPTIMIZE has run."""
+    if partition_by:
+        return df.repartition(*partition_by)
+    if cluster_by:
+        return df.repartitionByRange(*cluster_by)
+    return df
+
+
+class DeltaStorage(ABC):
+    """What the scripts need from a Delta table, whatever writes it."""
+
+    name: str
+    supports_clustering: bool = False
+    supports_catalog_tables: bool = False
+    metric_names: ClassVar[MetricNames]
+
+    def __init__(self, spark: SparkSession, *, sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.spark = spark
+        # The commit-conflict back-off's clock and dice, injectable so a test can pin it without waiting.
+        self._sleep = sleep
+        self._jitter = jitter
+
+    # -- shared behaviour -------------------------------------------------------------------------------------------
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        *,
+        mode: WriteMode = "append",
+        partition_by: Sequence[str] = (),
+        replace: Replacement | None = None,
+        cluster_by: Sequence[str] = (),
+    ) -> int:
+        """Write in one commit; return the new table version. `replace` overwrites only the rows it matches."""
+        if replace is not None and mode != "overwrite":
+            raise ValueError("a replace predicate needs mode='overwrite'")
+        if cluster_by and not self.supports_clustering:
+            raise ClusteringUnsupportedError(self.name)
+        df = shape_for_write(df, partition_by, cluster_by)
+        try:
+            return self._with_commit_retries(
+                lambda: self._write(df, path, mode, list(partition_by), replace, list(cluster_by)), path
+            )
+        except Exception as exc:
+            # Both engines check every written row against the predicate while writing (no extra pass over the
+            # data) and commit nothing when one fails: the same refusal, whichever engine said it.
+            if replace is not None and self._is_outside_predicate(exc):
+                raise outside_predicate_error(replace) from None
+            raise
+
+    def _with_commit_retries(self, attempt: Callable[[], int], path: str) -> int:
+        """Concurrent writers: a commit that lost the race is retried (bounded), since each write is idempotent."""
+        for number in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                return attempt()
+            except Exception as exc:
+                if not self._is_commit_conflict(exc) or number == COMMIT_ATTEMPTS:
+                    if self._is_commit_conflict(exc):
+                        raise PipelineError(
+                            f"gave up after {number} concurrent-commit conflicts on {path}: another writer keeps "
+                            "replacing the same partitions; the table is consistent, rerun when it is done"
+                        ) from None
+                    raise
+                pause = min(5.0, 0.2 * 2**number) * (0.5 + 0.5 * self._jitter())
+                log.info("commit conflict on %s (attempt %d): retrying in %.1f s", path, number, pause)
+                self._sleep(pause)
+        raise AssertionError("unreachable")
+
+    def count(self, path: str) -> int:
+        return self.read(path).count()
+
+    def files_on_disk(self, path: str) -> int:
+        return len(parquet_files_on_disk(path))
+
+    def changes(self, metrics: dict[str, Any]) -> FileChanges:
+        return file_changes(metrics, self.metric_names)
+
+    # -- engine specifics --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def is_delta(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def _write(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: list[str],
+        replace: Replacement | None,
+        cluster_by: list[str],
+    ) -> int: ...
+
+    @abstractmethod
+    def _is_commit_conflict(self, exc: Exception) -> bool: ...
+
+    @abstractmethod
+    def _is_outside_predicate(self, exc: Exception) -> bool:
+        """Whether the engine refused the write because a row did not match the replace predicate."""
+
+    @abstractmethod
+    def read(self, path: str, where: RowFilter | None = None) -> DataFrame:
+        """The table as a Spark DataFrame; `where` filters it, skipping files whose partition values or column
+        statistics cannot match (Delta's data skipping)."""
+
+    @abstractmethod
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
+                 ) -> Maintained:
+        """Compact (or Z-ORDER) into files of about target_file_bytes (the engine's default when None)."""
+
+    @abstractmethod
+    def vacuum(self, path: str, retain_hours: float) -> Maintained:
+        """Delete data files no longer referenced and older than the retention; less than Delta's 168 hours lifts
+        the safety check for this call only, where the session allows it. `changes.files_removed` is the number
+        deleted, None where it cannot be counted; `retain_hours` is the retention that really ran."""
+
+    @abstractmethod
+    def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
+        """Commits oldest first; `limit` keeps only the newest ones (a long-lived table has thousands)."""
+
+    @abstractmethod
+    def detail(self, path: str) -> TableDetail: ...
+
+    @abstractmethod
+    def register_view(self, path: str, name: str) -> None:
+        """A temporary view over the table (the assignment's local simulation of an external table)."""
+
+    def require_delta(self, path: str) -> None:
+        if not self.is_delta(path):
+            raise NotDeltaTableError(path)
+
+

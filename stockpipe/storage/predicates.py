@@ -1,0 +1,95 @@
+"""Which rows a read keeps and a replacing write replaces: conjunctions of `column IN (values)`, as SQL text (for
+Delta's replaceWhere and delta-rs's predicate), as a Spark column (for reads) and as an Arrow mask (for checking
+rows already in hand)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Self
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from stockpipe.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class _InClauses:
+    """A conjunction of `column IN (values)`, as SQL text and as a Spark column."""
+
+    clauses: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    @classmethod
+    def of(cls, **columns: Iterable[Any]) -> Self:
+        return cls(tuple((name, tuple(sorted(set(values)))) for name, values in columns.items()))
+
+    def sql(self) -> str:
+        return " AND ".join(f"{name} IN ({', '.join(_literal(v) for v in values)})" for name, values in self.clauses)
+
+    def column(self) -> Column:
+        condition = F.lit(True)
+        for name, values in self.clauses:
+            condition = condition & F.col(name).isin(*values)
+        return condition
+
+    def matches_all(self, table: pa.Table) -> bool:
+        """Whether every row of an Arrow table matches (a null matches nothing, as in SQL)."""
+        return _every_row(self.mask(table))
+
+    def mask(self, table: pa.Table) -> pa.ChunkedArray:
+        found = (pc.fill_null(pc.is_in(table.column(name), value_set=pa.array(values, table.schema.field(name).type)),
+                              False) for name, values in self.clauses)
+        return functools.reduce(pc.and_, found, pa.scalar(True))
+
+
+class ReplacePredicate(_InClauses):
+    """Rows to replace. Like Delta's replaceWhere, rows written under it must match it, and only matching rows are
+    replaced."""
+
+
+class RowFilter(_InClauses):
+    """Rows to read. Files whose partition values or column statistics cannot match are skipped (data skipping)."""
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Rows matching any of several replace predicates: tickers whose stored days differ (the plan refused today
+    for some) are replaced in one commit, each only on its own days."""
+
+    predicates: tuple[ReplacePredicate, ...]
+
+    def sql(self) -> str:
+        return " OR ".join(f"({p.sql()})" for p in self.predicates)
+
+    def column(self) -> Column:
+        return functools.reduce(lambda a, b: a | b, (p.column() for p in self.predicates))
+
+    def matches_all(self, table: pa.Table) -> bool:
+        return _every_row(functools.reduce(pc.or_, (p.mask(table) for p in self.predicates)))
+
+
+# What a replacing write replaces: one predicate, or several tickers' own days at once.
+Replacement = ReplacePredicate | AnyOf
+
+
+def outside_predicate_error(replace: Replacement) -> PipelineError:
+    return PipelineError(f"refusing to write rows outside the replace predicate ({replace.sql()}): nothing was written")
+
+
+def _every_row(mask: pa.ChunkedArray) -> bool:
+    return bool(pc.all(mask, min_count=0).as_py())  # min_count=0: an empty table matches
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str | dt.date):
+        return "'" + str(value).replace("'", "''") + "'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TypeError(f"unsupported predicate value {value!r}")
