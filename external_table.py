@@ -12,7 +12,7 @@ import argparse
 
 import databricks_utils as du
 from stockpipe import cli
-from stockpipe.external import identifier, register_and_query
+from stockpipe.external import ExternalOptions, identifier, register_and_query
 from stockpipe.reports import render_external
 from stockpipe.storage import open_storage
 
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         spark, storage = open_storage(
             lambda name, **kw: du.get_spark(name, warehouse=warehouse, **kw), args.engine, "external_table"
         )
-        report = register_and_query(
-            spark, storage, path, on_databricks=du.is_databricks(), catalog=args.catalog, schema=args.schema,
-            name=args.name, location=args.location, ticker=ticker, day=day, demonstrate_drop=not args.no_drop_demo,
-        )
+        options = ExternalOptions(path, du.is_databricks(), catalog=args.catalog, schema=args.schema, name=args.name,
+                                  location=args.location, ticker=ticker, day=day,
+                                  demonstrate_drop=not args.no_drop_demo)
+        report = register_and_query(spark, storage, options)
         print(render_external(report))
         return 0
 

@@ -12,12 +12,11 @@ engine that cannot create it).
 from __future__ import annotations
 
 import argparse
-import sys
 
 import databricks_utils as du
 from stockpipe import cli
-from stockpipe.errors import ClusteringUnsupportedError, StopError
-from stockpipe.harvest import FixedReport, run_fixed
+from stockpipe.errors import ClusteringUnsupportedError
+from stockpipe.harvest import run_fixed
 from stockpipe.reports import fixed_errors, render_fixed
 from stockpipe.storage import open_storage
 
@@ -35,17 +34,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ClusteringUnsupportedError("delta-rs")  # known before any call: refused before any call
         cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
                                secret=du.get_secret, layout=args.layout)
-        try:
-            report = run_fixed(cfg, lambda: open_storage(du.get_spark, args.engine, "fixed_stock_harvester"))
-        except StopError as exc:
-            if isinstance(exc.report, FixedReport):  # the per-ticker summary still says what each ticker cost
-                print(render_fixed(exc.report))
-            raise
+        report = run_fixed(cfg, lambda: open_storage(du.get_spark, args.engine, "fixed_stock_harvester"))
         print(render_fixed(report))
-        errors = fixed_errors(report)
-        for line in errors:
-            print(f"error: {line}", file=sys.stderr)
-        return 1 if errors else 0
+        return cli.report_errors(fixed_errors(report))
 
     return cli.door(parser, argv, body)
 

@@ -22,6 +22,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -49,13 +50,14 @@ from stockpipe.fetching import fetch_all
 from stockpipe.harvest import run_broken, run_fixed
 from stockpipe.landing import LandingZone, default_landing_path
 from stockpipe.market_calendar import NEW_YORK, trading_days
-from stockpipe.massive import ClientConfig, FetchStats, MassiveClient, floor_seconds
+from stockpipe.massive import FREE_TIER_CALLS_PER_MINUTE, ClientConfig, FetchStats, MassiveClient
 from stockpipe.paths import count_partition_dirs, parquet_files_on_disk
-from stockpipe.sample import FakeMassiveServer, Fault, range_bars
+from stockpipe.sample import range_bars
 from stockpipe.session import build_session, session_has_delta
 from stockpipe.storage import DeltaStorage, RowFilter
 from stockpipe.storage.delta_rs import DeltaRsStorage
 from stockpipe.storage.delta_spark import DeltaSparkStorage
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 from stockpipe.transforms import (
     session_bounds,
     to_broken,
@@ -70,7 +72,7 @@ SMALL = (DEFAULT_TICKERS, dt.date(2024, 1, 8), dt.date(2024, 1, 12))
 ZORDER_TARGET_BYTES = 2 * 1024 * 1024
 LARGE_DAYS = (dt.date(2024, 1, 2), dt.date(2024, 1, 30))  # 20 NYSE sessions
 # The free tier's limit, enforced for real by the loopback server in sections 3 and 6.
-CALLS_PER_MINUTE = 5
+CALLS_PER_MINUTE = FREE_TIER_CALLS_PER_MINUTE  # the window of a real free key
 WINDOW_S = 60.0
 # Section 7: a fetch big enough that the round trip, not the limit, bounds it.
 CONCURRENCY_TICKERS = 512
@@ -78,6 +80,11 @@ CONCURRENCY_LEVELS = (1, 4, 8, 16)
 ROUND_TRIPS_S = (0.0, 0.1)
 # Section 5: 2 x this many files (half tombstoned).
 VACUUM_PARTITIONS = 500
+
+
+def floor_seconds(calls: int, calls_per_minute: int, window: float = 60.0) -> float:
+    """The least wall time `calls` calls can take under a rolling window: full windows after the first burst."""
+    return window * max(0, math.ceil(calls / calls_per_minute) - 1)
 
 
 def timed(action: Callable[[], Any]) -> tuple[float, Any]:
@@ -249,7 +256,7 @@ def bench_fetch() -> dict[str, Any]:
     window_s, calls_per_minute = WINDOW_S, CALLS_PER_MINUTE
     tickers, first, last = SMALL
     result: dict[str, Any] = {}
-    with FakeMassiveServer(calls_per_window=calls_per_minute, window_seconds=window_s) as server:
+    with FakeMassiveServer(ApiBehaviour(calls_per_window=calls_per_minute, window_seconds=window_s)) as server:
         # The starter: one call per ticker, no pacing, `response.json()["results"]` on whatever comes back.
         rows_before_crash, crashed_at = 0, None
         for ticker in tickers:
@@ -262,7 +269,7 @@ def bench_fetch() -> dict[str, Any]:
             rows_before_crash += len(payload["results"])
         result["starter"] = {"crashed_at": crashed_at, "status": response.status_code,
                              "tickers_before_crash": tickers.index(crashed_at) if crashed_at else len(tickers)}
-    with FakeMassiveServer(calls_per_window=calls_per_minute, window_seconds=window_s) as server:
+    with FakeMassiveServer(ApiBehaviour(calls_per_window=calls_per_minute, window_seconds=window_s)) as server:
         client = MassiveClient(ClientConfig(base_url=server.base_url, calls_per_minute=calls_per_minute,
                                             window_seconds=window_s))
         stats = [FetchStats(t) for t in tickers]
@@ -292,7 +299,8 @@ def bench_end_to_end(engine: str, root: Path) -> dict[str, Any]:
             "--calls-per-minute", str(calls_per_minute), "--engine", engine]
     env = {**os.environ, "MASSIVE_API_KEY": "bench-key"}
     out: dict[str, Any] = {"floor_s": floor_seconds(len(tickers), calls_per_minute, window_s)}
-    with FakeMassiveServer(api_key="bench-key", calls_per_window=calls_per_minute, window_seconds=window_s) as server:
+    behaviour = ApiBehaviour(api_key="bench-key", calls_per_window=calls_per_minute, window_seconds=window_s)
+    with FakeMassiveServer(behaviour) as server:
         for run in ("first", "rerun"):
             started = time.monotonic()
             done = subprocess.run([*argv, "--base-url", server.base_url], env=env, capture_output=True, text=True,
@@ -321,7 +329,7 @@ def bench_concurrency(root: Path) -> list[dict[str, Any]]:
     out = []
     for latency in ROUND_TRIPS_S:
         faults = [Fault("delay", times=10**9, seconds=latency)] if latency else []
-        with FakeMassiveServer(api_key="bench-key", faults=faults) as server:
+        with FakeMassiveServer(ApiBehaviour(api_key="bench-key", faults=faults)) as server:
             for level in CONCURRENCY_LEVELS:
                 landing = root / f"landing_{latency}_{level}"
                 cfg = HarvestConfig(tickers=names, date_from=first, date_to=last, table_path=str(root / "unused"),

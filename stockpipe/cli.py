@@ -12,14 +12,13 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from stockpipe import DEFAULT_TICKERS
-from stockpipe.config import HarvestConfig, Layout, Source
+from stockpipe.config import FAST_CONCURRENCY, HarvestConfig, Layout, Source
 from stockpipe.errors import MissingKeyError, PipelineError, UsageError
 from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import new_york_today
-from stockpipe.massive import DEFAULT_BASE_URL, redact
+from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE, redact
 from stockpipe.paths import local_path, require_delta_log
 
 log = logging.getLogger("stockpipe")
@@ -146,12 +145,12 @@ def add_harvest_args(parser: argparse.ArgumentParser, default_table: str) -> Non
     parser.add_argument("--base-url", help="API origin [MASSIVE_BASE_URL or https://api.massive.com]")
     parser.add_argument(
         "--calls-per-minute", type=positive_int,
-        help="pacing: calls allowed per rolling minute [5 for the API; unpaced for sample]",
+        help=f"pacing: calls allowed per rolling minute [{FREE_TIER_CALLS_PER_MINUTE} for the API; unpaced for sample]",
     )
     parser.add_argument(
         "--concurrency", type=positive_int,
         help="calls in flight at once, all sharing one rate-limit window and one 429 back-off [1 at up to 60 calls "
-        f"a minute (the free tier's 5), {DEFAULT_FAST_CONCURRENCY} when faster or unpaced]",
+        f"a minute (the free tier's {FREE_TIER_CALLS_PER_MINUTE}), {FAST_CONCURRENCY} when faster or unpaced]",
     )
     parser.add_argument("--table-path", help=f"Delta table folder [get_base_path('{default_table}')]")
     parser.add_argument("--landing-path", help="raw page landing zone [<table-path>_landing]")
@@ -205,6 +204,13 @@ def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable
     return run(main)
 
 
+def report_errors(lines: Sequence[str]) -> int:
+    """Print why a run that did what it could still failed, one `error:` line each (the key masked); its exit code."""
+    for line in lines:
+        print(f"error: {redact(line, api_key_from_env() or '')}", file=sys.stderr)
+    return 1 if lines else 0
+
+
 def run(main: Callable[[], int]) -> int:
     """Map user-facing failures to one line on stderr and an exit code; tracebacks are for bugs only."""
     try:
@@ -217,53 +223,6 @@ def run(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted: landed pages are kept; rerun to resume", file=sys.stderr)
         return 130
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> str:
-    text_rows = [[_cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in text_rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    numeric = [bool(text_rows) and all(_is_number(r[i]) for r in text_rows)
-               for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = (c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        return "  ".join(padded)
-
-    out = [title] if title else []
-    out += [line(headers), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in text_rows]
-    return "\n".join(s.rstrip() for s in out)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) < 1e15 else f"{value:.3g}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return "" if value is None else str(value)
-
-
-def _is_number(text: str) -> bool:
-    return bool(re.fullmatch(r"-?[\d,]+(\.\d+)?[%x s]*", text.strip())) or text.strip() in ("", "-")
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
-DEFAULT_FAST_CONCURRENCY = 8
-
-
-def default_concurrency(calls_per_minute: int | None) -> int:
-    """One call at a time where the limit is what bounds the run (more threads would only queue in the limiter);
-    several where the network round trip is the bound."""
-    return 1 if calls_per_minute is not None and calls_per_minute <= 60 else DEFAULT_FAST_CONCURRENCY
 
 
 def build_config(
@@ -296,6 +255,5 @@ def build_config(
         tickers=tickers, date_from=date_from, date_to=date_to, table_path=table_path, landing_path=landing_path,
         source=source, base_url=base_url, api_key=api_key, calls_per_minute=args.calls_per_minute,
         layout=layout, refetch=args.refetch,
-        concurrency=args.concurrency or default_concurrency(
-            args.calls_per_minute if source == "sample" else (args.calls_per_minute or 5)),
+        concurrency=args.concurrency,
     )

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stockpipe.massive import DEFAULT_BASE_URL
+from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE
 
 Layout = Literal["partitioned", "clustered"]
 Source = Literal["api", "sample"]
+# Calls in flight when the network round trip, not the rate limit, bounds a run (a paid key, the sample source).
+FAST_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -23,10 +25,10 @@ class HarvestConfig:
     source: Source = "sample"
     base_url: str = DEFAULT_BASE_URL
     api_key: str = field(default="", repr=False)
-    calls_per_minute: int | None = None
+    calls_per_minute: int | None = None  # as asked; `pace` is what the run keeps to
     layout: Layout = "partitioned"
     refetch: bool = False
-    concurrency: int = 1  # calls in flight at once; every call still goes through the one limiter
+    concurrency: int | None = None  # as asked; `in_flight` is what the run uses
     window_seconds: float = 60.0  # the rate limit's rolling window (a minute for Massive; shorter in tests)
     show_progress: bool = True
     today: dt.date | None = None  # New York today; injectable so tests can pin "the current day"
@@ -35,3 +37,19 @@ class HarvestConfig:
     # Injected time for tests (pacing and backoff without real waiting); None means the real clock.
     clock: Callable[[], float] | None = field(default=None, repr=False, compare=False)
     sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def pace(self) -> int | None:
+        """Calls per rolling minute this run keeps to: as asked, else the free tier's 5 for the API and unpaced
+        (None) for the loopback sample source."""
+        if self.calls_per_minute is not None or self.source == "sample":
+            return self.calls_per_minute
+        return FREE_TIER_CALLS_PER_MINUTE
+
+    @property
+    def in_flight(self) -> int:
+        """Calls in flight at once, all through one limiter: as asked, else one where the limit bounds the run (more
+        would only queue in the limiter) and several where the round trip does."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return 1 if self.pace is not None and self.pace <= 60 else FAST_CONCURRENCY

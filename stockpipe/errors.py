@@ -1,14 +1,10 @@
 """The few failures users must act on. `main()` maps each to one readable line and an exit code."""
 
-from typing import Any
-
 
 class PipelineError(Exception):
     """A failure the user can act on; its message is shown as-is, without a traceback."""
 
     exit_code = 1
-    # What the run did before it failed (a harvester's per-ticker summary), for the door to print with the error.
-    report: Any = None
 
 
 class UsageError(PipelineError):

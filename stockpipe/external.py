@@ -165,24 +165,37 @@ class ExternalReport:
     pruning: PruningResult
 
 
-def register_and_query(
-    spark: SparkSession, storage: DeltaStorage, path: str, *, on_databricks: bool, catalog: str, schema: str,
-    name: str, location: str | None = None, ticker: str | None = None, day: str | None = None,
-    demonstrate_drop: bool = True,
-) -> ExternalReport:
+@dataclass(frozen=True)
+class ExternalOptions:
+    """What to register, where, and which ticker and day the pruning query reads (the table's first by default)."""
+
+    path: str
+    on_databricks: bool
+    catalog: str = "main"
+    schema: str = "dataexpert"
+    name: str = "stocks_external"
+    location: str | None = None  # Unity Catalog's external location; the table path when None
+    ticker: str | None = None
+    day: str | None = None
+    demonstrate_drop: bool = True  # local catalog: DROP TABLE, look at the files, register again
+
+
+def register_and_query(spark: SparkSession, storage: DeltaStorage, options: ExternalOptions) -> ExternalReport:
     """Register the table where this session can (Unity Catalog, the local catalog with delta-spark, else a
     temporary view), then query it through that name only: every ticker's days, and one ticker's one day."""
-    storage.require_delta(path)
-    if on_databricks:
-        registration = register_unity_catalog(spark, storage, catalog, schema, name, location or path)
+    o = options
+    storage.require_delta(o.path)
+    if o.on_databricks:
+        registration = register_unity_catalog(spark, storage, o.catalog, o.schema, o.name, o.location or o.path)
     elif storage.supports_catalog_tables:
-        registration = register_local_catalog(spark, storage, schema, name, path, demonstrate_drop=demonstrate_drop)
+        registration = register_local_catalog(spark, storage, o.schema, o.name, o.path,
+                                              demonstrate_drop=o.demonstrate_drop)
     else:
-        registration = register_temp_view(storage, name, path)
+        registration = register_temp_view(storage, o.name, o.path)
     daily = spark.sql(DAILY_QUERY.format(name=registration.name))
     first = daily.first()
     if first is None:
         raise PipelineError(f"{registration.name} is empty: run the fixed harvester first")
-    pruning = pruning_demo(spark, registration.name, ticker or first["ticker"],
-                           day or first["trade_date"].isoformat(), storage.detail(path).num_files)
-    return ExternalReport(path, registration, show_string(daily, 10_000, truncate=False), pruning)
+    pruning = pruning_demo(spark, registration.name, o.ticker or first["ticker"],
+                           o.day or first["trade_date"].isoformat(), storage.detail(o.path).num_files)
+    return ExternalReport(o.path, registration, show_string(daily, 10_000, truncate=False), pruning)

@@ -25,7 +25,7 @@ from stockpipe.landing import LandedFetch, LandingZone
 from stockpipe.market_calendar import new_york_today
 from stockpipe.massive import ClientConfig, FetchStats, MassiveClient
 from stockpipe.progress import Progress
-from stockpipe.sample import FakeMassiveServer
+from stockpipe.sample import SampleApiServer
 
 log = logging.getLogger(__name__)
 
@@ -54,88 +54,28 @@ def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterato
     sleep = cfg.sleep or (progress.sleep if progress else time.sleep)
     with contextlib.ExitStack() as stack:
         if cfg.source == "sample":
-            server = stack.enter_context(FakeMassiveServer())
-            base_url, api_key, calls_per_minute = server.base_url, "", cfg.calls_per_minute
+            server = stack.enter_context(SampleApiServer())
+            base_url, api_key = server.base_url, ""
         elif not cfg.api_key:
             raise MissingKeyError()
         else:
-            base_url, api_key, calls_per_minute = cfg.base_url, cfg.api_key, cfg.calls_per_minute or 5
+            base_url, api_key = cfg.base_url, cfg.api_key
         client = MassiveClient(
-            ClientConfig(base_url=base_url, api_key=api_key, calls_per_minute=calls_per_minute,
+            ClientConfig(base_url=base_url, api_key=api_key, calls_per_minute=cfg.pace,
                          window_seconds=cfg.window_seconds, read_timeout=cfg.read_timeout,
                          max_attempts=cfg.max_attempts),
-            clock=cfg.clock or time.monotonic, sleep=sleep, on_wait=on_wait, connections=cfg.concurrency,
+            clock=cfg.clock or time.monotonic, sleep=sleep, on_wait=on_wait, connections=cfg.in_flight,
         )
         stack.callback(client.close)
         yield client
 
 
-def fetch_ticker(
-    client: MassiveClient, landing: LandingZone, ticker: str, days: list[dt.date], today: dt.date, refetch: bool,
-    stats: FetchStats | None = None,
-) -> TickerFetch:
-    """Land what the ticker still needs and say, for each requested trading day, which landed fetch holds it.
-
-    Finished past days already landed are reused without a call; the current day is always fetched again. When the
-    plan refuses a range that includes New York today (the free tier does), the earlier days are fetched once more
-    without today, and today is reported as not in the plan.
-    """
-    result = TickerFetch(ticker, stats or FetchStats(ticker))
-    if not days:
-        return result
-    assigned: dict[dt.date, LandedFetch]
-    if refetch:
-        assigned, missing = {}, list(days)
-    else:
-        assigned, missing = landing.assign_days(ticker, days)
-    if missing:
-        try:
-            complete = _land_range(client, landing, ticker, min(missing), max(missing), today, refetch, result.stats)
-        except PlanRefusedError as refusal:
-            earlier = [day for day in missing if day < today]
-            if max(missing) < today or not earlier:
-                raise  # the refusal is not about today, or today was all that was asked
-            result.not_in_plan = [day for day in missing if day >= today]
-            result.plan_message = refusal.reason
-            log.warning("%s: %s; fetching %s..%s without today", ticker, refusal.reason, earlier[0], earlier[-1])
-            missing = earlier
-            complete = _land_range(client, landing, ticker, min(missing), max(missing), today, refetch, result.stats)
-        for day in missing:
-            assigned[day] = complete
-    reused = {f.path: f for day, f in assigned.items() if day not in missing}
-    result.stats.pages_from_landing += sum(len(f.pages()) for f in reused.values())
-    result.assignment = assigned
-    return result
-
-
-def _land_range(
-    client: MassiveClient, landing: LandingZone, ticker: str, lo: dt.date, hi: dt.date, today: dt.date,
-    refetch: bool, stats: FetchStats,
-) -> LandedFetch:
-    """Every page of lo..hi landed (resuming an interrupted fetch of the same range), marked complete."""
-    resumed = None if refetch else landing.resumable(ticker, lo, hi)
-    if resumed is not None:
-        writer, start_url = resumed, resumed.fetch.last_next_url()
-        stats.pages_from_landing += len(resumed.fetch.pages())
-        log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumed.fetch.pages()))
-    else:
-        writer, start_url = landing.new_fetch(ticker, lo, hi), None
-    try:
-        for page in client.iter_pages(ticker, lo, hi, stats, start_url=start_url):
-            writer.add(page)
-        return writer.finish(final_through=today - dt.timedelta(days=1))
-    except BaseException:
-        writer.abandon_if_empty()  # a refused or unreachable first call leaves no empty folder behind
-        raise
-    finally:
-        writer.close()  # releases the fetch's lock, so a later run can resume what landed
-
-
 class Fetcher:
-    """One client (so one rate-limit window) and one progress display for a whole run."""
+    """One client (so one rate-limit window) and one progress display for a whole run: lands what each ticker still
+    needs and says, for each requested trading day, which landed fetch holds it."""
 
     def __init__(self, cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-                 on_landed: LandedCallback | None = None) -> None:
+                 on_landed: LandedCallback | None = None, client: MassiveClient | None = None) -> None:
         self.cfg = cfg
         # Called after each ticker whose requested days are all landed, with the seconds the calls still to make
         # will spend waiting on the rate limit (time the caller can use).
@@ -147,7 +87,7 @@ class Fetcher:
         self.stop_error: StopError | None = None
         self._stack = contextlib.ExitStack()
         self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
-        self.client = self._stack.enter_context(open_client(cfg, self.progress))
+        self.client = client or self._stack.enter_context(open_client(cfg, self.progress))
         self.progress.eta = self.client.limiter.eta
 
     def __enter__(self) -> Fetcher:
@@ -165,7 +105,7 @@ class Fetcher:
             if self.stop_error is not None:
                 stats.error = f"not fetched: {self.stop_error}"
                 return TickerFetch(ticker, stats)
-            result = fetch_ticker(self.client, self.landing, ticker, self.days, self.today, self.cfg.refetch, stats)
+            result = self._land_days(ticker, stats)
             if result.assignment and self.on_landed is not None:
                 self.on_landed(result, self.client.limiter.eta(self.progress.remaining()))
             return result
@@ -180,16 +120,66 @@ class Fetcher:
         finally:
             self.progress.advance(ticker)
 
+    def _land_days(self, ticker: str, stats: FetchStats) -> TickerFetch:
+        """Finished past days already landed are reused without a call; the current day is always fetched again.
+        When the plan refuses a range that includes New York today (the free tier does), the earlier days are
+        fetched once more without today, and today is reported as not in the plan."""
+        result = TickerFetch(ticker, stats)
+        if not self.days:
+            return result
+        assigned: dict[dt.date, LandedFetch]
+        if self.cfg.refetch:
+            assigned, missing = {}, list(self.days)
+        else:
+            assigned, missing = self.landing.assign_days(ticker, self.days)
+        if missing:
+            try:
+                complete = self._land_range(ticker, min(missing), max(missing), stats)
+            except PlanRefusedError as refusal:
+                earlier = [day for day in missing if day < self.today]
+                if max(missing) < self.today or not earlier:
+                    raise  # the refusal is not about today, or today was all that was asked
+                result.not_in_plan = [day for day in missing if day >= self.today]
+                result.plan_message = refusal.reason
+                log.warning("%s: %s; fetching %s..%s without today", ticker, refusal.reason, earlier[0], earlier[-1])
+                missing = earlier
+                complete = self._land_range(ticker, min(missing), max(missing), stats)
+            for day in missing:
+                assigned[day] = complete
+        reused = {f.path: f for day, f in assigned.items() if day not in missing}
+        stats.pages_from_landing += sum(len(f.pages()) for f in reused.values())
+        result.assignment = assigned
+        return result
+
+    def _land_range(self, ticker: str, lo: dt.date, hi: dt.date, stats: FetchStats) -> LandedFetch:
+        """Every page of lo..hi landed (resuming an interrupted fetch of the same range), marked complete."""
+        resumed = None if self.cfg.refetch else self.landing.resumable(ticker, lo, hi)
+        if resumed is not None:
+            writer, start_url = resumed, resumed.fetch.last_next_url()
+            stats.pages_from_landing += len(resumed.fetch.pages())
+            log.info("%s: resuming an interrupted fetch after %d landed page(s)", ticker, len(resumed.fetch.pages()))
+        else:
+            writer, start_url = self.landing.new_fetch(ticker, lo, hi), None
+        try:
+            for page in self.client.iter_pages(ticker, lo, hi, stats, start_url=start_url):
+                writer.add(page)
+            return writer.finish(final_through=self.today - dt.timedelta(days=1))
+        except BaseException:
+            writer.abandon_if_empty()  # a refused or unreachable first call leaves no empty folder behind
+            raise
+        finally:
+            writer.close()  # releases the fetch's lock, so a later run can resume what landed
+
 
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
               on_landed: LandedCallback | None = None) -> tuple[dict[str, TickerFetch], StopError | None]:
-    """Every ticker, `cfg.concurrency` at a time, through one client: one rolling window, one 429 back-off, one
+    """Every ticker, `cfg.in_flight` at a time, through one client: one rolling window, one 429 back-off, one
     landing zone (each ticker lands in its own folders). Results come back in the order the tickers were given."""
     with Fetcher(cfg, landing, days, on_landed) as fetcher:
-        if cfg.concurrency <= 1 or len(cfg.tickers) <= 1:
+        if cfg.in_flight <= 1 or len(cfg.tickers) <= 1:
             results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
         else:
-            workers = min(cfg.concurrency, len(cfg.tickers))
+            workers = min(cfg.in_flight, len(cfg.tickers))
             with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
                 results = dict(zip(cfg.tickers, pool.map(fetcher.fetch, cfg.tickers), strict=True))
         return results, fetcher.stop_error

@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 
 from stockpipe.compat import schema_tree, show_string
 from stockpipe.config import HarvestConfig, Layout
-from stockpipe.errors import ClusteringUnsupportedError, PipelineError
-from stockpipe.fetching import Fetcher, TickerFetch, fetch_all
+from stockpipe.errors import ClusteringUnsupportedError, PipelineError, StopError
+from stockpipe.fetching import Fetcher, LandedCallback, TickerFetch, fetch_all
 from stockpipe.landing import LandingZone, raw_bars_from_pages
 from stockpipe.market_calendar import trading_days
 from stockpipe.massive import FetchStats
@@ -61,6 +61,7 @@ class SparkInBackground:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
         self._future: concurrent.futures.Future[tuple[SparkSession, DeltaStorage]] | None = None
         self._lock = threading.Lock()
+        self._fetch_done = threading.Event()
 
     def __enter__(self) -> SparkInBackground:
         return self
@@ -87,6 +88,24 @@ class SparkInBackground:
         self.start()
         assert self._future is not None
         return self._future.result()
+
+    def on_landed(self, days: list[dt.date]) -> LandedCallback:
+        """The fetch's callback: Spark starts as soon as a first ticker has landed (the key works and the API
+        answers), so a run that can store nothing never starts it. While the remaining calls wait on the window,
+        the transform and a write also run once on that ticker (results thrown away), so the real ones after the
+        last call run on a warm JVM; only when the ticker itself needed calls, since a rerun served from the
+        landing zone has no wait to hide anything in."""
+
+        def landed(item: TickerFetch, wait_ahead_s: float) -> None:
+            worth_it = item.stats.calls > 0 and wait_ahead_s >= WARM_UP_MIN_WAIT_S
+            self.start((lambda spark, storage: warm_up(spark, storage, item, days, self._fetch_done.is_set))
+                       if worth_it else None)
+
+        return landed
+
+    def fetch_done(self) -> None:
+        """A warm-up still under way stops at its next step: the real work can start."""
+        self._fetch_done.set()
 
 
 def warm_up(spark: SparkSession, storage: DeltaStorage, item: TickerFetch, days: list[dt.date],
@@ -193,6 +212,15 @@ class FixedReport:
     table_version: int | None = None
     files_written: int = 0
     partitions_written: int = 0
+    # Why the fetch stopped early (a rejected key, an unreachable API); the tickers fetched before are stored.
+    stopped: StopError | None = None
+
+    @classmethod
+    def of_fetch(cls, cfg: HarvestConfig, fetched: dict[str, TickerFetch], days: list[dt.date],
+                 stopped: StopError | None, fetch_s: float) -> FixedReport:
+        tickers = [TickerReport(t, fetched[t].stats, not_in_plan=fetched[t].not_in_plan,
+                                plan_message=fetched[t].plan_message) for t in cfg.tickers]
+        return cls(tickers, cfg.table_path, "not started", cfg.layout, days, {"fetch": fetch_s}, stopped=stopped)
 
     @property
     def failed(self) -> list[TickerReport]:
@@ -205,81 +233,71 @@ class FixedReport:
 
 
 def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
+    """The homework's answer: fetch and land every ticker's days, transform, write one commit that replaces exactly
+    the fetched (ticker, trade_date) partitions, report. A rejected key or an unreachable API stops the fetch; what
+    landed before is still stored and the report says why it stopped."""
     refuse_foreign_folder(cfg.table_path)
     days = trading_days(cfg.date_from, cfg.date_to)
-    landing = LandingZone(cfg.landing_path)
-    started = time.monotonic()
-    with SparkInBackground(spark_factory) as early_spark:
-        # Spark starts while the remaining calls wait on the rate limit, as soon as a first ticker has landed (the
-        # key works and the API answers): a run that can store nothing never starts it.
-        def landed(item: TickerFetch, wait_ahead_s: float) -> None:
-            # While the remaining calls wait on the window, also run the transform and a write once on this ticker
-            # (results thrown away), so the real ones after the last call run on a warm JVM. Only when this ticker
-            # itself needed calls: a rerun served from the landing zone has no wait to hide anything in.
-            worth_it = item.stats.calls > 0 and wait_ahead_s >= WARM_UP_MIN_WAIT_S
-            early_spark.start((lambda spark, storage: warm_up(spark, storage, item, days, fetch_done.is_set))
-                              if worth_it else None)
-
-        fetch_done = threading.Event()
-        fetched, stop_error = fetch_all(cfg, landing, days, on_landed=landed)
-        fetch_done.set()  # a warm-up still under way stops at its next step: the real work can start
-        fetched_at = time.monotonic()
-        to_store = any(item.assignment for item in fetched.values() if not item.failed)
-        session = early_spark.result() if to_store else None
-    report = FixedReport(
-        [TickerReport(t, fetched[t].stats, not_in_plan=fetched[t].not_in_plan, plan_message=fetched[t].plan_message)
-         for t in cfg.tickers],
-        cfg.table_path, "not started", cfg.layout, days, {"fetch": fetched_at - started},
-    )
+    lap = Laps()
+    with SparkInBackground(spark_factory) as spark_early:  # the JVM boots while calls wait on the rate limit
+        fetched, stopped = fetch_all(cfg, LandingZone(cfg.landing_path), days, on_landed=spark_early.on_landed(days))
+        spark_early.fetch_done()
+        report = FixedReport.of_fetch(cfg, fetched, days, stopped, fetch_s=lap())
+        session = spark_early.result() if any(t.assignment for t in fetched.values() if not t.failed) else None
     if session is None:
-        # Nothing to write (every ticker failed, or no trading day): Spark was not even started.
-        if stop_error is not None:
-            stop_error.report = report
-            raise stop_error
-        return report
+        return report  # nothing to write (every ticker failed, or no trading day): Spark was never started
     spark, storage = session
-    spark_at = time.monotonic()
     report.engine = storage.name
-    report.seconds["spark start"] = spark_at - fetched_at  # only what the fetch did not hide
-    by_ticker = {t.ticker: t for t in report.tickers}
-    _check_layout(storage, cfg)
-
+    report.seconds["spark start"] = lap()  # only what the fetch did not hide
+    check_layout(storage, cfg)
     marked = landed_bars(spark, fetched)
-    for ticker, counts in ticker_counts(marked, days).items():
+    record_counts(report, ticker_counts(marked, days))
+    report.seconds["transform"] = lap()
+    write_fetched(report, storage, silver_bars(marked, session_bounds(spark, days)), fetched, cfg)
+    report.seconds["write"] = lap()
+    return report
+
+
+class Laps:
+    """Seconds since the previous call (or since creation): one phase of a run per call."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        elapsed, self._last = now - self._last, now
+        return elapsed
+
+
+def record_counts(report: FixedReport, counts: dict[str, dict[str, int]]) -> None:
+    """Each ticker's landed, out-of-range, duplicate and stored counts (one Spark job made them all)."""
+    by_ticker = {t.ticker: t for t in report.tickers}
+    for ticker, found in counts.items():
         item = by_ticker[ticker]
-        item.outside_range = counts["outside"]
-        item.bars_landed = counts["assigned"] + counts["outside"]
-        item.rows_written, item.partitions = counts["rows"], counts["days"]
-        item.duplicates = counts["assigned"] - counts["rows"]
-        item.sanity_failures = counts["violations"]
+        item.outside_range = found["outside"]
+        item.bars_landed = found["assigned"] + found["outside"]
+        item.rows_written, item.partitions = found["rows"], found["days"]
+        item.duplicates = found["assigned"] - found["rows"]
+        item.sanity_failures = found["violations"]
         if item.sanity_failures:
             log.warning("%s: %d bar(s) break OHLC sanity (kept, flagged in the summary)", ticker,
                         item.sanity_failures)
-    transformed_at = time.monotonic()
-    report.seconds["transform"] = transformed_at - spark_at
 
-    succeeded = [t for t in cfg.tickers if not fetched[t].failed]
-    replace = replace_predicate({t: list(fetched[t].assignment) for t in succeeded})
-    if replace is not None:
-        report.table_version = storage.write(
-            silver_bars(marked, session_bounds(spark, days)),  # only the fetched tickers' requested days; the
-            # engine refuses anything else
-            cfg.table_path,
-            mode="overwrite",
-            partition_by=PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
-            cluster_by=PARTITION_COLUMNS if cfg.layout == "clustered" else (),
-            replace=replace,
-        )
-        last = storage.history(cfg.table_path, limit=1)[-1]
-        report.files_written = last.changes.files_added or 0
-        report.partitions_written = sum(t.partitions for t in report.tickers)
-    report.seconds["write"] = time.monotonic() - transformed_at
-    if stop_error is not None:
-        # The tickers fetched before the run had to stop are stored; the run still fails loudly.
-        error = type(stop_error)(f"{stop_error} (stored {len(succeeded)} ticker(s) fetched before that)")
-        error.report = report
-        raise error
-    return report
+
+def write_fetched(report: FixedReport, storage: DeltaStorage, rows: DataFrame, fetched: dict[str, TickerFetch],
+                  cfg: HarvestConfig) -> None:
+    """One commit replacing exactly the fetched tickers' requested days; the engine refuses any row outside them."""
+    replace = replace_predicate({t: list(f.assignment) for t, f in fetched.items() if not f.failed})
+    if replace is None:
+        return
+    report.table_version = storage.write(
+        rows, cfg.table_path, mode="overwrite", replace=replace,
+        partition_by=PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
+        cluster_by=PARTITION_COLUMNS if cfg.layout == "clustered" else (),
+    )
+    report.files_written = storage.history(cfg.table_path, limit=1)[-1].changes.files_added or 0
+    report.partitions_written = sum(t.partitions for t in report.tickers)
 
 
 def replace_predicate(stored_days: dict[str, list[dt.date]]) -> Replacement | None:
@@ -295,7 +313,7 @@ def replace_predicate(stored_days: dict[str, list[dt.date]]) -> Replacement | No
     return predicates[0] if len(predicates) == 1 else AnyOf(predicates)
 
 
-def _check_layout(storage: DeltaStorage, cfg: HarvestConfig) -> None:
+def check_layout(storage: DeltaStorage, cfg: HarvestConfig) -> None:
     if cfg.layout == "clustered" and not storage.supports_clustering:
         raise ClusteringUnsupportedError(storage.name)
     if not storage.is_delta(cfg.table_path):

@@ -14,7 +14,6 @@ import datetime as dt
 import email.utils
 import json
 import logging
-import math
 import random
 import threading
 import time
@@ -24,10 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import tenacity
 import urllib3.exceptions
 
-from stockpipe.errors import ApiUnreachableError, FetchFailedError, KeyRejectedError, PlanRefusedError
+from stockpipe.errors import (
+    ApiUnreachableError,
+    FetchFailedError,
+    KeyRejectedError,
+    PipelineError,
+    PlanRefusedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ DEFAULT_BASE_URL = "https://api.massive.com"
 DATA_STATUSES = frozenset({"OK", "DELAYED"})
 REQUIRED_BAR_FIELDS = ("o", "h", "l", "c", "v", "t")
 MAX_LIMIT = 50_000
+# The free tier allows 5 calls a minute per key; one key is shared by many students, so this is also the default pace.
+FREE_TIER_CALLS_PER_MINUTE = 5
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -120,7 +126,7 @@ class RollingWindowLimiter:
 class ClientConfig:
     base_url: str = DEFAULT_BASE_URL
     api_key: str = field(default="", repr=False)
-    calls_per_minute: int | None = 5
+    calls_per_minute: int | None = FREE_TIER_CALLS_PER_MINUTE  # None: unpaced
     window_seconds: float = 60.0
     max_attempts: int = 8
     max_retry_wait: float = 600.0
@@ -333,52 +339,39 @@ class MassiveClient:
         return step / 2 + self._rng.uniform(0, step / 2)
 
     def _get_page(self, ticker: str, url: str, stats: FetchStats) -> Page:
-        waited_for_retries = 0.0
+        """One page, with bounded retries: at most `max_attempts` attempts and `max_retry_wait` seconds of back-off,
+        and only `connect_attempts` while no call of this run has ever reached the host."""
+        backed_off = 0.0
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                return self._attempt(ticker, url, stats)
+            except _RetryableError as error:
+                pause = self._backoff(attempt, error)
+                backed_off += pause
+                if error.rate_limited:
+                    # Somebody (maybe another user of the key) filled the window: every call waits, not just this
+                    # one, so the pause goes to the shared limiter and the next attempt waits there.
+                    self.limiter.block_for(pause)
+                if self._gives_up(error, attempt, backed_off):
+                    raise self._failure(ticker, error, stats) from None
+                stats.retries += 1
+                log.info("%s: retry %d after %s", ticker, attempt, error)
+                if not error.rate_limited:
+                    self._wait(pause, "backing off after a failed call", stats)
+        raise AssertionError("unreachable: the last attempt gives up")
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            nonlocal waited_for_retries
-            error = state.outcome.exception() if state.outcome else None
-            assert isinstance(error, _RetryableError)
-            seconds = self._backoff(state.attempt_number, error)
-            waited_for_retries += seconds
-            if error.rate_limited:
-                # Somebody (maybe another user of the key) filled the window: hold every call, not just this one;
-                # the next attempt then waits in the limiter.
-                self.limiter.block_for(seconds)
-                return 0.0
-            return seconds
+    def _gives_up(self, error: _RetryableError, attempt: int, backed_off: float) -> bool:
+        if error.cannot_connect and not self.connected:
+            return attempt >= min(self.config.connect_attempts, self.config.max_attempts)
+        return attempt >= self.config.max_attempts or backed_off >= self.config.max_retry_wait
 
-        def stop(state: tenacity.RetryCallState) -> bool:
-            error = state.outcome.exception() if state.outcome else None
-            if isinstance(error, _RetryableError) and error.cannot_connect and not self.connected:
-                return state.attempt_number >= min(self.config.connect_attempts, self.config.max_attempts)
-            return (
-                state.attempt_number >= self.config.max_attempts
-                or waited_for_retries >= self.config.max_retry_wait
+    def _failure(self, ticker: str, error: _RetryableError, stats: FetchStats) -> PipelineError:
+        if error.cannot_connect and not self.connected:
+            return ApiUnreachableError(
+                f"cannot reach {self.config.base_url}: {error.reason} (gave up after {state_attempts(stats)}); "
+                "check the network and --base-url / MASSIVE_BASE_URL"
             )
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            stats.retries += 1
-            log.info("%s: retry %d after %s", ticker, state.attempt_number, error)
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_RetryableError),
-            wait=wait,
-            stop=stop,
-            sleep=lambda seconds: self._wait(seconds, "backing off after a failed call", stats),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(self._attempt, ticker, url, stats)
-        except _RetryableError as exc:
-            if exc.cannot_connect and not self.connected:
-                raise ApiUnreachableError(
-                    f"cannot reach {self.config.base_url}: {exc.reason} (gave up after {state_attempts(stats)}); "
-                    "check the network and --base-url / MASSIVE_BASE_URL"
-                ) from None
-            raise FetchFailedError(ticker, f"{exc.reason} (gave up after {stats.retries} retries)") from None
+        return FetchFailedError(ticker, f"{error.reason} (gave up after {stats.retries} retries)")
 
     def _attempt(self, ticker: str, url: str, stats: FetchStats) -> Page:
         # Bounded: each wait ends when a slot frees, and slots free as calls answer (read timeouts bound those).
@@ -415,7 +408,8 @@ class MassiveClient:
             raise PlanRefusedError(ticker, f"not in your plan (HTTP 403): {detail}".rstrip(": "))
         if code == 429:
             stats.http_429 += 1
-            raise _RetryableError("HTTP 429 rate limited", parse_retry_after(response.headers.get("Retry-After")), True)
+            raise _RetryableError("HTTP 429 rate limited", parse_retry_after(response.headers.get("Retry-After")),
+                                  rate_limited=True)
         if code >= 500:
             raise _RetryableError(f"HTTP {code}", parse_retry_after(response.headers.get("Retry-After")))
         if code != 200:
@@ -436,8 +430,3 @@ class MassiveClient:
 
 def state_attempts(stats: FetchStats) -> str:
     return f"{stats.calls} call{'s' if stats.calls != 1 else ''}"
-
-
-def floor_seconds(calls: int, calls_per_minute: int, window: float = 60.0) -> float:
-    """The least wall time `calls` calls can take under a rolling window: full windows after the first burst."""
-    return window * max(0, math.ceil(calls / calls_per_minute) - 1)

@@ -1,8 +1,12 @@
-"""What the harvesters print: the starter's analysis for the broken table, an end summary for the fixed one."""
+"""What the doors print: the starter's analysis for the broken table, an end summary for the fixed one, the
+maintenance report and the external table's queries, in tables people can read."""
 
 from __future__ import annotations
 
-from stockpipe.cli import format_table, human_bytes
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
@@ -182,12 +186,56 @@ def _deleted(files: int | None) -> str:
 
 
 def fixed_errors(report: FixedReport) -> list[str]:
-    """Why a fixed run must exit 1 though it stored what it could: failed tickers, days the key's plan refused."""
+    """Why a fixed run must exit 1 though it stored what it could: the fetch stopped (a rejected key, an unreachable
+    API), failed tickers, days the key's plan refused."""
     errors = []
-    if report.failed:
+    if report.stopped is not None:
+        stored = "" if report.engine == "not started" else (
+            f" (stored {len(report.tickers) - len(report.failed)} ticker(s) fetched before that)")
+        errors.append(f"{report.stopped}{stored}")
+    elif report.failed:
         errors.append(f"{len(report.failed)} ticker(s) failed: {', '.join(t.ticker for t in report.failed)}")
     elif report.partial:
         refused = sorted({day for t in report.partial for day in t.not_in_plan})
         errors.append(f"not everything requested was stored: your plan refused {', '.join(map(str, refused))} for "
                       f"{len(report.partial)} ticker(s); the earlier days are stored")
     return errors
+
+
+# -------------------------------------------------------------------------------------------------------------------
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> str:
+    text_rows = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    numeric = [bool(text_rows) and all(_is_number(r[i]) for r in text_rows)
+               for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(padded)
+
+    out = [title] if title else []
+    out += [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in text_rows]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1e15 else f"{value:.3g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def _is_number(text: str) -> bool:
+    return bool(re.fullmatch(r"-?[\d,]+(\.\d+)?[%x s]*", text.strip())) or text.strip() in ("", "-")
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size} B"

@@ -2,17 +2,16 @@
 
 Bars are generated per (ticker, trading day) from a seed of both, in New York time, so a day is identical across
 runs whatever range was asked, and DST and early closes come from the exchange calendar. The server paginates with
-`next_url` + cursor, can enforce a rolling-window limit and injects faults, so the real client's pacing, pagination
-and retries run on every machine.
+`next_url` + cursor as the API does, so the real client's pagination runs on every machine. What tests and the
+benchmarks add to it (a key to check, a rolling-window limit, injected faults, canned bodies) lives in
+`stockpipe.testing`, not here.
 """
 
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import datetime as dt
-import email.utils
 import functools
 import hashlib
 import http.server
@@ -24,7 +23,8 @@ import threading
 import time
 import uuid
 import zlib
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -129,23 +129,34 @@ def bars_as_json(columns: dict[str, np.ndarray], start: int, stop: int) -> list[
 
 
 @dataclasses.dataclass
-class Fault:
-    """One injected failure. `ticker` None matches any ticker; `times` is how many requests it hits."""
+class ApiRequest:
+    """One request as the server's hooks see it."""
 
-    kind: str  # 429 | 500 | 502 | 503 | 401 | 403 | delay | reset | truncate | missing_field | status_error
-    ticker: str | None = None
-    times: int = 1
-    retry_after: str | None = None
-    seconds: float = 0.0
-
-
-@dataclasses.dataclass
-class ServerLog:
     path: str
-    query: str
+    query: dict[str, list[str]]
     authorization: str | None
-    status: int
+    request_id: str
     at: float
+    handler: http.server.BaseHTTPRequestHandler
+    # Called as a response is about to leave, so a record of it exists before the client has its answer.
+    replied: Callable[[ApiRequest, int], None]
+    match: re.Match[str] | None = None  # the aggregates path, when it is one
+
+    @property
+    def ticker(self) -> str:
+        return self.match["ticker"] if self.match else ""
+
+    def reply(self, code: int, payload: Any = None, headers: dict[str, str] | None = None,
+              raw: bytes | None = None) -> None:
+        body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
+        self.replied(self, code)
+        self.handler.send_response(code)
+        self.handler.send_header("Content-Type", "application/json")
+        self.handler.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.handler.send_header(name, value)
+        self.handler.end_headers()
+        self.handler.wfile.write(body)
 
 
 _AGGS_PATH = re.compile(
@@ -153,51 +164,18 @@ _AGGS_PATH = re.compile(
 )
 
 
-class FakeMassiveServer:
-    """An in-process HTTP server on 127.0.0.1 (port chosen by the OS) that serves `day_bars` as the API would."""
+class SampleApiServer:
+    """An in-process HTTP server on 127.0.0.1 (port chosen by the OS) that serves `day_bars` as the API would:
+    the aggregates path, `next_url` pagination with a cursor, 404 for anything else. No key, no limit, no faults:
+    the hooks `_intercept`, `_finish_page`, `_finish_body` and `_replied` are where `stockpipe.testing` adds them."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        calls_per_window: int | None = None,
-        window_seconds: float = 60.0,
-        rate_limit_retry_after: bool = False,
-        random_429_rate: float = 0.0,
-        seed: int = 7,
-        faults: list[Fault] | None = None,
-        status: str = "OK",
-        foreign_next_url: bool = False,
-        empty_tickers: frozenset[str] = frozenset(),
-        empty_results: Literal["absent", "null"] = "absent",
-        plan_refuses_from: dt.date | None = None,
-        canned: list[tuple[int, bytes]] | None = None,
-    ) -> None:
-        """foreign_next_url: next_url names api.polygon.io:443, as recorded responses do, whatever this server's
-        address. empty_results: an empty range has no `results` key (today's API) or `"results": null` (older).
-        plan_refuses_from: a request whose range reaches this day gets the free tier's 403 "data timeframe"
-        refusal (the current day, as users report). canned: bodies served in order before anything else."""
-        self.empty_tickers = empty_tickers
-        self.empty_results = empty_results
-        self.plan_refuses_from = plan_refuses_from
-        self.canned = list(canned or [])
-        self.api_key = api_key
-        self.calls_per_window = calls_per_window
-        self.window_seconds = window_seconds
-        self.rate_limit_retry_after = rate_limit_retry_after
-        self.random_429_rate = random_429_rate
-        self.status = status
-        self.foreign_next_url = foreign_next_url
-        self.faults = list(faults or [])
-        self.log: list[ServerLog] = []
-        self._rng = random.Random(seed)
-        self._calls: collections.deque[float] = collections.deque()
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        self._ids = random.Random(7)  # request ids, deterministic like the bars
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
-    def __enter__(self) -> FakeMassiveServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -242,118 +220,41 @@ class FakeMassiveServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    @property
-    def data_calls(self) -> int:
-        return sum(1 for entry in self.log if entry.status == 200)
+    # -- hooks -------------------------------------------------------------------------------------------------------
+    def _intercept(self, request: ApiRequest) -> bool:
+        """Answer the request some other way than with data; True when it was answered."""
+        return False
+
+    def _finish_page(self, page: dict[str, Any], request: ApiRequest) -> dict[str, Any]:
+        return page
+
+    def _finish_body(self, body: bytes, request: ApiRequest) -> bytes:
+        return body
+
+    def _replied(self, request: ApiRequest, status: int) -> None:
+        """Called as a response is about to leave (0: the connection was dropped instead)."""
 
     # -- request handling --------------------------------------------------------------------------------------------
-    def _take_fault(self, ticker: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.times > 0 and (fault.ticker is None or fault.ticker == ticker):
-                    fault.times -= 1
-                    return fault
-        return None
-
-    def _rate_limited(self, now: float) -> float | None:
-        """Seconds until a slot frees, when the rolling window is full; None when the call may pass."""
-        if self.calls_per_window is None:
-            return None
-        with self._lock:
-            while self._calls and self._calls[0] + self.window_seconds <= now:
-                self._calls.popleft()
-            if len(self._calls) >= self.calls_per_window:
-                return self._calls[0] + self.window_seconds - now
-            self._calls.append(now)
-            return None
-
-    def _handle(self, request: http.server.BaseHTTPRequestHandler) -> None:
-        now = time.monotonic()
-        parts = urlsplit(request.path)
-        query = parse_qs(parts.query)
-        authorization = request.headers.get("Authorization")
-
-        def reply(code: int, payload: Any = None, headers: dict[str, str] | None = None,
-                  raw: bytes | None = None) -> None:
-            body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
-            # Logged before the response leaves: once a client has its answer, the log already shows the call.
-            with self._lock:
-                self.log.append(ServerLog(parts.path, parts.query, authorization, code, now))
-            request.send_response(code)
-            request.send_header("Content-Type", "application/json")
-            request.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                request.send_header(name, value)
-            request.end_headers()
-            request.wfile.write(body)
-
-        request_id = uuid.UUID(int=self._rng.getrandbits(128)).hex
-        match = _AGGS_PATH.match(parts.path)
-        if not match:
-            reply(404, {"status": "NOT_FOUND", "request_id": request_id, "message": "unknown path"})
+    def _handle(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        request = ApiRequest(parts.path, parse_qs(parts.query), handler.headers.get("Authorization"),
+                             uuid.UUID(int=self._ids.getrandbits(128)).hex, time.monotonic(), handler, self._replied,
+                             _AGGS_PATH.match(parts.path))
+        if request.match is None:
+            request.reply(404, {"status": "NOT_FOUND", "request_id": request.request_id, "message": "unknown path"})
             return
-        ticker = match["ticker"]
-        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
-            reply(401, {"status": "ERROR", "request_id": request_id, "error": "Unknown API Key"})
+        if self._intercept(request):
             return
-        if self.canned:
-            with self._lock:
-                code, raw = self.canned.pop(0)
-            reply(code, raw=raw)
-            return
-        if self.plan_refuses_from is not None and match["to"] >= self.plan_refuses_from.isoformat():
-            reply(403, {"status": "NOT_AUTHORIZED", "request_id": request_id,
-                        "message": "Your plan doesn't include this data timeframe. Please upgrade your plan at "
-                                   "https://massive.com/pricing"})
-            return
-        wait = self._rate_limited(now)
-        if wait is not None or (self.random_429_rate and self._rng.random() < self.random_429_rate):
-            headers = {"Retry-After": str(max(1, int(wait + 0.999)))} if (wait and self.rate_limit_retry_after) else {}
-            reply(429, _too_many(request_id), headers)
-            return
-        fault = self._take_fault(ticker)
-        if fault is not None:
-            if self._inject(fault, request, reply, request_id):
-                return
         try:
-            page = self._page(match, query, request_id, ticker)
+            page = self._finish_page(self._page(request), request)
         except ValueError as exc:
-            reply(400, {"status": "ERROR", "request_id": request_id, "error": str(exc)})
+            request.reply(400, {"status": "ERROR", "request_id": request.request_id, "error": str(exc)})
             return
-        if fault is not None and fault.kind == "missing_field" and page.get("results"):
-            del page["results"][0]["c"]
-        body = json.dumps(page, separators=(",", ":")).encode()
-        if fault is not None and fault.kind == "truncate":
-            body = body[: max(1, len(body) // 2)]
-        reply(200, raw=body)
+        request.reply(200, raw=self._finish_body(json.dumps(page, separators=(",", ":")).encode(), request))
 
-    def _inject(self, fault: Fault, request: Any, reply: Any, request_id: str) -> bool:
-        """Serve a fault; True when the response is complete (False: serve data, possibly corrupted later)."""
-        kind = fault.kind
-        if kind == "429":
-            reply(429, _too_many(request_id), {"Retry-After": fault.retry_after} if fault.retry_after else {})
-        elif kind in {"500", "502", "503"}:
-            reply(int(kind), {"status": "ERROR", "request_id": request_id, "error": "upstream error"})
-        elif kind == "401":
-            reply(401, {"status": "ERROR", "request_id": request_id, "error": "Unknown API Key"})
-        elif kind == "403":
-            reply(403, {"status": "NOT_AUTHORIZED", "request_id": request_id,
-                        "message": "You are not entitled to this data. Please upgrade your plan."})
-        elif kind == "status_error":
-            reply(200, {"status": "ERROR", "request_id": request_id, "error": "internal failure"})
-        elif kind == "reset":
-            with self._lock:  # status 0: the call arrived and was answered with a dropped connection
-                self.log.append(ServerLog(request.path, "", request.headers.get("Authorization"), 0, time.monotonic()))
-            request.close_connection = True
-            request.connection.shutdown(2)
-        elif kind == "delay":
-            time.sleep(fault.seconds)
-            return False
-        else:
-            return False
-        return True
-
-    def _page(self, match: re.Match[str], query: dict[str, list[str]], request_id: str, ticker: str) -> dict:
+    def _page(self, request: ApiRequest) -> dict[str, Any]:
+        match, query, ticker = request.match, request.query, request.ticker
+        assert match is not None
         if match["mult"] != "1" or match["span"] != "minute":
             raise ValueError("the sample server serves 1-minute bars only")
         limit = min(int(query.get("limit", ["5000"])[0]), 50_000)
@@ -364,14 +265,12 @@ class FakeMassiveServer:
         date_to = dt.date.fromisoformat(match["to"])
         frm = match["frm"]
         if frm.isdigit():  # next_url carries the next bar's millisecond timestamp
-            from_ms = int(frm)
-            date_from = dt.datetime.fromtimestamp(from_ms / 1000, NEW_YORK).date()
+            from_ms: int | None = int(frm)
+            date_from = dt.datetime.fromtimestamp(int(frm) / 1000, NEW_YORK).date()
         else:
             date_from = dt.date.fromisoformat(frm)
             from_ms = None
-        # An empty ticker (delisted, halted) answers with an empty range.
-        last_day = date_to if ticker not in self.empty_tickers else date_from - dt.timedelta(days=1)
-        columns = range_bars(ticker, date_from, last_day)
+        columns = range_bars(ticker, date_from, date_to)
         start = int(np.searchsorted(columns["t"], from_ms)) if from_ms is not None else 0
         stop = min(start + limit, columns["t"].size)
         results = bars_as_json(columns, start, stop)
@@ -380,29 +279,13 @@ class FakeMassiveServer:
             "queryCount": len(results),
             "resultsCount": len(results),
             "adjusted": True,
-            "status": self.status,
-            "request_id": request_id,
+            "status": "OK",
+            "request_id": request.request_id,
         }
         if results:
-            page["results"] = results
-        elif self.empty_results == "null":
-            page["results"] = None
+            page["results"] = results  # an empty range has no `results` key, as today's API answers
         if stop < columns["t"].size:
             token = base64.urlsafe_b64encode(f"limit={limit}&sort=asc".encode()).decode().rstrip("=")
-            origin = "https://api.polygon.io:443" if self.foreign_next_url else self.base_url
-            page["next_url"] = (
-                f"{origin}/v2/aggs/ticker/{ticker}/range/1/minute/{int(columns['t'][stop])}/{date_to}?cursor={token}"
-            )
+            page["next_url"] = (f"{self.base_url}/v2/aggs/ticker/{ticker}/range/1/minute/{int(columns['t'][stop])}/"
+                                f"{date_to}?cursor={token}")
         return page
-
-
-def _too_many(request_id: str) -> dict[str, str]:
-    return {
-        "status": "ERROR",
-        "request_id": request_id,
-        "error": "You've exceeded the maximum requests per minute, please wait or upgrade your subscription.",
-    }
-
-
-def http_date(seconds_from_now: float) -> str:
-    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)

@@ -34,6 +34,8 @@ DELTA_VERSION = importlib.metadata.version("delta-spark")
 SCALA_BINARY = "2.13" if SPARK_MAJOR >= 4 else "2.12"
 DELTA_JAR_NAMES = (f"delta-spark_{SCALA_BINARY}-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
 IVY_JAR_NAMES = tuple(f"io.delta_{name}" for name in DELTA_JAR_NAMES)
+DELTA_PACKAGE = f"io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}"
+NO_DELTA_JARS = "Delta jars not cached and Maven unreachable: using delta-rs"
 MAVEN_HOST = ("repo1.maven.org", 443)
 SPARK_CONF_DIR = Path(__file__).with_name("spark_conf")
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -67,6 +69,30 @@ def _local_delta_jars() -> tuple[list[str], str] | None:
     if all(jar.is_file() for jar in jars):
         return [str(j) for j in jars], f"Delta jars from the Ivy cache ({ivy})"
     return None
+
+
+@dataclass(frozen=True)
+class DeltaJars:
+    """Where a session this project starts gets delta-spark's jars: files on this machine, Maven (through Ivy, at
+    the session's start), or nowhere (the delta-rs engine then)."""
+
+    files: tuple[str, ...] = ()
+    from_maven: bool = False
+    why: str = ""
+
+    @property
+    def found(self) -> bool:
+        return bool(self.files) or self.from_maven
+
+
+def find_delta_jars() -> DeltaJars:
+    """The one walk, for classic and Connect sessions alike: local jars, then Maven, then none."""
+    local = _local_delta_jars()
+    if local is not None:
+        return DeltaJars(files=tuple(local[0]), why=local[1])
+    if _maven_reachable():
+        return DeltaJars(from_maven=True, why="Delta jars resolved from Maven")
+    return DeltaJars(why=NO_DELTA_JARS)
 
 
 def _maven_reachable(timeout: float = 3.0) -> bool:
@@ -182,22 +208,21 @@ def build_session(
             builder = builder.config(key, value)
     if not want_delta_spark:
         return SessionInfo(_quiet(builder.getOrCreate()), False, "delta-rs requested")
-    local = _local_delta_jars()
-    if local is not None:
-        jars, why = local
-        spark = _with_delta(builder.config("spark.jars", ",".join(jars))).getOrCreate()
-        return SessionInfo(_quiet(spark), True, why)
-    if _maven_reachable():
+    jars = find_delta_jars()
+    if jars.files:
+        spark = _with_delta(builder.config("spark.jars", ",".join(jars.files))).getOrCreate()
+        return SessionInfo(_quiet(spark), True, jars.why)
+    if jars.from_maven:
         from delta import configure_spark_with_delta_pip
 
         try:
             spark = configure_spark_with_delta_pip(_with_delta(builder)).getOrCreate()
-            return SessionInfo(_quiet(spark), True, "Delta jars resolved from Maven")
+            return SessionInfo(_quiet(spark), True, jars.why)
         except Exception as exc:  # noqa: BLE001 - the JVM launch fails with a generic error when Ivy cannot resolve
             log.warning("delta-spark unavailable (%s); falling back to delta-rs", str(exc).splitlines()[0][:120])
             builder = _builder(app_name, master)
     spark = builder.getOrCreate()
-    return SessionInfo(_quiet(spark), False, "Delta jars not cached and Maven unreachable: using delta-rs")
+    return SessionInfo(_quiet(spark), False, NO_DELTA_JARS)
 
 
 def _connect_session(app_name: str, remote: str, *, want_delta_spark: bool, warehouse: str | None) -> SessionInfo:
@@ -213,25 +238,18 @@ def _connect_session(app_name: str, remote: str, *, want_delta_spark: bool, ware
     confs = {**static, **runtime, "spark.connect.grpc.binding.address": "127.0.0.1", "spark.app.name": app_name}
     if warehouse:
         confs.update(_catalog_confs(warehouse))
-    jars: list[str] = []
-    why = "delta-rs requested"
-    if want_delta_spark:
-        local = _local_delta_jars()
-        if local is not None:
-            jars, why = local
-        elif _maven_reachable():
-            # What configure_spark_with_delta_pip asks for on a classic session: Spark resolves it through Ivy.
-            confs["spark.jars.packages"] = f"io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}"
-            why = "Delta jars resolved from Maven"
-        else:
-            why = "Delta jars not cached and Maven unreachable: using delta-rs"
-        if local is not None or "spark.jars.packages" in confs:
-            confs.update({"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG})
+    jars = find_delta_jars() if want_delta_spark else DeltaJars(why="delta-rs requested")
+    why = jars.why
+    if jars.from_maven:
+        # What configure_spark_with_delta_pip asks for on a classic session: Spark resolves it through Ivy.
+        confs["spark.jars.packages"] = DELTA_PACKAGE
+    if jars.found:
+        confs.update({"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG})
     if "PYSPARK_SUBMIT_ARGS" in os.environ:
         log.warning("PYSPARK_SUBMIT_ARGS is set: the local Connect server gets those settings, not this project's")
         spark = SparkSession.builder.remote(remote).getOrCreate()
     else:
-        args = [f"--jars {shlex.quote(','.join(jars))}"] if jars else []
+        args = [f"--jars {shlex.quote(','.join(jars.files))}"] if jars.files else []
         args += [f"--conf {shlex.quote(f'{key}={value}')}" for key, value in confs.items()]
         os.environ["PYSPARK_SUBMIT_ARGS"] = " ".join([*args, "pyspark-shell"])
         try:

@@ -83,7 +83,7 @@ def session_time_zone(spark):
 
 @pytest.fixture
 def sample_server():
-    from stockpipe.sample import FakeMassiveServer
+    from stockpipe.testing import FakeMassiveServer
 
     server = FakeMassiveServer()
     server.start()

@@ -11,7 +11,7 @@ import pytest
 import broken_stock_harvester
 import fixed_stock_harvester
 from stockpipe.reports import render_fixed
-from stockpipe.sample import FakeMassiveServer, Fault
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 from tests.helpers import EIGHT, WEEK, expected_rows, harvest, live_files_by_partition, run_door, table_rows
 
 pytestmark = pytest.mark.slow
@@ -123,7 +123,7 @@ def test_partial_failure_keeps_what_succeeded_and_names_the_ticker(storage, tmp_
     assert fixed_stock_harvester.main(["--source", "sample", "--tickers", "AAPL,MSFT", *WEEK, "--table-path",
                                        str(path), "--engine", storage.name]) == 0
     msft_before = {k: v for k, v in live_files_by_partition(storage, path).items() if k[0] == "MSFT"}
-    with FakeMassiveServer(api_key="k", faults=[Fault("503", ticker="MSFT", times=1000)]) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key="k", faults=[Fault("503", ticker="MSFT", times=1000)])) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL", "MSFT", "NVDA"), refetch=True)
     assert [t.ticker for t in report.failed] == ["MSFT"]
     assert "FAILED MSFT: HTTP 503" in render_fixed(report)
@@ -135,7 +135,7 @@ def test_partial_failure_keeps_what_succeeded_and_names_the_ticker(storage, tmp_
 
 def test_ticker_without_bars_warns_and_exits_zero(tmp_path, capsys, monkeypatch, storage):
     monkeypatch.setenv("MASSIVE_API_KEY", "k")
-    with FakeMassiveServer(api_key="k", empty_tickers=frozenset({"XYZ"})) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key="k", empty_tickers=frozenset({"XYZ"}))) as server:
         code, out, _ = run_door(fixed_stock_harvester, [
             "--tickers", "AAPL,XYZ", *WEEK, "--table-path", str(tmp_path / "t"), "--base-url", server.base_url,
             "--calls-per-minute", "100000", "--engine", storage.name], capsys)
@@ -202,7 +202,7 @@ def test_trade_date_and_every_bar_exact_whatever_the_session_time_zone(storage, 
     keep their New York date, and no bar is lost, whatever time zone the cluster's session uses."""
     session_time_zone(zone)
     path = tmp_path / "t"
-    with FakeMassiveServer(api_key="k") as server:
+    with FakeMassiveServer(ApiBehaviour(api_key="k")) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL",), date_from="2024-03-08",
                          date_to="2024-03-11")
     assert not report.failed and all(t.outside_range == 0 for t in report.tickers)

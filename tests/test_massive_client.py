@@ -11,7 +11,8 @@ import pytest
 
 from stockpipe.errors import ApiUnreachableError, FetchFailedError, KeyRejectedError, PlanRefusedError
 from stockpipe.massive import ClientConfig, FetchStats, MassiveClient, RollingWindowLimiter, parse_retry_after
-from stockpipe.sample import FakeMassiveServer, Fault, http_date, range_bars
+from stockpipe.sample import range_bars
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault, http_date
 from tests.helpers import closed_port_url
 
 MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
@@ -107,20 +108,20 @@ def test_empty_range_is_zero_bars_not_an_error(sample_server, clock):
 
 
 def test_delayed_status_is_data(clock):
-    with FakeMassiveServer(status="DELAYED") as server:
+    with FakeMassiveServer(ApiBehaviour(status="DELAYED")) as server:
         _, bars, _ = fetch(client_for(server, clock))
     assert len(bars) > 0
 
 
 def test_status_error_in_a_200_fails_naming_the_ticker(clock):
-    with FakeMassiveServer(faults=[Fault("status_error")]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("status_error")])) as server:
         with pytest.raises(FetchFailedError, match="^MSFT: API status ERROR"):
             fetch(client_for(server, clock), "MSFT")
 
 
 # -- retries ---------------------------------------------------------------------------------------------------------
 def test_429_with_retry_after_seconds_waits_that_long(clock):
-    with FakeMassiveServer(faults=[Fault("429", retry_after="7")]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("429", retry_after="7")])) as server:
         _, bars, stats = fetch(client_for(server, clock))
     assert bars and stats.http_429 == 1 and stats.retries == 1
     assert clock.sleeps == [pytest.approx(7.0)]
@@ -134,7 +135,7 @@ def test_429_with_retry_after_http_date_is_understood():
 
 
 def test_429_without_retry_after_backs_off_from_the_pacing_interval(clock):
-    with FakeMassiveServer(faults=[Fault("429", times=3)]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("429", times=3)])) as server:
         _, bars, stats = fetch(client_for(server, clock, cpm=5))
     assert bars and stats.http_429 == 3
     # Steps of 12, 24, 48 s (60 / 5 calls, doubling), each jittered into its upper half.
@@ -151,39 +152,39 @@ def test_backoff_is_capped_at_a_minute(clock):
 
 
 def test_5xx_then_success(clock):
-    with FakeMassiveServer(faults=[Fault("500"), Fault("502"), Fault("503")]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("500"), Fault("502"), Fault("503")])) as server:
         _, bars, stats = fetch(client_for(server, clock))
     assert bars and stats.retries == 3 and stats.calls == 4
 
 
 def test_read_timeout_is_retried(clock):
-    with FakeMassiveServer(faults=[Fault("delay", seconds=0.6)]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("delay", seconds=0.6)])) as server:
         _, bars, stats = fetch(client_for(server, clock, read_timeout=0.2))
     assert bars and stats.retries == 1
 
 
 def test_connection_reset_is_retried(clock):
-    with FakeMassiveServer(faults=[Fault("reset")]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("reset")])) as server:
         _, bars, stats = fetch(client_for(server, clock))
     assert bars and stats.retries == 1
 
 
 def test_retries_are_bounded_and_then_fail_naming_the_ticker(clock):
-    with FakeMassiveServer(faults=[Fault("503", times=100)]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("503", times=100)])) as server:
         with pytest.raises(FetchFailedError, match="^NVDA: HTTP 503 .gave up after 3 retries"):
             fetch(client_for(server, clock, max_attempts=4), "NVDA")
         assert len(server.log) == 4
 
 
 def test_401_fails_in_one_call_with_the_servers_reason(clock):
-    with FakeMassiveServer(api_key="the-right-key") as server:
+    with FakeMassiveServer(ApiBehaviour(api_key="the-right-key")) as server:
         with pytest.raises(KeyRejectedError, match="API key rejected .HTTP 401.*Unknown API Key"):
             fetch(client_for(server, clock))
         assert len(server.log) == 1
 
 
 def test_403_plan_refusal_fails_that_request_only(clock):
-    with FakeMassiveServer(faults=[Fault("403", ticker="AAPL")]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("403", ticker="AAPL")])) as server:
         client = client_for(server, clock)
         with pytest.raises(PlanRefusedError, match="^AAPL: not in your plan .HTTP 403.: You are not entitled"):
             fetch(client)
@@ -193,13 +194,13 @@ def test_403_plan_refusal_fails_that_request_only(clock):
 
 
 def test_malformed_json_fails_naming_the_ticker_after_retries(clock):
-    with FakeMassiveServer(faults=[Fault("truncate", times=10)]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("truncate", times=10)])) as server:
         with pytest.raises(FetchFailedError, match="^TSLA: malformed JSON"):
             fetch(client_for(server, clock, max_attempts=3), "TSLA")
 
 
 def test_cut_off_json_once_is_recovered(clock):
-    with FakeMassiveServer(faults=[Fault("truncate")]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("truncate")])) as server:
         _, bars, stats = fetch(client_for(server, clock))
     assert len(bars) == range_bars("AAPL", MONDAY, FRIDAY)["t"].size and stats.retries == 1
 
@@ -216,7 +217,7 @@ def test_a_body_that_is_not_utf8_is_a_malformed_page_to_retry():
 
 
 def test_bar_missing_a_required_field_is_an_error_not_a_gap(clock):
-    with FakeMassiveServer(faults=[Fault("missing_field", times=10)]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("missing_field", times=10)])) as server:
         with pytest.raises(FetchFailedError, match="^META: bar 0 lacks required field.* c"):
             fetch(client_for(server, clock, max_attempts=2), "META")
 
@@ -224,7 +225,7 @@ def test_bar_missing_a_required_field_is_an_error_not_a_gap(clock):
 def test_next_url_on_another_origin_is_followed_on_the_base_url(clock):
     """Recorded next_urls name https://api.polygon.io:443 whatever base was called: their path and query go to the
     configured base, so every page arrives and the key reaches no other host."""
-    with FakeMassiveServer(foreign_next_url=True) as server:
+    with FakeMassiveServer(ApiBehaviour(foreign_next_url=True)) as server:
         pages, bars, _ = fetch(client_for(server, clock, page_limit=1000))
         assert len(pages) > 2 and pages[-1].next_url is None
         assert all(p.next_url.startswith("https://api.polygon.io:443/v2/aggs/") for p in pages[:-1])
@@ -254,7 +255,7 @@ def test_localhost_and_loopback_address_name_the_same_base(clock):
 
 @pytest.mark.parametrize("shape", ["absent", "null"])
 def test_empty_range_in_either_shape_is_zero_bars(clock, shape):
-    with FakeMassiveServer(empty_tickers=frozenset({"XYZ"}), empty_results=shape) as server:
+    with FakeMassiveServer(ApiBehaviour(empty_tickers=frozenset({"XYZ"}), empty_results=shape)) as server:
         pages, bars, stats = fetch(client_for(server, clock), "XYZ")
     assert (len(pages), bars, stats.retries) == (1, [], 0)
 
@@ -264,7 +265,8 @@ def canned(*names: str, code: int = 200) -> list[tuple[int, bytes]]:
 
 
 def test_real_shaped_pages_parse_and_paginate_on_the_base(clock):
-    with FakeMassiveServer(canned=canned("aggs_page1_polygon_next_url.json", "aggs_page2_last.json")) as server:
+    pages_served = canned("aggs_page1_polygon_next_url.json", "aggs_page2_last.json")
+    with FakeMassiveServer(ApiBehaviour(canned=pages_served)) as server:
         pages, bars, stats = fetch(client_for(server, clock))
         assert [entry.path for entry in server.log] == [
             "/v2/aggs/ticker/AAPL/range/1/minute/2024-01-08/2024-01-12",
@@ -278,20 +280,20 @@ def test_real_shaped_pages_parse_and_paginate_on_the_base(clock):
 
 @pytest.mark.parametrize("name", ["aggs_empty_no_results.json", "aggs_empty_results_null.json"])
 def test_real_shaped_empty_bodies_are_zero_bars(clock, name):
-    with FakeMassiveServer(canned=canned(name)) as server:
+    with FakeMassiveServer(ApiBehaviour(canned=canned(name))) as server:
         pages, bars, _ = fetch(client_for(server, clock))
     assert len(pages) == 1 and bars == []
 
 
 def test_real_shaped_error_bodies_are_read(clock):
-    with FakeMassiveServer(canned=canned("error_429_rate_limit.json", code=429) + canned("aggs_page2_last.json")
-                           ) as server:
+    bodies = canned("error_429_rate_limit.json", code=429) + canned("aggs_page2_last.json")
+    with FakeMassiveServer(ApiBehaviour(canned=bodies)) as server:
         _, bars, stats = fetch(client_for(server, clock, cpm=5))
     assert stats.http_429 == 1 and len(bars) == 1
-    with FakeMassiveServer(canned=canned("error_401_unknown_key.json", code=401)) as server:
+    with FakeMassiveServer(ApiBehaviour(canned=canned("error_401_unknown_key.json", code=401))) as server:
         with pytest.raises(KeyRejectedError, match="Unknown API Key"):
             fetch(client_for(server, clock))
-    with FakeMassiveServer(canned=canned("error_403_timeframe.json", code=403)) as server:
+    with FakeMassiveServer(ApiBehaviour(canned=canned("error_403_timeframe.json", code=403))) as server:
         with pytest.raises(PlanRefusedError, match="doesn't include this data timeframe"):
             fetch(client_for(server, clock))
 
@@ -309,7 +311,7 @@ def test_unreachable_base_url_fails_fast_naming_it(clock):
 
 
 def test_a_reset_after_the_host_answered_keeps_the_full_retry_budget(clock):
-    with FakeMassiveServer(faults=[Fault("reset", times=5)]) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=[Fault("reset", times=5)])) as server:
         _, bars, stats = fetch(client_for(server, clock))
     assert stats.retries == 5 and bars
 
@@ -324,7 +326,7 @@ def test_key_travels_only_in_the_authorization_header(sample_server, clock):
 def test_key_is_in_no_log_record_or_exception(clock, caplog):
     caplog.set_level(logging.DEBUG)
     faults = [Fault("500"), Fault("reset"), Fault("401")]
-    with FakeMassiveServer(faults=faults) as server:
+    with FakeMassiveServer(ApiBehaviour(faults=faults)) as server:
         client = client_for(server, clock)
         with pytest.raises(KeyRejectedError) as caught:
             fetch(client)
@@ -343,7 +345,7 @@ def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurre
     from stockpipe.landing import LandingZone
 
     tickers = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM", "IBM")
-    with FakeMassiveServer(api_key=KEY, calls_per_window=3, window_seconds=1.0) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, calls_per_window=3, window_seconds=1.0)) as server:
         cfg = HarvestConfig(tickers=tickers, date_from=MONDAY, date_to=MONDAY, table_path=str(tmp_path / "t"),
                             landing_path=str(tmp_path / "landing"), source="api", base_url=server.base_url,
                             api_key=KEY, calls_per_minute=3, window_seconds=1.0, show_progress=False,

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fixed_stock_harvester
-from stockpipe.errors import KeyRejectedError, UsageError
+from stockpipe.errors import KeyRejectedError, StopError, UsageError
 from stockpipe.landing import LandingZone, default_landing_path
-from stockpipe.sample import FakeMassiveServer, Fault
+from stockpipe.reports import fixed_errors
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 from tests.helpers import ROOT, FakeClock, closed_port_url, expected_rows, harvest, table_rows
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def every_bar_once(storage, path, tickers=TRIO) -> bool:
 )
 def test_transient_faults_end_with_every_bar_landed_once(storage, tmp_path, clock, faults):
     injected = sum(f.times for f in faults)
-    with FakeMassiveServer(api_key=KEY, faults=faults) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=faults)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO, read_timeout=0.2)
     assert not report.failed
     assert sum(t.stats.retries for t in report.tickers) == injected  # every fault met, every one survived
@@ -57,7 +58,7 @@ def test_transient_faults_end_with_every_bar_landed_once(storage, tmp_path, cloc
 
 def test_shared_key_with_35_percent_random_429s(storage, tmp_path, clock):
     eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
-    with FakeMassiveServer(api_key=KEY, random_429_rate=0.35, seed=5) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, random_429_rate=0.35, seed=5)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
         received = sum(t.stats.http_429 for t in report.tickers)
         served = sum(1 for entry in server.log if entry.status == 429)
@@ -67,7 +68,8 @@ def test_shared_key_with_35_percent_random_429s(storage, tmp_path, clock):
 
 
 def test_persistent_bad_bar_fails_that_ticker_only(storage, tmp_path, clock):
-    with FakeMassiveServer(api_key=KEY, faults=[Fault("missing_field", ticker="MSFT", times=100)]) as server:
+    bad_bars = [Fault("missing_field", ticker="MSFT", times=100)]
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=bad_bars)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO, max_attempts=3)
     assert [t.ticker for t in report.failed] == ["MSFT"]
     assert "lacks required field" in report.failed[0].stats.error
@@ -75,12 +77,12 @@ def test_persistent_bad_bar_fails_that_ticker_only(storage, tmp_path, clock):
 
 
 def test_rejected_key_mid_run_stops_calling_and_keeps_earlier_tickers(storage, tmp_path, clock):
-    with FakeMassiveServer(api_key=KEY, faults=[Fault("401", ticker="MSFT")]) as server:
-        with pytest.raises(KeyRejectedError, match="API key rejected") as caught:
-            harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("401", ticker="MSFT")])) as server:
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
         calls = len(server.log)
     assert calls == 2  # AAPL, then MSFT's refused call; none for NVDA
-    assert KEY not in str(caught.value)
+    assert isinstance(report.stopped, KeyRejectedError) and "API key rejected" in str(report.stopped)
+    assert KEY not in str(report.stopped)
     assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL"], MONDAY, FRIDAY)
 
 
@@ -103,11 +105,10 @@ def test_spark_starts_once_while_fetching_after_the_first_landed_ticker(storage,
 
         return run_fixed(cfg, factory)
 
-    with FakeMassiveServer(api_key=KEY, faults=[Fault("401", ticker="AAPL")]) as server:
-        with pytest.raises(KeyRejectedError):
-            run(server, ("AAPL", "MSFT"))
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("401", ticker="AAPL")])) as server:
+        assert isinstance(run(server, ("AAPL", "MSFT")).stopped, KeyRejectedError)
     assert asked == []  # nothing landed: Spark is never started
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         report = run(server, TRIO)
     assert len(asked) == 1 and asked[0][1].startswith("spark-start")
     assert asked[0][0] >= 1  # asked only once a ticker had landed
@@ -131,7 +132,7 @@ def test_a_paced_run_warms_spark_up_on_the_first_ticker_and_leaves_nothing_behin
 
     monkeypatch.setattr(harvest_module, "warm_up", recording)
     eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
     assert warmed == [("AAPL", [])]  # once, on the first ticker; its scratch table is gone
     assert report.engine == storage.name and not report.failed
@@ -140,7 +141,7 @@ def test_a_paced_run_warms_spark_up_on_the_first_ticker_and_leaves_nothing_behin
 
 def test_rejected_key_at_the_door_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MASSIVE_API_KEY", "wrong-" + KEY)
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         code = fixed_stock_harvester.main(["--tickers", "AAPL", "--from", "2024-01-08", "--to", "2024-01-08",
                                            "--base-url", server.base_url, "--table-path", str(tmp_path / "t")])
         assert len(server.log) == 1
@@ -153,7 +154,7 @@ def test_rejected_key_at_the_door_is_one_line_and_exit_1(tmp_path, capsys, monke
 
 # -- landing zone ----------------------------------------------------------------------------------------------------
 def test_rerun_of_finished_days_makes_no_call(storage, tmp_path, clock):
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
         first = len(server.log)
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
@@ -163,7 +164,7 @@ def test_rerun_of_finished_days_makes_no_call(storage, tmp_path, clock):
 
 
 def test_the_current_day_is_always_fetched_again(storage, tmp_path, clock):
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
         assert len(server.log) == 2
@@ -176,7 +177,7 @@ def test_the_current_day_is_always_fetched_again(storage, tmp_path, clock):
 
 
 def test_refetch_ignores_the_landing_zone(storage, tmp_path, clock):
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",))
         report = harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), refetch=True)
         assert len(server.log) == 2
@@ -214,7 +215,7 @@ def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(storage, tmp_pa
     env = {**os.environ, "MASSIVE_API_KEY": KEY}
     tickers = "AAPL,MSFT,NVDA,JPM"
     # JPM's answer hangs, so the process is killed with three tickers landed and nothing written.
-    with FakeMassiveServer(api_key=KEY, faults=[Fault("delay", ticker="JPM", seconds=20)]) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("delay", ticker="JPM", seconds=20)])) as server:
         def argv(base_url: str) -> list[str]:
             return ["--tickers", tickers, "--from", "2024-01-08", "--to", "2024-01-12", "--base-url", base_url,
                     "--table-path", str(path), "--calls-per-minute", "100000", "--engine", storage.name]
@@ -229,7 +230,7 @@ def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(storage, tmp_pa
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     assert not path.exists(), "nothing may be written before every fetch is done"
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         os.environ["MASSIVE_API_KEY"] = KEY
         try:
             code = fixed_stock_harvester.main(argv(server.base_url))
@@ -248,7 +249,7 @@ def test_two_writers_on_different_tickers_both_succeed(storage, tmp_path, clock)
 
     def writer(tickers):
         try:
-            with FakeMassiveServer(api_key=KEY) as server:
+            with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
 
                 harvest(storage, path, server, FakeClock(), tickers=tickers)
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
@@ -269,7 +270,7 @@ def test_two_writers_on_the_same_partitions_leave_one_consistent_table(storage, 
 
     def writer():
         try:
-            with FakeMassiveServer(api_key=KEY) as server:
+            with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
 
                 results.append(harvest(storage, path, server, FakeClock(), tickers=("AAPL", "MSFT")))
         except BaseException as exc:  # noqa: BLE001 - either outcome is allowed; the table must stay consistent
@@ -358,7 +359,7 @@ def test_bad_input_in_a_real_process_is_one_line_exit_2(argv, tmp_path):
 def test_the_key_appears_in_nothing_a_run_writes_or_prints(tmp_path, capsys, monkeypatch, storage):
     monkeypatch.setenv("MASSIVE_API_KEY", KEY)
     faults = [Fault("429"), Fault("500"), Fault("truncate"), Fault("401", ticker="NVDA")]
-    with FakeMassiveServer(api_key=KEY, faults=faults) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=faults)) as server:
         code = fixed_stock_harvester.main(["--tickers", "AAPL,MSFT,NVDA", "--from", "2024-01-08", "--to",
                                            "2024-01-12", "--base-url", server.base_url, "--table-path",
                                            str(tmp_path / "t"), "--calls-per-minute", "100000", "-v",
@@ -377,14 +378,17 @@ def test_landed_pages_carry_request_metadata_and_follow_up_cursors(tmp_path, clo
 
     from stockpipe.landing import LandingZone
 
-    with FakeMassiveServer(api_key=KEY) as server:
-        from stockpipe.fetching import fetch_ticker
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        from stockpipe.config import HarvestConfig
+        from stockpipe.fetching import Fetcher
         from stockpipe.massive import ClientConfig, MassiveClient
 
         client = MassiveClient(ClientConfig(base_url=server.base_url, api_key=KEY, calls_per_minute=None,
                                             page_limit=1000), clock=clock, sleep=clock.sleep)
-        landing = LandingZone(tmp_path / "landing")
-        result = fetch_ticker(client, landing, "AAPL", [MONDAY, FRIDAY], FRIDAY + dt.timedelta(days=3), False)
+        cfg = HarvestConfig(("AAPL",), MONDAY, FRIDAY, str(tmp_path / "t"), str(tmp_path / "landing"), source="api",
+                            show_progress=False, today=FRIDAY + dt.timedelta(days=3))
+        with Fetcher(cfg, LandingZone(cfg.landing_path), [MONDAY, FRIDAY], client=client) as fetcher:
+            result = fetcher.fetch("AAPL")
     fetch = next(iter(result.assignment.values()))
     metas = [json.loads(p.with_suffix(".meta.json").read_text()) for p in fetch.pages()]
     assert len(metas) == 3 and metas[0]["cursor"] is None and all(m["cursor"] for m in metas[1:])
@@ -397,7 +401,7 @@ def test_plan_refusing_today_stores_the_earlier_days_and_reports_today(storage, 
     """The free tier refuses a range that includes the current day: retried once without today, the past days are
     stored, and today is reported as not in the plan (the run's exit code then says not everything was stored)."""
     path = tmp_path / "t"
-    with FakeMassiveServer(api_key=KEY, plan_refuses_from=FRIDAY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, plan_refuses_from=FRIDAY)) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY)
         assert [entry.status for entry in server.log] == [403, 200, 403, 200]
     assert not report.failed and [t.ticker for t in report.partial] == ["AAPL", "MSFT"]
@@ -409,10 +413,10 @@ def test_plan_refusal_keeps_stored_today_of_other_tickers(storage, tmp_path, clo
     """A ticker whose today was refused is written only on its earlier days: the same commit keeps another ticker's
     today, and no stored partition is emptied."""
     path = tmp_path / "t"
-    with FakeMassiveServer(api_key=KEY) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY)
     # AAPL is served in full; MSFT's whole-week request is refused once and its retry without today succeeds.
-    with FakeMassiveServer(api_key=KEY, faults=[Fault("403", ticker="MSFT")]) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("403", ticker="MSFT")])) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY, refetch=True)
     assert [t.ticker for t in report.partial] == ["MSFT"] and report.partial[0].not_in_plan == [FRIDAY]
     assert " OR " in storage.history(str(path), limit=1)[-1].parameters["predicate"]
@@ -420,7 +424,7 @@ def test_plan_refusal_keeps_stored_today_of_other_tickers(storage, tmp_path, clo
 
 
 def test_plan_refusal_of_a_past_range_fails_that_ticker_and_fetches_the_next(storage, tmp_path, clock):
-    with FakeMassiveServer(api_key=KEY, faults=[Fault("403", ticker="MSFT")]) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("403", ticker="MSFT")])) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
     assert [t.ticker for t in report.failed] == ["MSFT"] and "not in your plan" in report.failed[0].stats.error
     assert report.failed[0].stats.calls == 1
@@ -441,9 +445,8 @@ def test_unreachable_api_gives_up_on_every_ticker_after_the_first_and_starts_no_
     def no_spark():
         raise AssertionError("Spark must not start when nothing can be written")
 
-    with pytest.raises(ApiUnreachableError, match=f"cannot reach {base}") as caught:
-        run_fixed(cfg, no_spark)
-    report = caught.value.report
+    report = run_fixed(cfg, no_spark)
+    assert isinstance(report.stopped, ApiUnreachableError) and f"cannot reach {base}" in str(report.stopped)
     first, *rest = report.tickers
     assert (first.stats.calls, first.stats.retries) == (4, 3) and first.stats.waited_s > 0  # counts are kept
     assert all(t.stats.calls == 0 and t.stats.error.startswith("not fetched: cannot reach") for t in rest)
@@ -460,3 +463,31 @@ def test_unreachable_api_at_the_door_is_one_error_line_after_the_summary(tmp_pat
     assert "FAILED, not fetched because the run stopped: MSFT (their partitions were left untouched)" in out
     assert err.strip().splitlines()[-1].startswith(f"error: cannot reach {base}: could not connect")
     assert "Traceback" not in err and KEY not in out + err
+
+
+class HostGoneError(StopError):
+    """A stop error whose constructor takes more than a message, as a later one may."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host} went away: {reason}")
+
+
+def test_a_stop_error_of_any_shape_is_reported_with_what_was_stored(storage, tmp_path, clock, monkeypatch):
+    """The run's summary travels in the report, not rebuilt into the exception: an error class whose constructor
+    takes other arguments used to break the run with a TypeError after its first tickers were stored."""
+    from stockpipe.massive import MassiveClient
+
+    real_iter_pages = MassiveClient.iter_pages
+
+    def iter_pages(self, ticker, *args, **kwargs):
+        if ticker == "MSFT":
+            raise HostGoneError("api.example", "maintenance")
+        return real_iter_pages(self, ticker, *args, **kwargs)
+
+    monkeypatch.setattr(MassiveClient, "iter_pages", iter_pages)
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
+    assert isinstance(report.stopped, HostGoneError)
+    assert [t.ticker for t in report.tickers if t.rows_written] == ["AAPL"]
+    assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL"], MONDAY, FRIDAY)
+    assert fixed_errors(report) == ["api.example went away: maintenance (stored 1 ticker(s) fetched before that)"]

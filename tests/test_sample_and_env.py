@@ -11,9 +11,10 @@ import pytest
 import databricks_utils
 from stockpipe.errors import PipelineError
 from stockpipe.market_calendar import NEW_YORK, trading_days
-from stockpipe.sample import FakeMassiveServer, day_bars, range_bars
+from stockpipe.sample import day_bars, range_bars
 from stockpipe.session import _local_delta_jars, session_has_delta
 from stockpipe.storage import choose_engine
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer
 
 
 def ny(ms: int) -> dt.datetime:
@@ -60,7 +61,7 @@ def test_bars_are_sane_and_volumes_mix_whole_and_fractional():
 def test_server_rolling_window_answers_429_with_retry_after():
     import requests
 
-    with FakeMassiveServer(calls_per_window=2, window_seconds=30, rate_limit_retry_after=True) as server:
+    with FakeMassiveServer(ApiBehaviour(calls_per_window=2, window_seconds=30, rate_limit_retry_after=True)) as server:
         url = f"{server.base_url}/v2/aggs/ticker/AAPL/range/1/minute/2024-01-08/2024-01-08"
         codes = [requests.get(url, timeout=5) for _ in range(3)]
     assert [r.status_code for r in codes] == [200, 200, 429]
