@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Tests talk only to loopback servers they start: never probe Maven for delta-spark's jars.
 os.environ["STOCKS_DELTA_DOWNLOAD"] = "0"
 for name in ("MASSIVE_API_KEY", "POLYGON_API_KEY", "MASSIVE_BASE_URL", "STOCKS_BASE_PATH"):

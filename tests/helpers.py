@@ -14,6 +14,9 @@ from stockpipe.storage import DeltaStorage
 
 ROOT = Path(__file__).resolve().parents[1]
 EIGHT = "AAPL,MSFT,GOOGL,AMZN,TSLA,META,NVDA,JPM"
+MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
+TRIO = ("AAPL", "MSFT", "NVDA")
+KEY = "secret-key-for-tests-9f86d081884c7d65"
 
 
 def closed_port_url() -> str:
@@ -87,3 +90,7 @@ def harvest(storage, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from
         max_attempts=max_attempts, read_timeout=read_timeout, clock=clock, sleep=clock.sleep, layout=layout,
     )
     return run_fixed(cfg, lambda: (storage.spark, storage))
+
+
+def every_bar_once(storage: DeltaStorage, path: str | Path, tickers: tuple[str, ...] = TRIO) -> bool:
+    return table_rows(storage, path) == expected_rows(list(tickers), MONDAY, FRIDAY)

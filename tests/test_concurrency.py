@@ -1,0 +1,121 @@
+"""Several things at once: Spark starting while calls wait on the rate limit, and two harvesters writing the same
+table."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+
+import pytest
+
+from stockpipe.errors import KeyRejectedError
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
+from tests.helpers import (
+    FRIDAY,
+    KEY,
+    MONDAY,
+    TRIO,
+    FakeClock,
+    every_bar_once,
+    harvest,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_spark_starts_once_while_fetching_after_the_first_landed_ticker(storage, tmp_path, clock):
+    """The session is asked for as soon as one ticker has landed, on a worker thread, exactly once; the calls still
+    to make are made meanwhile. A run that lands nothing never asks."""
+    from stockpipe.config import HarvestConfig
+    from stockpipe.harvest import run_fixed
+
+    asked: list[tuple[int, str]] = []
+
+    def run(server, tickers):
+        cfg = HarvestConfig(tickers=tickers, date_from=MONDAY, date_to=FRIDAY, table_path=str(tmp_path / "t"),
+                            landing_path=str(tmp_path / "landing"), source="api", base_url=server.base_url,
+                            api_key=KEY, calls_per_minute=5, show_progress=False, clock=clock, sleep=clock.sleep)
+
+        def factory():
+            asked.append((len(server.log), threading.current_thread().name))
+            return storage.spark, storage
+
+        return run_fixed(cfg, factory)
+
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("401", ticker="AAPL")])) as server:
+        assert isinstance(run(server, ("AAPL", "MSFT")).stopped, KeyRejectedError)
+    assert asked == []  # nothing landed: Spark is never started
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        report = run(server, TRIO)
+    assert len(asked) == 1 and asked[0][1].startswith("spark-start")
+    assert asked[0][0] >= 1  # asked only once a ticker had landed
+    assert report.engine == storage.name and sum(t.rows_written for t in report.tickers) > 0
+
+
+def test_a_paced_run_warms_spark_up_on_the_first_ticker_and_leaves_nothing_behind(storage, tmp_path, clock,
+                                                                                   monkeypatch):
+    """8 tickers at 5 calls a minute: a window of waiting lies ahead after the first ticker, so the transform and a
+    scratch write run once on it in the background. The stored table is exactly the 8 tickers' bars."""
+    import stockpipe.harvest as harvest_module
+
+    warmed: list[tuple[str, list[str]]] = []
+    real_warm_up = harvest_module.warm_up
+
+    def recording(spark, engine, item, days, fetch_done):
+        before = set(os.listdir(tempfile.gettempdir()))
+        real_warm_up(spark, engine, item, days, lambda: False)  # as if the calls were still waiting on the window
+        after = set(os.listdir(tempfile.gettempdir()))
+        warmed.append((item.ticker, sorted(n for n in after - before if n.startswith("stocks-warm-up-"))))
+
+    monkeypatch.setattr(harvest_module, "warm_up", recording)
+    eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
+    assert warmed == [("AAPL", [])]  # once, on the first ticker; its scratch table is gone
+    assert report.engine == storage.name and not report.failed
+    assert every_bar_once(storage, tmp_path / "t", eight)
+
+
+# -- concurrency -----------------------------------------------------------------------------------------------------
+def test_two_writers_on_different_tickers_both_succeed(storage, tmp_path, clock):
+    path = tmp_path / "t"
+    errors: list[BaseException] = []
+
+    def writer(tickers):
+        try:
+            with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+
+                harvest(storage, path, server, FakeClock(), tickers=tickers)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in (("AAPL", "MSFT"), ("NVDA", "JPM"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not errors
+    assert every_bar_once(storage, path, ("AAPL", "MSFT", "NVDA", "JPM"))
+
+
+def test_two_writers_on_the_same_partitions_leave_one_consistent_table(storage, tmp_path):
+    path = tmp_path / "t"
+    results: list[object] = []
+
+    def writer():
+        try:
+            with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+
+                results.append(harvest(storage, path, server, FakeClock(), tickers=("AAPL", "MSFT")))
+        except BaseException as exc:  # noqa: BLE001 - either outcome is allowed; the table must stay consistent
+            results.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert len(results) == 2
+    assert all(not isinstance(r, BaseException) or "concurrent" in str(r).lower() for r in results), results
+    assert every_bar_once(storage, path, ("AAPL", "MSFT"))

@@ -1,0 +1,141 @@
+"""The landing zone across runs: finished days reused without a call, the current day fetched again, a killed run
+resumed without refetching what landed, and the metadata a landed page keeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fixed_stock_harvester
+from stockpipe.landing import LandingZone, default_landing_path
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
+from tests.helpers import (
+    FRIDAY,
+    KEY,
+    MONDAY,
+    ROOT,
+    TRIO,
+    every_bar_once,
+    harvest,
+)
+
+pytestmark = pytest.mark.slow
+
+
+# -- landing zone ----------------------------------------------------------------------------------------------------
+def test_rerun_of_finished_days_makes_no_call(storage, tmp_path, clock):
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
+        first = len(server.log)
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
+        assert len(server.log) == first == 3
+    assert all(t.stats.pages_from_landing == 1 and t.stats.calls == 0 for t in report.tickers)
+    assert every_bar_once(storage, tmp_path / "t")
+
+
+def test_the_current_day_is_always_fetched_again(storage, tmp_path, clock):
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
+        assert len(server.log) == 2
+        # The day after, Friday is over: fetched once more (only Friday), then never again.
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
+        assert len(server.log) == 3
+        assert server.log[-1].path.endswith("/2024-01-12/2024-01-12")
+    assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
+
+
+def test_refetch_ignores_the_landing_zone(storage, tmp_path, clock):
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",))
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), refetch=True)
+        assert len(server.log) == 2
+    assert report.tickers[0].duplicates == 0  # the older fetch's pages are superseded, not double-counted
+    assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
+
+
+# -- crash and resume ------------------------------------------------------------------------------------------------
+def test_a_fetch_still_being_written_is_never_resumed_or_tidied_by_another_writer(tmp_path):
+    from stockpipe.massive import Page
+
+    landing = LandingZone(tmp_path / "landing")
+    writer = landing.new_fetch("AAPL", MONDAY, FRIDAY)
+    writer.add(Page("AAPL", "http://127.0.0.1/v2/aggs?cursor=1", b'{"results": []}', "r1", "OK", 0,
+                    "http://127.0.0.1/v2/aggs?cursor=2"))
+    orphan = writer.fetch.path / "page-00002.json"  # a body whose metadata is still being written
+    orphan.write_bytes(b"{}")
+    assert landing.resumable("AAPL", MONDAY, FRIDAY) is None  # the writer holds it
+    assert orphan.exists()
+    writer.close()  # the writer is gone (as after a crash): its fetch is resumable, without the orphan page
+    resumed = landing.resumable("AAPL", MONDAY, FRIDAY)
+    assert resumed is not None and resumed.fetch.path == writer.fetch.path
+    assert not orphan.exists() and len(resumed.fetch.pages()) == 1
+    assert landing.resumable("AAPL", MONDAY, FRIDAY) is None  # now held by the resuming writer
+    resumed.close()
+
+
+def _harvester(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "fixed_stock_harvester.py"), *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(storage, tmp_path):
+    path = tmp_path / "t"
+    env = {**os.environ, "MASSIVE_API_KEY": KEY}
+    tickers = "AAPL,MSFT,NVDA,JPM"
+    # JPM's answer hangs, so the process is killed with three tickers landed and nothing written.
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("delay", ticker="JPM", seconds=20)])) as server:
+        def argv(base_url: str) -> list[str]:
+            return ["--tickers", tickers, "--from", "2024-01-08", "--to", "2024-01-12", "--base-url", base_url,
+                    "--table-path", str(path), "--calls-per-minute", "100000", "--engine", storage.name]
+
+        process = _harvester(argv(server.base_url), env)
+        landing = LandingZone(default_landing_path(str(path)))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(
+            1 for t in ("AAPL", "MSFT", "NVDA") if any(f.complete for f in landing.fetches(t))
+        ) < 3:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    assert not path.exists(), "nothing may be written before every fetch is done"
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        os.environ["MASSIVE_API_KEY"] = KEY
+        try:
+            code = fixed_stock_harvester.main(argv(server.base_url))
+        finally:
+            del os.environ["MASSIVE_API_KEY"]
+        fetched = sorted(entry.path.split("/")[4] for entry in server.log)
+    assert code == 0
+    assert fetched == ["JPM"]
+    assert every_bar_once(storage, path, ("AAPL", "MSFT", "NVDA", "JPM"))
+
+
+def test_landed_pages_carry_request_metadata_and_follow_up_cursors(tmp_path, clock, spark):
+    import json
+
+    from stockpipe.landing import LandingZone
+
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        from stockpipe.config import HarvestConfig
+        from stockpipe.fetching import Fetcher
+        from stockpipe.massive import ClientConfig, MassiveClient
+
+        client = MassiveClient(ClientConfig(base_url=server.base_url, api_key=KEY, calls_per_minute=None,
+                                            page_limit=1000), clock=clock, sleep=clock.sleep)
+        cfg = HarvestConfig(("AAPL",), MONDAY, FRIDAY, str(tmp_path / "t"), str(tmp_path / "landing"), source="api",
+                            show_progress=False, today=FRIDAY + dt.timedelta(days=3))
+        with Fetcher(cfg, LandingZone(cfg.landing_path), [MONDAY, FRIDAY], client=client) as fetcher:
+            result = fetcher.fetch("AAPL")
+    fetch = next(iter(result.assignment.values()))
+    metas = [json.loads(p.with_suffix(".meta.json").read_text()) for p in fetch.pages()]
+    assert len(metas) == 3 and metas[0]["cursor"] is None and all(m["cursor"] for m in metas[1:])
+    assert all(m["request_id"] and m["ticker"] == "AAPL" and m["from"] == "2024-01-08" for m in metas)
+    assert all(KEY not in json.dumps(m) for m in metas)
