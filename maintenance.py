@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.new_parser(__doc__)
     parser.add_argument("--table-path", help="Delta table [get_base_path('stocks_fixed')]")
     parser.add_argument("--zorder-by", help="comma-separated columns for Z-ORDER instead of plain compaction")
-    parser.add_argument("--retain-hours", type=float, default=0.0, help="VACUUM retention in hours [0]; delta-rs keeps whole hours (1.5 -> 2), and a session that refuses to "
-                        "lift the safety check keeps 168: the report prints the call that ran")
+    parser.add_argument(
+        "--retain-hours", type=float, default=0.0,
+        help="VACUUM retention in hours [0]; delta-rs keeps whole hours (1.5 -> 2), and a session that refuses to lift "
+        "the safety check keeps 168: the report prints the call that ran",
+    )
     parser.add_argument("--json", dest="json_path", help="write the whole report as JSON here")
     parser.add_argument("--chart", dest="chart_path", help="write a PNG of file sizes before/after here")
     cli.add_engine_arg(parser)
