@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         "--layout", choices=("partitioned", "clustered"), default="partitioned",
         help="partitioned by (ticker, trade_date), or liquid clustering on them (delta-spark/Databricks only)",
     )
+    parser.add_argument("--splits-path", help="the splits table [stocks_splits beside --table-path]")
 
     def body(args: argparse.Namespace) -> int:
         if args.layout == "clustered" and args.engine == "delta-rs":

@@ -337,7 +337,8 @@ def bench_concurrency(root: Path) -> list[dict[str, Any]]:
                                     api_key="bench-key", calls_per_minute=1_000_000, show_progress=False,
                                     concurrency=level)
                 cpu_before = time.process_time()
-                wall, (fetched, _) = timed(partial(fetch_all, cfg, LandingZone(landing), days))
+                wall, result = timed(partial(fetch_all, cfg, LandingZone(landing), days))
+                fetched = result.tickers
                 calls = sum(item.stats.calls for item in fetched.values())
                 out.append({"latency_ms": int(latency * 1000), "concurrency": level, "tickers": tickers,
                             "calls": calls, "wall_s": wall, "calls_per_s": calls / wall,

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from stockpipe import DEFAULT_TICKERS
-from stockpipe.config import FAST_CONCURRENCY, HarvestConfig, Layout, Source
+from stockpipe.config import FAST_CONCURRENCY, SPLITS_TABLE, HarvestConfig, Layout, Source
 from stockpipe.errors import MissingKeyError, PipelineError, UsageError
 from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import new_york_today
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE, redact
-from stockpipe.paths import local_path, require_delta_log
+from stockpipe.paths import beside, local_path, require_delta_log
 
 log = logging.getLogger("stockpipe")
 
@@ -237,6 +237,8 @@ def build_config(
     date_from, date_to = resolve_dates(args.date_from, args.date_to)
     table_path = table_path_or_default(args.table_path, default_table_path)
     landing_path = table_path_or_default(args.landing_path, lambda: default_landing_path(table_path), "--landing-path")
+    splits_path = table_path_or_default(getattr(args, "splits_path", None), lambda: beside(table_path, SPLITS_TABLE),
+                                        "--splits-path")
     api_key = api_key_from_env() or ""
     if not api_key and args.secret_scope:
         api_key = secret(args.secret_scope, args.secret_key) or ""
@@ -253,6 +255,7 @@ def build_config(
         raise UsageError(f"--base-url: {base_url!r} is not an http(s) URL")
     return HarvestConfig(
         tickers=tickers, date_from=date_from, date_to=date_to, table_path=table_path, landing_path=landing_path,
+        splits_path=splits_path,
         source=source, base_url=base_url, api_key=api_key, calls_per_minute=args.calls_per_minute,
         layout=layout, refetch=args.refetch,
         concurrency=args.concurrency,

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE
+from stockpipe.paths import beside
 
 Layout = Literal["partitioned", "clustered"]
 Source = Literal["api", "sample"]
+SPLITS_TABLE = "stocks_splits"
 # Calls in flight when the network round trip, not the rate limit, bounds a run (a paid key, the sample source).
 FAST_CONCURRENCY = 8
 
@@ -22,6 +24,7 @@ class HarvestConfig:
     date_to: dt.date
     table_path: str
     landing_path: str
+    splits_path: str = ""  # the splits table; beside the minute table when empty
     source: Source = "sample"
     base_url: str = DEFAULT_BASE_URL
     api_key: str = field(default="", repr=False)
@@ -37,6 +40,10 @@ class HarvestConfig:
     # Injected time for tests (pacing and backoff without real waiting); None means the real clock.
     clock: Callable[[], float] | None = field(default=None, repr=False, compare=False)
     sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.splits_path:
+            object.__setattr__(self, "splits_path", beside(self.table_path, SPLITS_TABLE))
 
     @property
     def pace(self) -> int | None:

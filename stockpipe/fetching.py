@@ -1,7 +1,9 @@
-"""Fetch -> land: every ticker's requested days in the landing zone, through one paced client.
+"""Fetch -> land: every ticker's requested days in the landing zone, through one paced client, then the splits
+list of the window since the last refresh.
 
 One client (so one rolling rate-limit window and one 429 back-off) and one progress display serve a whole run;
-tickers can be fetched several at a time. Finished past days already landed are reused without a call.
+tickers can be fetched several at a time. Finished past days already landed as traded are reused without a call.
+An answer that stops short of the requested end without a `next_url` is continued after its last bar.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from stockpipe.errors import (
     PlanRefusedError,
     StopError,
 )
-from stockpipe.landing import LandedFetch, LandingZone
-from stockpipe.market_calendar import new_york_today
+from stockpipe.landing import FetchWriter, LandedFetch, LandingZone
+from stockpipe.market_calendar import NEW_YORK, new_york_today, trading_days
 from stockpipe.massive import ClientConfig, FetchStats, MassiveClient
 from stockpipe.progress import Progress
 from stockpipe.sample import SampleApiServer
 
 log = logging.getLogger(__name__)
+
+# Continuations of an answer that stopped short before the ticker fails with the days it still lacks.
+MAX_CONTINUATIONS = 3
 
 
 @dataclass
@@ -45,6 +50,27 @@ class TickerFetch:
 
 
 LandedCallback = Callable[[TickerFetch, float], None]
+
+
+@dataclass
+class SplitsFetch:
+    """The splits list of one execution-date window, landed raw; `error` when it could not be fetched (the bars
+    are stored all the same, and the run says the splits were not refreshed)."""
+
+    date_from: dt.date
+    date_to: dt.date
+    stats: FetchStats
+    landed: LandedFetch | None = None
+    error: str | None = None
+
+
+@dataclass
+class FetchResult:
+    tickers: dict[str, TickerFetch]  # in the order they were given
+    stopped: StopError | None  # a rejected key or an unreachable API stopped the fetch early
+    splits: SplitsFetch | None  # None: no call was made, so the splits were not asked for
+    # Tickers whose landed days were split-adjusted (landed before bars were stored as traded), fetched again.
+    refetched_adjusted: dict[str, int] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -85,6 +111,7 @@ class Fetcher:
         self.today = cfg.today or new_york_today()
         # A rejected key or an unreachable API: no further call can succeed, so no further ticker is fetched.
         self.stop_error: StopError | None = None
+        self.refetched_adjusted: dict[str, int] = {}
         self._stack = contextlib.ExitStack()
         self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
         self.client = client or self._stack.enter_context(open_client(cfg, self.progress))
@@ -96,6 +123,56 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.progress.close()
         self._stack.close()
+
+    def _land_pages(self, writer: FetchWriter, ticker: str, lo: dt.date, hi: dt.date, stats: FetchStats,
+                    start_url: str | None) -> None:
+        """Every page of the range into `writer`. An answer without a next_url that still lacks finished trading
+        days after its last bar (or whose last page is full) is continued right after that bar; one that reached
+        the end costs no extra call, and one that stays short after MAX_CONTINUATIONS fails the ticker."""
+        url, last_t = start_url, None
+        for continuation in range(MAX_CONTINUATIONS + 1):
+            got_bars = full = False
+            for page in self.client.iter_pages(ticker, lo, hi, stats, start_url=url):
+                writer.add(page)
+                if page.last_t is not None:
+                    last_t, got_bars = page.last_t, True
+                full = page.bar_count >= self.client.config.page_limit
+            lacking = self._days_after(last_t, hi)
+            if not lacking and not (full and got_bars):
+                return
+            if continuation == MAX_CONTINUATIONS:
+                raise FetchFailedError(ticker, f"the API's answer stopped short after {MAX_CONTINUATIONS} "
+                                               f"continuations: no bars for {', '.join(map(str, lacking))}")
+            assert last_t is not None
+            log.info("%s: the answer stopped at %s without a next_url; continuing after its last bar", ticker,
+                     dt.datetime.fromtimestamp(last_t / 1000, dt.UTC).isoformat())
+            url = self.client.first_url(ticker, last_t + 1, hi)
+
+    def _days_after(self, last_t: int | None, hi: dt.date) -> list[dt.date]:
+        """Finished trading days after the day of the last bar, through `hi` (no bar at all is an empty range)."""
+        if last_t is None:
+            return []
+        last_day = dt.datetime.fromtimestamp(last_t / 1000, NEW_YORK).date()
+        return trading_days(last_day + dt.timedelta(days=1), min(hi, self.today - dt.timedelta(days=1)))
+
+    def refresh_splits(self, run_first_day: dt.date) -> SplitsFetch:
+        """The splits executed from the earlier of the run's first day and the day after the last refresh, through
+        today, for every ticker (no ticker filter: a daily window is one call), landed raw like the bars."""
+        refreshed = self.landing.splits_refreshed_through()
+        start = run_first_day if refreshed is None else min(run_first_day, refreshed + dt.timedelta(days=1))
+        result = SplitsFetch(start, self.today, FetchStats("splits"))
+        writer = self.landing.new_splits_fetch(start, self.today)
+        try:
+            for page in self.client.iter_splits(start, self.today, result.stats):
+                writer.add(page)
+            result.landed = writer.finish(final_through=self.today)
+        except (FetchFailedError, StopError) as exc:
+            writer.abandon_if_empty()
+            result.error = str(exc)
+            log.warning("splits were not refreshed: %s", exc)
+        finally:
+            writer.close()
+        return result
 
     def fetch(self, ticker: str) -> TickerFetch:
         """Fetch one ticker; a failure is recorded (with the calls, retries and waits it cost), not raised. After a
@@ -132,6 +209,9 @@ class Fetcher:
             assigned, missing = {}, list(self.days)
         else:
             assigned, missing = self.landing.assign_days(ticker, self.days)
+            stale = self.landing.split_adjusted_days(ticker, missing)
+            if stale:
+                self.refetched_adjusted[ticker] = len(stale)
         if missing:
             try:
                 complete = self._land_range(ticker, min(missing), max(missing), stats)
@@ -161,8 +241,7 @@ class Fetcher:
         else:
             writer, start_url = self.landing.new_fetch(ticker, lo, hi), None
         try:
-            for page in self.client.iter_pages(ticker, lo, hi, stats, start_url=start_url):
-                writer.add(page)
+            self._land_pages(writer, ticker, lo, hi, stats, start_url)
             return writer.finish(final_through=self.today - dt.timedelta(days=1))
         except BaseException:
             writer.abandon_if_empty()  # a refused or unreachable first call leaves no empty folder behind
@@ -172,9 +251,10 @@ class Fetcher:
 
 
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-              on_landed: LandedCallback | None = None) -> tuple[dict[str, TickerFetch], StopError | None]:
+              on_landed: LandedCallback | None = None) -> FetchResult:
     """Every ticker, `cfg.in_flight` at a time, through one client: one rolling window, one 429 back-off, one
-    landing zone (each ticker lands in its own folders). Results come back in the order the tickers were given."""
+    landing zone (each ticker lands in its own folders). Then, when any call was made, the splits since the last
+    refresh through the same client (a rerun served from the landing zone makes no call at all)."""
     with Fetcher(cfg, landing, days, on_landed) as fetcher:
         if cfg.in_flight <= 1 or len(cfg.tickers) <= 1:
             results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
@@ -182,4 +262,10 @@ def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
             workers = min(cfg.in_flight, len(cfg.tickers))
             with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
                 results = dict(zip(cfg.tickers, pool.map(fetcher.fetch, cfg.tickers), strict=True))
-        return results, fetcher.stop_error
+        called = any(item.stats.calls for item in results.values())
+        splits = fetcher.refresh_splits(cfg.date_from) if called and fetcher.stop_error is None else None
+        if fetcher.refetched_adjusted:
+            log.warning("landed pages of %s were split-adjusted (landed before bars were stored as traded): %d day(s) "
+                        "fetched again as traded", ", ".join(fetcher.refetched_adjusted),
+                        sum(fetcher.refetched_adjusted.values()))
+        return FetchResult(results, fetcher.stop_error, splits, dict(fetcher.refetched_adjusted))

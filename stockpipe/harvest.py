@@ -24,12 +24,13 @@ from pyspark.sql import functions as F
 from stockpipe.compat import schema_tree, show_string
 from stockpipe.config import HarvestConfig, Layout
 from stockpipe.errors import ClusteringUnsupportedError, PipelineError, StopError
-from stockpipe.fetching import Fetcher, LandedCallback, TickerFetch, fetch_all
+from stockpipe.fetching import Fetcher, FetchResult, LandedCallback, SplitsFetch, TickerFetch, fetch_all
 from stockpipe.landing import LandingZone, raw_bars_from_pages
 from stockpipe.market_calendar import trading_days
 from stockpipe.massive import FetchStats
 from stockpipe.paths import count_partition_dirs, refuse_foreign_folder
 from stockpipe.session import is_databricks
+from stockpipe.splits import landed_splits, store_splits
 from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
 from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
@@ -214,13 +215,20 @@ class FixedReport:
     partitions_written: int = 0
     # Why the fetch stopped early (a rejected key, an unreachable API); the tickers fetched before are stored.
     stopped: StopError | None = None
+    splits: SplitsFetch | None = None  # the splits window fetched this run (None: the run made no call)
+    splits_path: str = ""
+    splits_known: int = 0  # splits of the run's tickers in every landed window
+    splits_version: int | None = None  # the splits table's new version; None when nothing changed
+    refetched_adjusted: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of_fetch(cls, cfg: HarvestConfig, fetched: dict[str, TickerFetch], days: list[dt.date],
-                 stopped: StopError | None, fetch_s: float) -> FixedReport:
+    def of_fetch(cls, cfg: HarvestConfig, result: FetchResult, days: list[dt.date], fetch_s: float) -> FixedReport:
+        fetched = result.tickers
         tickers = [TickerReport(t, fetched[t].stats, not_in_plan=fetched[t].not_in_plan,
                                 plan_message=fetched[t].plan_message) for t in cfg.tickers]
-        return cls(tickers, cfg.table_path, "not started", cfg.layout, days, {"fetch": fetch_s}, stopped=stopped)
+        return cls(tickers, cfg.table_path, "not started", cfg.layout, days, {"fetch": fetch_s},
+                   stopped=result.stopped, splits=result.splits, splits_path=cfg.splits_path,
+                   refetched_adjusted=result.refetched_adjusted)
 
     @property
     def failed(self) -> list[TickerReport]:
@@ -237,12 +245,14 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     the fetched (ticker, trade_date) partitions, report. A rejected key or an unreachable API stops the fetch; what
     landed before is still stored and the report says why it stopped."""
     refuse_foreign_folder(cfg.table_path)
+    refuse_foreign_folder(cfg.splits_path)
     days = trading_days(cfg.date_from, cfg.date_to)
     lap = Laps()
+    landing = LandingZone(cfg.landing_path)
     with SparkInBackground(spark_factory) as spark_early:  # the JVM boots while calls wait on the rate limit
-        fetched, stopped = fetch_all(cfg, LandingZone(cfg.landing_path), days, on_landed=spark_early.on_landed(days))
+        result = fetch_all(cfg, landing, days, on_landed=spark_early.on_landed(days))
         spark_early.fetch_done()
-        report = FixedReport.of_fetch(cfg, fetched, days, stopped, fetch_s=lap())
+        fetched, report = result.tickers, FixedReport.of_fetch(cfg, result, days, fetch_s=lap())
         session = spark_early.result() if any(t.assignment for t in fetched.values() if not t.failed) else None
     if session is None:
         return report  # nothing to write (every ticker failed, or no trading day): Spark was never started
@@ -255,6 +265,8 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     report.seconds["transform"] = lap()
     write_fetched(report, storage, silver_bars(marked, session_bounds(spark, days)), fetched, cfg)
     report.seconds["write"] = lap()
+    write_splits(report, spark, storage, landing, cfg)
+    report.seconds["splits"] = lap()
     return report
 
 
@@ -283,6 +295,14 @@ def record_counts(report: FixedReport, counts: dict[str, dict[str, int]]) -> Non
         if item.sanity_failures:
             log.warning("%s: %d bar(s) break OHLC sanity (kept, flagged in the summary)", ticker,
                         item.sanity_failures)
+
+
+def write_splits(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
+                 cfg: HarvestConfig) -> None:
+    """The run's tickers' splits, from every window landed so far, into the splits table beside the bars."""
+    splits = landed_splits(landing, cfg.tickers)
+    report.splits_version = store_splits(spark, storage, report.splits_path, cfg.tickers, splits)
+    report.splits_known = len(splits)
 
 
 def write_fetched(report: FixedReport, storage: DeltaStorage, rows: DataFrame, fetched: dict[str, TickerFetch],

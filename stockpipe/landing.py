@@ -4,11 +4,15 @@ Layout, one folder per fetch of one ticker's date range:
 
     <landing>/ticker=AAPL/fetch=2024-01-08_2024-01-12_20261122T014700123456Z_4242-9f86d081/
         page-00001.json        the response body, byte for byte
-        page-00001.meta.json   ticker, range, url (never the key: auth travels in a header), request_id, fetched_at
-        _complete.json         written last: the fetch finished; final_through = last day that was already over
+        page-00001.meta.json   ticker, range, url (never the key: auth travels in a header), request_id, adjusted,
+                               fetched_at
+        _complete.json         written last: the fetch finished; final_through = last day that was already over;
+                               adjusted = whether any page came split-adjusted
+    <landing>/reference=splits/fetch=2024-01-08_2024-01-12_.../   the splits list of an execution-date window
 
-A day can be served from the landing zone when a complete fetch covers it and the day was over (before New York
-"today") when it was fetched: past minute bars do not change, the current day's do.
+A day can be served from the landing zone when a complete fetch covers it as traded and the day was over (before
+New York "today") when it was fetched: past minute bars as traded do not change; the current day's do, and so does
+split-adjusted history (every landing zone written before bars were fetched as traded), which is fetched again.
 
 `raw_bars_from_pages` reads landed pages back in bulk (`spark.read.json`, explicit schema), taking ticker and fetch
 from the folder names above: the one place that writes those names is the one place that parses them.
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _FETCH_DIR = re.compile(r"^fetch=(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})_(\d{8}T\d{12}Z)_(\d+)-[0-9a-f]{8}$")
 COMPLETE_MARKER = "_complete.json"
+SPLITS = "splits"
 WRITER_LOCK = ".writer.lock"
 
 
@@ -66,6 +71,7 @@ class LandedFetch:
     fetched_at: dt.datetime
     complete: bool
     final_through: dt.date | None
+    as_traded: bool = True  # False: fetched split-adjusted (before this version); never served as traded
 
     @property
     def fetch_id(self) -> str:
@@ -76,7 +82,8 @@ class LandedFetch:
 
     def covers_final(self, day: dt.date) -> bool:
         return (
-            self.complete
+            self.as_traded
+            and self.complete
             and self.final_through is not None
             and self.date_from <= day <= min(self.date_to, self.final_through)
         )
@@ -126,6 +133,7 @@ class FetchWriter:
         self.fetch = fetch
         self._lock = lock if lock is not None else WriterLock.try_acquire(fetch.path)
         self._count = len(fetch.pages())
+        self._adjusted = not fetch.as_traded  # any page served split-adjusted makes the whole fetch so
 
     def close(self) -> None:
         if self._lock is not None:
@@ -145,8 +153,10 @@ class FetchWriter:
             "status": page.status,
             "bars": page.bar_count,
             "next_url": page.next_url,
+            "adjusted": page.adjusted,
             "fetched_at": dt.datetime.now(dt.UTC).isoformat(),
         }
+        self._adjusted = self._adjusted or page.adjusted is True
         # Body first, then its metadata: a page without metadata is ignored on resume and refetched.
         _atomic_write(page_path, page.body)
         _atomic_write(page_path.with_suffix(".meta.json"), json.dumps(meta, indent=1).encode())
@@ -159,12 +169,12 @@ class FetchWriter:
         self.close()
 
     def finish(self, final_through: dt.date) -> LandedFetch:
-        marker = {"pages": self._count, "final_through": final_through.isoformat()}
+        marker = {"pages": self._count, "final_through": final_through.isoformat(), "adjusted": self._adjusted}
         _atomic_write(self.fetch.path / COMPLETE_MARKER, json.dumps(marker).encode())
         self.close()
         return LandedFetch(
             self.fetch.ticker, self.fetch.path, self.fetch.date_from, self.fetch.date_to,
-            self.fetch.fetched_at, True, final_through,
+            self.fetch.fetched_at, True, final_through, as_traded=not self._adjusted,
         )
 
 
@@ -175,34 +185,30 @@ class LandingZone:
     def ticker_dir(self, ticker: str) -> Path:
         return self.root / f"ticker={ticker}"
 
+    @property
+    def splits_dir(self) -> Path:
+        return self.root / f"reference={SPLITS}"
+
     def fetches(self, ticker: str) -> list[LandedFetch]:
         """Every fetch landed for the ticker, oldest first."""
-        found: list[LandedFetch] = []
-        base = self.ticker_dir(ticker)
-        if not base.is_dir():
-            return found
-        for child in base.iterdir():
-            match = _FETCH_DIR.match(child.name)
-            if not match or not child.is_dir():
-                continue
-            marker = child / COMPLETE_MARKER
-            final_through = None
-            if marker.exists():
-                final_through = dt.date.fromisoformat(json.loads(marker.read_text())["final_through"])
-            fetched_at = dt.datetime.strptime(match[3], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
-            found.append(
-                LandedFetch(
-                    ticker, child, dt.date.fromisoformat(match[1]), dt.date.fromisoformat(match[2]),
-                    fetched_at, marker.exists(), final_through,
-                )
-            )
-        return sorted(found, key=lambda f: f.fetched_at)
+        return _fetches_in(self.ticker_dir(ticker), ticker)
+
+    def splits_fetches(self) -> list[LandedFetch]:
+        """Every splits window landed, oldest first."""
+        return _fetches_in(self.splits_dir, SPLITS)
+
+    def splits_refreshed_through(self) -> dt.date | None:
+        """The last execution date a complete splits fetch asked for: the splits table's last refresh."""
+        return max((f.date_to for f in self.splits_fetches() if f.complete), default=None)
+
+    def new_splits_fetch(self, date_from: dt.date, date_to: dt.date) -> FetchWriter:
+        return self._new_fetch(self.splits_dir, SPLITS, date_from, date_to)
 
     def resumable(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter | None:
         """A writer that resumes the newest incomplete fetch of exactly this range whose last page points on, and
         that no live writer holds."""
         for fetch in reversed(self.fetches(ticker)):
-            if fetch.complete or (fetch.date_from, fetch.date_to) != (date_from, date_to):
+            if fetch.complete or not fetch.as_traded or (fetch.date_from, fetch.date_to) != (date_from, date_to):
                 continue
             lock = WriterLock.try_acquire(fetch.path)
             if lock is None:
@@ -214,12 +220,16 @@ class LandingZone:
         return None
 
     def new_fetch(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter:
+        return self._new_fetch(self.ticker_dir(ticker), ticker, date_from, date_to)
+
+    @staticmethod
+    def _new_fetch(folder: Path, label: str, date_from: dt.date, date_to: dt.date) -> FetchWriter:
         now = dt.datetime.now(dt.UTC)
         # pid and a random token: two harvesters (or threads) starting in the same microsecond never share a folder.
         name = f"fetch={date_from}_{date_to}_{now.strftime('%Y%m%dT%H%M%S%fZ')}_{os.getpid()}-{secrets.token_hex(4)}"
-        path = self.ticker_dir(ticker) / name
+        path = folder / name
         path.mkdir(parents=True, exist_ok=False)
-        return FetchWriter(LandedFetch(ticker, path, date_from, date_to, now, False, None))
+        return FetchWriter(LandedFetch(label, path, date_from, date_to, now, False, None))
 
     def assign_days(self, ticker: str, days: Iterable[dt.date]) -> tuple[dict[dt.date, LandedFetch], list[dt.date]]:
         """For each day, the newest complete fetch holding it as a finished day; and the days none holds."""
@@ -233,6 +243,45 @@ class LandingZone:
             else:
                 assigned[day] = holder
         return assigned, missing
+
+    def split_adjusted_days(self, ticker: str, days: Iterable[dt.date]) -> list[dt.date]:
+        """Of these days, those a complete fetch holds only split-adjusted (landed before bars were fetched as
+        traded): they are fetched again, not served."""
+        stale = [f for f in self.fetches(ticker) if f.complete and not f.as_traded and f.final_through is not None]
+        return [day for day in days
+                if any(f.date_from <= day <= min(f.date_to, f.final_through or f.date_to) for f in stale)]
+
+
+def _fetches_in(folder: Path, label: str) -> list[LandedFetch]:
+    found: list[LandedFetch] = []
+    if not folder.is_dir():
+        return found
+    for child in folder.iterdir():
+        match = _FETCH_DIR.match(child.name)
+        if not match or not child.is_dir():
+            continue
+        marker_path = child / COMPLETE_MARKER
+        final_through = None
+        if marker_path.exists():
+            marker = json.loads(marker_path.read_text())
+            final_through = dt.date.fromisoformat(marker["final_through"])
+            # Fetches landed before this version have no `adjusted`: they asked the API's default, adjusted.
+            as_traded = marker.get("adjusted") is False
+        else:
+            as_traded = _last_page_as_traded(child)
+        fetched_at = dt.datetime.strptime(match[3], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
+        found.append(
+            LandedFetch(
+                label, child, dt.date.fromisoformat(match[1]), dt.date.fromisoformat(match[2]),
+                fetched_at, marker_path.exists(), final_through, as_traded=as_traded,
+            )
+        )
+    return sorted(found, key=lambda f: f.fetched_at)
+
+
+def _last_page_as_traded(folder: Path) -> bool:
+    metas = sorted(folder.glob("page-*[0-9].meta.json"))
+    return bool(metas) and json.loads(metas[-1].read_text()).get("adjusted") is False
 
 
 

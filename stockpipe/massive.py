@@ -1,7 +1,8 @@
-"""Massive (formerly Polygon.io) aggregates client: one session, one place for auth, pacing, retries, pagination.
+"""Massive (formerly Polygon.io) client: one session, one place for auth, pacing, retries, pagination.
 
-Contract: ../shared/reference/massive-stock-aggs-openapi.json,
-`GET /v2/aggs/ticker/{T}/range/1/minute/{from}/{to}`.
+Contracts: ../shared/reference/massive-stock-aggs-openapi.json,
+`GET /v2/aggs/ticker/{T}/range/1/minute/{from}/{to}` (asked as traded, `adjusted=false`: adjusted history is
+rewritten after every split), and ../shared/reference/massive-splits-openapi.json, `GET /v3/reference/splits`.
 
 Unlike the official client, it waits as long as a per-minute window needs (a 0.1 s backoff cannot outlast it) and
 never turns a bad response into an empty result.
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.massive.com"
 DATA_STATUSES = frozenset({"OK", "DELAYED"})
 REQUIRED_BAR_FIELDS = ("o", "h", "l", "c", "v", "t")
+REQUIRED_SPLIT_FIELDS = ("execution_date", "split_from", "split_to", "ticker", "id")
 MAX_LIMIT = 50_000
+SPLITS_LIMIT = 1_000  # the splits list's largest page
 # The free tier allows 5 calls a minute per key; one key is shared by many students, so this is also the default pace.
 FREE_TIER_CALLS_PER_MINUTE = 5
 
@@ -153,8 +156,10 @@ class Page:
     body: bytes
     request_id: str | None
     status: str
-    bar_count: int
+    bar_count: int  # results on the page: bars, or splits
     next_url: str | None
+    last_t: int | None = None  # an aggregates page's last bar (ms), to notice an answer that stops short
+    adjusted: bool | None = None  # what the page says it is (aggregates echo `adjusted`)
 
 
 @dataclass
@@ -228,8 +233,9 @@ def _server_message(response: requests.Response) -> str:
     return ""
 
 
-def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
-    """Parse and check one page. Raises _RetryableError for malformed bodies (cut-off transfers are transient)."""
+def validate_page(ticker: str, body: bytes, required: tuple[str, ...] = REQUIRED_BAR_FIELDS) -> dict[str, Any]:
+    """Parse and check one page (aggregates by default; `required` names each result's fields). Raises
+    _RetryableError for malformed bodies (cut-off transfers are transient)."""
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -237,7 +243,7 @@ def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
     except ValueError:  # bytes that are not text at all (invalid UTF-8)
         raise _RetryableError("malformed JSON (not UTF-8 text)") from None
     if not isinstance(payload, dict) or "status" not in payload:
-        raise _RetryableError("response is not an aggregates object")
+        raise _RetryableError("response is not an API result object")
     status = str(payload["status"])
     if status not in DATA_STATUSES:
         message = payload.get("error") or payload.get("message") or ""
@@ -246,10 +252,11 @@ def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
     results = payload.get("results") or []
     if not isinstance(results, list):
         raise _RetryableError("'results' is not a list")
-    for index, bar in enumerate(results):
-        missing = [name for name in REQUIRED_BAR_FIELDS if not isinstance(bar, dict) or bar.get(name) is None]
+    for index, item in enumerate(results):
+        missing = [name for name in required if not isinstance(item, dict) or item.get(name) is None]
         if missing:
-            raise _RetryableError(f"bar {index} lacks required field(s) {', '.join(missing)}")
+            what = "bar" if required == REQUIRED_BAR_FIELDS else "result"
+            raise _RetryableError(f"{what} {index} lacks required field(s) {', '.join(missing)}")
     return payload
 
 
@@ -290,12 +297,31 @@ class MassiveClient:
     def close(self) -> None:
         self._session.close()
 
-    def first_url(self, ticker: str, date_from: dt.date, date_to: dt.date) -> str:
+    def first_url(self, ticker: str, date_from: dt.date | int, date_to: dt.date) -> str:
+        """The range's first page, as traded. `date_from` may be a millisecond timestamp (the API takes both), to
+        continue an answer that stopped short right after its last bar."""
         base = self.config.base_url.rstrip("/")
+        start = date_from if isinstance(date_from, int) else date_from.isoformat()
         return (
-            f"{base}/v2/aggs/ticker/{ticker}/range/1/minute/{date_from.isoformat()}/{date_to.isoformat()}"
-            f"?adjusted=true&sort=asc&limit={self.config.page_limit}"
+            f"{base}/v2/aggs/ticker/{ticker}/range/1/minute/{start}/{date_to.isoformat()}"
+            f"?adjusted=false&sort=asc&limit={self.config.page_limit}"
         )
+
+    def splits_url(self, date_from: dt.date, date_to: dt.date) -> str:
+        """Every ticker's splits executed in the window: no ticker filter, so a short window is one call whatever
+        the ticker list."""
+        base = self.config.base_url.rstrip("/")
+        return (f"{base}/v3/reference/splits?execution_date.gte={date_from.isoformat()}"
+                f"&execution_date.lte={date_to.isoformat()}&sort=execution_date&order=asc&limit={SPLITS_LIMIT}")
+
+    def iter_splits(self, date_from: dt.date, date_to: dt.date, stats: FetchStats) -> Iterator[Page]:
+        """Yield every page of the splits executed in the window, following next_url."""
+        url: str | None = self.splits_url(date_from, date_to)
+        while url is not None:
+            page = self._get_page("splits", url, stats, REQUIRED_SPLIT_FIELDS)
+            stats.pages += 1
+            yield page
+            url = self.on_base(page.next_url) if page.next_url else None
 
     def iter_pages(
         self,
@@ -309,7 +335,7 @@ class MassiveClient:
         """Yield every page of the range in order, following next_url. `start_url` resumes an interrupted fetch."""
         url: str | None = self.on_base(start_url) if start_url else self.first_url(ticker, date_from, date_to)
         while url is not None:
-            page = self._get_page(ticker, url, stats)
+            page = self._get_page(ticker, url, stats, REQUIRED_BAR_FIELDS)
             stats.pages += 1
             stats.bars += page.bar_count
             yield page
@@ -338,13 +364,13 @@ class MassiveClient:
         # Full jitter on the upper half: students sharing a key must not retry in lockstep.
         return step / 2 + self._rng.uniform(0, step / 2)
 
-    def _get_page(self, ticker: str, url: str, stats: FetchStats) -> Page:
+    def _get_page(self, ticker: str, url: str, stats: FetchStats, required: tuple[str, ...]) -> Page:
         """One page, with bounded retries: at most `max_attempts` attempts and `max_retry_wait` seconds of back-off,
         and only `connect_attempts` while no call of this run has ever reached the host."""
         backed_off = 0.0
         for attempt in range(1, self.config.max_attempts + 1):
             try:
-                return self._attempt(ticker, url, stats)
+                return self._attempt(ticker, url, stats, required)
             except _RetryableError as error:
                 pause = self._backoff(attempt, error)
                 backed_off += pause
@@ -373,7 +399,7 @@ class MassiveClient:
             )
         return FetchFailedError(ticker, f"{error.reason} (gave up after {stats.retries} retries)")
 
-    def _attempt(self, ticker: str, url: str, stats: FetchStats) -> Page:
+    def _attempt(self, ticker: str, url: str, stats: FetchStats, required: tuple[str, ...]) -> Page:
         # Bounded: each wait ends when a slot frees, and slots free as calls answer (read timeouts bound those).
         while (wait := self.limiter.reserve()) > 0:
             self._wait(wait, "rate-limit window", stats)
@@ -415,8 +441,9 @@ class MassiveClient:
         if code != 200:
             detail = redact(_server_message(response), self.config.api_key)
             raise FetchFailedError(ticker, f"HTTP {code}: {detail}".rstrip(": "))
-        payload = validate_page(ticker, body)
+        payload = validate_page(ticker, body, required)
         results = payload.get("results") or []
+        last = results[-1].get("t") if results and required == REQUIRED_BAR_FIELDS else None
         return Page(
             ticker=ticker,
             url=url,
@@ -425,6 +452,8 @@ class MassiveClient:
             status=str(payload["status"]),
             bar_count=len(results),
             next_url=payload.get("next_url") or None,
+            last_t=int(last) if last is not None else None,
+            adjusted=payload["adjusted"] if isinstance(payload.get("adjusted"), bool) else None,
         )
 
 

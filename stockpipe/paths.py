@@ -70,3 +70,10 @@ def file_size(uri: str) -> int | None:
         return local.stat().st_size
     except OSError:
         return None
+
+
+def beside(table_path: str, name: str) -> str:
+    """The table `name` in the folder that holds `table_path` (a local path or a URI alike): `stocks_splits`,
+    `stocks_daily` and `pipeline_runs` live beside the minute table."""
+    parent = table_path.rstrip("/").rpartition("/")[0]
+    return f"{parent}/{name}" if parent else name

@@ -82,10 +82,17 @@ def render_fixed(report: FixedReport) -> str:
         lines.append(f"Nothing to write to {report.table_path}: Spark was not started")
         lines.append("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return "\n".join(lines)
+    if report.splits is not None and report.splits.error is None:
+        calls = report.splits.stats.calls
+        lines.append(f"Splits: window {report.splits.date_from}..{report.splits.date_to} fetched in {calls} "
+                     f"call{'s' if calls != 1 else ''}")
     lines += [
         f"Table {report.table_path}: version {report.table_version}, layout {report.layout}, engine {report.engine}",
         f"Partitions written: {report.partitions_written}, files written: {report.files_written}, "
         f"trading days: {len(report.days)}",
+        f"Splits table {report.splits_path}: {report.splits_known} split(s) of these tickers known; "
+        + (f"version {report.splits_version} written" if report.splits_version is not None else "unchanged"),
+        "Prices and volumes are stored as traded (adjusted=false); split adjustment is derived on read.",
         "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
         + f", total {sum(report.seconds.values()):.1f}",
     ]
@@ -199,6 +206,9 @@ def fixed_errors(report: FixedReport) -> list[str]:
         refused = sorted({day for t in report.partial for day in t.not_in_plan})
         errors.append(f"not everything requested was stored: your plan refused {', '.join(map(str, refused))} for "
                       f"{len(report.partial)} ticker(s); the earlier days are stored")
+    if report.splits is not None and report.splits.error is not None:
+        errors.append(f"splits were not refreshed ({report.splits.error}); the bars are stored, and the next run that "
+                      "calls the API asks for the same window again")
     return errors
 
 

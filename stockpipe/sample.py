@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,7 +41,55 @@ def _seed(*parts: object) -> int:
 
 
 def _base_price(ticker: str) -> float:
+    """A ticker's price level on today's basis (after all its splits)."""
     return 20.0 + (zlib.crc32(ticker.encode()) % 48000) / 100.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split as `/v3/reference/splits` lists it: `split_to` new shares for every `split_from` old ones, from
+    `execution_date` on (the first day the stock trades on the new basis)."""
+
+    ticker: str
+    execution_date: dt.date
+    split_from: float
+    split_to: float
+
+    @property
+    def ratio(self) -> float:
+        return self.split_to / self.split_from
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.blake2b(f"{self.ticker}|{self.execution_date}".encode(), digest_size=32).hexdigest()
+        return f"E{digest[:64]}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"execution_date": self.execution_date.isoformat(), "id": self.id, "split_from": self.split_from,
+                "split_to": self.split_to, "ticker": self.ticker}
+
+
+# The eight tickers' real splits since 2020 (ex-dates as the exchanges traded them), so a sample backfill across them
+# shows the same jumps as traded that the real API's unadjusted bars show.
+SAMPLE_SPLITS: tuple[Split, ...] = (
+    Split("AAPL", dt.date(2020, 8, 31), 1, 4),
+    Split("TSLA", dt.date(2020, 8, 31), 1, 5),
+    Split("NVDA", dt.date(2021, 7, 20), 1, 4),
+    Split("AMZN", dt.date(2022, 6, 6), 1, 20),
+    Split("GOOGL", dt.date(2022, 7, 18), 1, 20),
+    Split("TSLA", dt.date(2022, 8, 25), 1, 3),
+    Split("NVDA", dt.date(2024, 6, 10), 1, 10),
+)
+
+
+def split_factor(ticker: str, day: dt.date, splits: Iterable[Split] = SAMPLE_SPLITS) -> float:
+    """How many of today's shares one share traded on `day` became: the product of the ratios of the ticker's
+    splits executed after `day`. A price as traded is today's basis times this; its volume, divided by it."""
+    factor = 1.0
+    for split in splits:
+        if split.ticker == ticker and split.execution_date > day:
+            factor *= split.ratio
+    return factor
 
 
 @functools.lru_cache(maxsize=4096)
@@ -65,7 +113,9 @@ def day_bars(ticker: str, day: dt.date) -> dict[str, np.ndarray]:
     extended = np.concatenate([np.ones(pre.size, bool), np.zeros(regular.size, bool), np.ones(post.size, bool)])
     size = t.size
 
-    day_open = _base_price(ticker) * float(np.exp(rng.normal(0, 0.05)))
+    # As traded: before a split the stock traded at a multiple of today's basis, with fewer shares changing hands.
+    factor = split_factor(ticker, day)
+    day_open = _base_price(ticker) * factor * float(np.exp(rng.normal(0, 0.05)))
     returns = rng.normal(0, 0.0008, size)
     closes = np.round(day_open * np.exp(np.cumsum(returns)), 2)
     opens = np.round(np.concatenate([[day_open], closes[:-1]]) * np.exp(rng.normal(0, 0.0002, size)), 2)
@@ -74,8 +124,8 @@ def day_bars(ticker: str, day: dt.date) -> dict[str, np.ndarray]:
     highs = np.round(top + np.abs(rng.normal(0, 0.0006, size)) * top, 2)
     lows = np.round(bottom - np.abs(rng.normal(0, 0.0006, size)) * bottom, 2)
     vwap = np.round(lows + (highs - lows) * rng.uniform(0.2, 0.8, size), 4)
-    scale = np.where(extended, 400.0, 25_000.0)
-    volume = np.round(rng.lognormal(0, 0.8, size) * scale)
+    scale = np.where(extended, 400.0, 25_000.0) / factor
+    volume = np.maximum(1.0, np.round(rng.lognormal(0, 0.8, size) * scale))
     # The real feed sends whole numbers mostly, and fractional share volumes for some bars (303067.656...).
     fractional = rng.random(size) < 0.2
     volume = np.where(fractional, volume + np.round(rng.random(size), 6), volume)
@@ -124,6 +174,21 @@ def bars_as_json(columns: dict[str, np.ndarray], start: int, stop: int) -> list[
     return out
 
 
+def adjusted_bars(ticker: str, columns: dict[str, np.ndarray], splits: Iterable[Split]) -> dict[str, np.ndarray]:
+    """What `adjusted=true` serves: every bar before a split of the ticker divided by its ratio (volume
+    multiplied), by the splits the server knows when it answers."""
+    factor = np.ones(columns["t"].size)
+    for split in splits:
+        if split.ticker == ticker:
+            starts = dt.datetime.combine(split.execution_date, dt.time(), NEW_YORK)
+            factor = np.where(columns["t"] < int(starts.timestamp() * 1000), factor * split.ratio, factor)
+    out = dict(columns)
+    for key in ("o", "h", "l", "c", "vw"):
+        out[key] = np.round(columns[key] / factor, 4)
+    out["v"] = np.round(columns["v"] * factor, 4)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The loopback server
 
@@ -162,14 +227,18 @@ class ApiRequest:
 _AGGS_PATH = re.compile(
     r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<mult>\d+)/(?P<span>[a-z]+)/(?P<frm>[^/]+)/(?P<to>[^/]+)$"
 )
+SPLITS_PATH = "/v3/reference/splits"
 
 
 class SampleApiServer:
     """An in-process HTTP server on 127.0.0.1 (port chosen by the OS) that serves `day_bars` as the API would:
-    the aggregates path, `next_url` pagination with a cursor, 404 for anything else. No key, no limit, no faults:
-    the hooks `_intercept`, `_finish_page`, `_finish_body` and `_replied` are where `stockpipe.testing` adds them."""
+    the aggregates path (as traded with `adjusted=false`, adjusted by the splits it knows otherwise, the API's
+    default) and the splits list, both paginated by `next_url` with a cursor; 404 for anything else. No key, no
+    limit, no faults: the hooks `_intercept`, `_finish_page`, `_finish_body` and `_replied` are where
+    `stockpipe.testing` adds them."""
 
-    def __init__(self) -> None:
+    def __init__(self, splits: Iterable[Split] = SAMPLE_SPLITS) -> None:
+        self.splits = tuple(splits)  # what the server knows; a test can announce a new one
         self._ids = random.Random(7)  # request ids, deterministic like the bars
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -240,13 +309,14 @@ class SampleApiServer:
         request = ApiRequest(parts.path, parse_qs(parts.query), handler.headers.get("Authorization"),
                              uuid.UUID(int=self._ids.getrandbits(128)).hex, time.monotonic(), handler, self._replied,
                              _AGGS_PATH.match(parts.path))
-        if request.match is None:
+        if request.match is None and request.path != SPLITS_PATH:
             request.reply(404, {"status": "NOT_FOUND", "request_id": request.request_id, "message": "unknown path"})
             return
         if self._intercept(request):
             return
         try:
-            page = self._finish_page(self._page(request), request)
+            page = self._page(request) if request.match is not None else self._splits_page(request)
+            page = self._finish_page(page, request)
         except ValueError as exc:
             request.reply(400, {"status": "ERROR", "request_id": request.request_id, "error": str(exc)})
             return
@@ -258,10 +328,12 @@ class SampleApiServer:
         if match["mult"] != "1" or match["span"] != "minute":
             raise ValueError("the sample server serves 1-minute bars only")
         limit = min(int(query.get("limit", ["5000"])[0]), 50_000)
+        adjusted = query.get("adjusted", ["true"])[0] != "false"  # the API's default is adjusted
         cursor = query.get("cursor", [None])[0]
-        if cursor:
-            decoded = parse_qs(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        if cursor:  # the cursor carries the first request's parameters, as the API's does
+            decoded = _decode_cursor(cursor)
             limit = int(decoded["limit"][0])
+            adjusted = decoded.get("adjusted", ["true"])[0] != "false"
         date_to = dt.date.fromisoformat(match["to"])
         frm = match["frm"]
         if frm.isdigit():  # next_url carries the next bar's millisecond timestamp
@@ -271,6 +343,8 @@ class SampleApiServer:
             date_from = dt.date.fromisoformat(frm)
             from_ms = None
         columns = range_bars(ticker, date_from, date_to)
+        if adjusted:
+            columns = adjusted_bars(ticker, columns, self.splits)
         start = int(np.searchsorted(columns["t"], from_ms)) if from_ms is not None else 0
         stop = min(start + limit, columns["t"].size)
         results = bars_as_json(columns, start, stop)
@@ -278,14 +352,57 @@ class SampleApiServer:
             "ticker": ticker,
             "queryCount": len(results),
             "resultsCount": len(results),
-            "adjusted": True,
+            "adjusted": adjusted,
             "status": "OK",
             "request_id": request.request_id,
         }
         if results:
             page["results"] = results  # an empty range has no `results` key, as today's API answers
         if stop < columns["t"].size:
-            token = base64.urlsafe_b64encode(f"limit={limit}&sort=asc".encode()).decode().rstrip("=")
+            token = _encode_cursor(f"limit={limit}&sort=asc&adjusted={str(adjusted).lower()}")
             page["next_url"] = (f"{self.base_url}/v2/aggs/ticker/{ticker}/range/1/minute/{int(columns['t'][stop])}/"
                                 f"{date_to}?cursor={token}")
         return page
+
+    def _splits_page(self, request: ApiRequest) -> dict[str, Any]:
+        """`/v3/reference/splits`: the filters the pipeline uses (ticker, execution_date and its ranges), sorted by
+        execution date or ticker, `limit` (default 10, at most 1000) per page."""
+        query = request.query
+        cursor = query.get("cursor", [None])[0]
+        params = _decode_cursor(cursor) if cursor else query
+        offset = int(params.get("offset", ["0"])[0])
+        limit = min(int(params.get("limit", ["10"])[0]), 1000)
+        chosen = [s for s in self.splits if _split_matches(s, params)]
+        key = (lambda s: (s.ticker, s.execution_date)) if params.get("sort", [""])[0] == "ticker" else (
+            lambda s: (s.execution_date, s.ticker))
+        chosen.sort(key=key, reverse=params.get("order", ["asc"])[0] == "desc")
+        results = [s.as_json() for s in chosen[offset:offset + limit]]
+        page: dict[str, Any] = {"status": "OK", "request_id": request.request_id}
+        if results:
+            page["results"] = results
+        if offset + limit < len(chosen):
+            kept = {k: v[0] for k, v in params.items() if k not in ("cursor", "offset")}
+            token = _encode_cursor("&".join([*(f"{k}={v}" for k, v in kept.items()), f"offset={offset + limit}"]))
+            page["next_url"] = f"{self.base_url}{SPLITS_PATH}?cursor={token}"
+        return page
+
+
+def _encode_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, list[str]]:
+    return parse_qs(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+
+
+def _split_matches(split: Split, params: dict[str, list[str]]) -> bool:
+    day = split.execution_date.isoformat()
+    tests = {
+        "ticker": lambda v: split.ticker == v,
+        "execution_date": lambda v: day == v,
+        "execution_date.gte": lambda v: day >= v,
+        "execution_date.gt": lambda v: day > v,
+        "execution_date.lte": lambda v: day <= v,
+        "execution_date.lt": lambda v: day < v,
+    }
+    return all(test(params[name][0]) for name, test in tests.items() if name in params)

@@ -13,15 +13,18 @@ import threading
 import time
 from typing import Any, Literal
 
-from stockpipe.sample import ApiRequest, SampleApiServer
+from stockpipe.market_calendar import NEW_YORK
+from stockpipe.sample import SAMPLE_SPLITS, ApiRequest, SampleApiServer, Split
 
+# short: the answer stops after the first trading day of the range, without a next_url (as users have seen).
 FaultKind = Literal["429", "500", "502", "503", "401", "403", "delay", "reset", "truncate", "missing_field",
-                    "status_error"]
+                    "status_error", "short"]
 
 
 @dataclasses.dataclass
 class Fault:
-    """One injected failure. `ticker` None matches any ticker; `times` is how many requests it hits."""
+    """One injected failure. `ticker` None matches any request; "splits" only the splits list's; `times` is how many
+    requests it hits."""
 
     kind: FaultKind
     ticker: str | None = None
@@ -47,6 +50,7 @@ class ApiBehaviour:
     empty_results: Literal["absent", "null"] = "absent"  # how an empty range says so (null: older responses)
     plan_refuses_from: dt.date | None = None  # a range reaching this day gets the free tier's 403 "timeframe"
     canned: tuple[tuple[int, bytes], ...] | list[tuple[int, bytes]] = ()  # bodies served in order before anything
+    splits: tuple[Split, ...] = SAMPLE_SPLITS  # what the API knows: adjusted bars and the splits list follow it
 
 
 @dataclasses.dataclass
@@ -62,8 +66,8 @@ class FakeMassiveServer(SampleApiServer):
     """The sample server with `ApiBehaviour` switched on, and a log of every call it answered."""
 
     def __init__(self, behaviour: ApiBehaviour | None = None) -> None:
-        super().__init__()
         self.behaviour = behaviour or ApiBehaviour()
+        super().__init__(self.behaviour.splits)
         self.api_key = self.behaviour.api_key
         self.log: list[ServerLog] = []
         self._faults = [dataclasses.replace(f) for f in self.behaviour.faults]  # counted down per server
@@ -93,8 +97,9 @@ class FakeMassiveServer(SampleApiServer):
         if canned is not None:
             request.reply(canned[0], raw=canned[1])
             return True
-        assert request.match is not None
-        if b.plan_refuses_from is not None and request.match["to"] >= b.plan_refuses_from.isoformat():
+        refused = b.plan_refuses_from is not None and request.match is not None and (
+            request.match["to"] >= b.plan_refuses_from.isoformat())
+        if refused:
             request.reply(403, {"status": "NOT_AUTHORIZED", "request_id": request_id,
                                 "message": "Your plan doesn't include this data timeframe. Please upgrade your plan "
                                            "at https://massive.com/pricing"})
@@ -104,7 +109,7 @@ class FakeMassiveServer(SampleApiServer):
             headers = {"Retry-After": str(max(1, int(wait + 0.999)))} if (wait and b.rate_limit_retry_after) else {}
             request.reply(429, too_many(request_id), headers)
             return True
-        fault = self._take_fault(request.ticker)
+        fault = self._take_fault(request.ticker if request.match is not None else "splits")
         if fault is None:
             return False
         if self._inject(fault, request):
@@ -126,6 +131,11 @@ class FakeMassiveServer(SampleApiServer):
         fault = self._pending.get(id(request))
         if fault is not None and fault.kind == "missing_field" and page.get("results"):
             del page["results"][0]["c"]
+        if fault is not None and fault.kind == "short" and page.get("results"):
+            first_day = _new_york_day(page["results"][0]["t"])
+            page["results"] = [bar for bar in page["results"] if _new_york_day(bar["t"]) == first_day]
+            page.update(queryCount=len(page["results"]), resultsCount=len(page["results"]))
+            page.pop("next_url", None)
         return page
 
     def _finish_body(self, body: bytes, request: ApiRequest) -> bytes:
@@ -179,6 +189,10 @@ class FakeMassiveServer(SampleApiServer):
         else:
             return False
         return True
+
+
+def _new_york_day(ms: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ms / 1000, NEW_YORK).date()
 
 
 def too_many(request_id: str) -> dict[str, str]:

@@ -94,3 +94,12 @@ def harvest(storage, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from
 
 def every_bar_once(storage: DeltaStorage, path: str | Path, tickers: tuple[str, ...] = TRIO) -> bool:
     return table_rows(storage, path) == expected_rows(list(tickers), MONDAY, FRIDAY)
+
+
+def aggs_calls(server) -> list:
+    """The calls a test server answered for minute bars (the splits call is counted apart)."""
+    return [entry for entry in server.log if entry.path.startswith("/v2/aggs/")]
+
+
+def splits_calls(server) -> list:
+    return [entry for entry in server.log if entry.path == "/v3/reference/splits"]

@@ -21,8 +21,10 @@ from tests.helpers import (
     MONDAY,
     ROOT,
     TRIO,
+    aggs_calls,
     every_bar_once,
     harvest,
+    splits_calls,
 )
 
 pytestmark = pytest.mark.slow
@@ -34,7 +36,7 @@ def test_rerun_of_finished_days_makes_no_call(storage, tmp_path, clock):
         harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
         first = len(server.log)
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
-        assert len(server.log) == first == 3
+        assert len(server.log) == first == 4  # three tickers and one splits call, then none at all
     assert all(t.stats.pages_from_landing == 1 and t.stats.calls == 0 for t in report.tickers)
     assert every_bar_once(storage, tmp_path / "t")
 
@@ -43,12 +45,13 @@ def test_the_current_day_is_always_fetched_again(storage, tmp_path, clock):
     with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY)
-        assert len(server.log) == 2
+        assert len(aggs_calls(server)) == 2
         # The day after, Friday is over: fetched once more (only Friday), then never again.
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
-        assert len(server.log) == 3
-        assert server.log[-1].path.endswith("/2024-01-12/2024-01-12")
+        assert len(aggs_calls(server)) == 3
+        assert aggs_calls(server)[-1].path.endswith("/2024-01-12/2024-01-12")
+        assert len(splits_calls(server)) == 3  # one for each run that called the API, none for the last
     assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
 
 
@@ -56,7 +59,7 @@ def test_refetch_ignores_the_landing_zone(storage, tmp_path, clock):
     with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",))
         report = harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), refetch=True)
-        assert len(server.log) == 2
+        assert len(aggs_calls(server)) == 2
     assert report.tickers[0].duplicates == 0  # the older fetch's pages are superseded, not double-counted
     assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
 
@@ -67,8 +70,8 @@ def test_a_fetch_still_being_written_is_never_resumed_or_tidied_by_another_write
 
     landing = LandingZone(tmp_path / "landing")
     writer = landing.new_fetch("AAPL", MONDAY, FRIDAY)
-    writer.add(Page("AAPL", "http://127.0.0.1/v2/aggs?cursor=1", b'{"results": []}', "r1", "OK", 0,
-                    "http://127.0.0.1/v2/aggs?cursor=2"))
+    writer.add(Page("AAPL", "http://127.0.0.1/v2/aggs?cursor=1", b'{"adjusted": false, "results": []}', "r1", "OK", 0,
+                    "http://127.0.0.1/v2/aggs?cursor=2", adjusted=False))
     orphan = writer.fetch.path / "page-00002.json"  # a body whose metadata is still being written
     orphan.write_bytes(b"{}")
     assert landing.resumable("AAPL", MONDAY, FRIDAY) is None  # the writer holds it
@@ -112,7 +115,7 @@ def test_sigkill_mid_run_then_rerun_fetches_only_what_is_missing(storage, tmp_pa
             code = fixed_stock_harvester.main(argv(server.base_url))
         finally:
             del os.environ["MASSIVE_API_KEY"]
-        fetched = sorted(entry.path.split("/")[4] for entry in server.log)
+        fetched = sorted(entry.path.split("/")[4] for entry in aggs_calls(server))
     assert code == 0
     assert fetched == ["JPM"]
     assert every_bar_once(storage, path, ("AAPL", "MSFT", "NVDA", "JPM"))

@@ -17,10 +17,12 @@ from tests.helpers import (
     KEY,
     MONDAY,
     TRIO,
+    aggs_calls,
     closed_port_url,
     every_bar_once,
     expected_rows,
     harvest,
+    splits_calls,
     table_rows,
 )
 
@@ -53,7 +55,7 @@ def test_shared_key_with_35_percent_random_429s(storage, tmp_path, clock):
     eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, random_429_rate=0.35, seed=5)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
-        received = sum(t.stats.http_429 for t in report.tickers)
+        received = sum(t.stats.http_429 for t in report.tickers) + report.splits.stats.http_429
         served = sum(1 for entry in server.log if entry.status == 429)
     assert not report.failed
     assert received == served >= 5  # other users' traffic, as the server saw it: every 429 was waited out
@@ -99,7 +101,8 @@ def test_plan_refusing_today_stores_the_earlier_days_and_reports_today(storage, 
     path = tmp_path / "t"
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, plan_refuses_from=FRIDAY)) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY)
-        assert [entry.status for entry in server.log] == [403, 200, 403, 200]
+        assert [entry.status for entry in aggs_calls(server)] == [403, 200, 403, 200]
+        assert [entry.status for entry in splits_calls(server)] == [200]
     assert not report.failed and [t.ticker for t in report.partial] == ["AAPL", "MSFT"]
     assert all(t.not_in_plan == [FRIDAY] and "data timeframe" in t.plan_message for t in report.partial)
     assert table_rows(storage, path) == expected_rows(["AAPL", "MSFT"], MONDAY, FRIDAY - dt.timedelta(days=1))

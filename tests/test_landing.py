@@ -11,9 +11,12 @@ from stockpipe.massive import Page
 MON, TUE, WED = dt.date(2024, 1, 8), dt.date(2024, 1, 9), dt.date(2024, 1, 10)
 
 
-def page(number: int, next_url: str | None) -> Page:
-    body = json.dumps({"status": "OK", "results": [{"t": number, "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}]}).encode()
-    return Page("AAPL", f"http://127.0.0.1/p?cursor=c{number}", body, f"r{number}", "OK", 1, next_url)
+def page(number: int, next_url: str | None, adjusted: bool | None = False) -> Page:
+    """A page as the API answers `adjusted=false` (as traded), or as every landing zone before it held."""
+    body = json.dumps({"status": "OK", "adjusted": adjusted,
+                       "results": [{"t": number, "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}]}).encode()
+    return Page("AAPL", f"http://127.0.0.1/p?cursor=c{number}", body, f"r{number}", "OK", 1, next_url,
+                last_t=number, adjusted=adjusted)
 
 
 def test_the_writer_lock_is_exclusive_until_released(tmp_path):
@@ -76,4 +79,45 @@ def test_each_day_is_served_by_the_newest_complete_fetch_that_holds_it_finished(
     assert assigned[MON].path == assigned[WED].path == older.fetch.path
     assert missing == [dt.date(2024, 1, 11)]
     marker = json.loads((older.fetch.path / COMPLETE_MARKER).read_text())
-    assert marker == {"pages": 1, "final_through": WED.isoformat()}
+    assert marker == {"pages": 1, "final_through": WED.isoformat(), "adjusted": False}
+
+
+def test_a_split_adjusted_fetch_is_never_served_or_resumed_as_traded(tmp_path):
+    """Landing zones written before bars were fetched as traded hold split-adjusted pages (the API's default):
+    their days are missing, named as split-adjusted, and their interrupted fetches are not resumed."""
+    zone = LandingZone(tmp_path)
+    old = zone.new_fetch("AAPL", MON, WED)
+    old.add(page(1, None, adjusted=True))
+    old.finish(final_through=WED)
+    interrupted = zone.new_fetch("AAPL", MON, TUE)
+    interrupted.add(page(2, "http://127.0.0.1/next", adjusted=None))  # an old page: no `adjusted` recorded
+    interrupted.close()
+    assigned, missing = zone.assign_days("AAPL", [MON, TUE, WED])
+    assert assigned == {} and missing == [MON, TUE, WED]
+    assert zone.split_adjusted_days("AAPL", missing) == [MON, TUE, WED]
+    assert zone.resumable("AAPL", MON, TUE) is None
+    marker = json.loads((old.fetch.path / COMPLETE_MARKER).read_text())
+    assert marker["adjusted"] is True
+
+
+def test_marker_of_a_fetch_from_before_as_traded_has_no_adjusted_and_counts_as_adjusted(tmp_path):
+    zone = LandingZone(tmp_path)
+    writer = zone.new_fetch("AAPL", MON, MON)
+    writer.add(page(1, None))
+    writer.finish(final_through=MON)
+    (writer.fetch.path / COMPLETE_MARKER).write_text(json.dumps({"pages": 1, "final_through": MON.isoformat()}))
+    assert zone.assign_days("AAPL", [MON]) == ({}, [MON])
+
+
+def test_splits_windows_land_beside_the_tickers_and_say_how_far_they_reach(tmp_path):
+    zone = LandingZone(tmp_path)
+    assert zone.splits_refreshed_through() is None
+    for lo, hi in ((MON, TUE), (TUE, WED)):
+        writer = zone.new_splits_fetch(lo, hi)
+        writer.add(Page("splits", "http://127.0.0.1/v3/reference/splits", b'{"status": "OK"}', "r", "OK", 0, None))
+        writer.finish(final_through=hi)
+    unfinished = zone.new_splits_fetch(MON, dt.date(2024, 1, 31))
+    unfinished.close()
+    assert zone.splits_refreshed_through() == WED  # an unfinished window does not count
+    assert all(f.path.parent.name == "reference=splits" for f in zone.splits_fetches())
+    assert zone.fetches("AAPL") == []

@@ -338,8 +338,8 @@ def test_key_is_in_no_log_record_or_exception(clock, caplog):
 # -- concurrency -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurrency):
-    """Real time, short window: 9 tickers, a server allowing 3 calls a second. Every call goes through the one
-    limiter, so however many are in flight the server never refuses one, and every ticker lands."""
+    """Real time, short window: 9 tickers and the splits call, a server allowing 3 calls a second. Every call goes
+    through the one limiter, so however many are in flight the server never refuses one, and every ticker lands."""
     from stockpipe.config import HarvestConfig
     from stockpipe.fetching import fetch_all
     from stockpipe.landing import LandingZone
@@ -350,8 +350,11 @@ def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurre
                             landing_path=str(tmp_path / "landing"), source="api", base_url=server.base_url,
                             api_key=KEY, calls_per_minute=3, window_seconds=1.0, show_progress=False,
                             concurrency=concurrency)
-        fetched, stop = fetch_all(cfg, LandingZone(tmp_path / "landing"), [MONDAY])
+        result = fetch_all(cfg, LandingZone(tmp_path / "landing"), [MONDAY])
         statuses = [entry.status for entry in server.log]
-    assert stop is None and not [t for t, item in fetched.items() if item.failed]
+        paths = [entry.path for entry in server.log]
+    fetched = result.tickers
+    assert result.stopped is None and not [t for t, item in fetched.items() if item.failed]
     assert list(fetched) == list(tickers)  # results in the order asked, whatever order they finished in
-    assert statuses == [200] * len(tickers)  # not one 429: the window was never overrun
+    assert statuses == [200] * (len(tickers) + 1)  # not one 429, the splits call counted: never overrun
+    assert paths[-1] == "/v3/reference/splits" and result.splits is not None and result.splits.stats.calls == 1
