@@ -56,6 +56,7 @@ evidence: $(STAMP)
 	$(BIN)/python maintenance.py --table-path delta_tables/stocks_raw \
 		--chart $(EVIDENCE)/maintenance_broken.png > $(EVIDENCE)/maintenance_broken.txt
 	$(BIN)/python external_table.py > $(EVIDENCE)/external_table.txt
+	$(BIN)/python -m benchmarks.as_traded_demo > $(EVIDENCE)/as_traded.txt
 
 # Style and types: ruff, then mypy over the package, the doors and the benchmarks (settings in pyproject.toml).
 lint: $(STAMP)
