@@ -25,6 +25,7 @@ $(STAMP4): requirements-spark4.txt
 demo: $(STAMP)
 	$(BIN)/python broken_stock_harvester.py --source sample $(DEMO_RANGE)
 	$(BIN)/python fixed_stock_harvester.py --source sample $(DEMO_RANGE)
+	$(BIN)/python daily_bars.py
 	$(BIN)/python maintenance.py
 	$(BIN)/python external_table.py
 
@@ -51,6 +52,7 @@ evidence: $(STAMP)
 	$(BIN)/python broken_stock_harvester.py --source sample $(DEMO_RANGE) > $(EVIDENCE)/broken.txt
 	$(BIN)/python fixed_stock_harvester.py --source sample $(DEMO_RANGE) > $(EVIDENCE)/fixed.txt
 	$(BIN)/python fixed_stock_harvester.py --source sample $(DEMO_RANGE) > $(EVIDENCE)/fixed_rerun.txt
+	$(BIN)/python daily_bars.py > $(EVIDENCE)/daily.txt
 	$(BIN)/python maintenance.py --json $(EVIDENCE)/maintenance_fixed.json \
 		--chart $(EVIDENCE)/maintenance_fixed.png > $(EVIDENCE)/maintenance_fixed.txt
 	$(BIN)/python maintenance.py --table-path delta_tables/stocks_raw \

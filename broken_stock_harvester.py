@@ -17,21 +17,32 @@ import databricks_utils as du
 from stockpipe import cli
 from stockpipe.harvest import run_broken
 from stockpipe.reports import render_broken
+from stockpipe.runlog import Run
 from stockpipe.storage import open_storage
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also what the Databricks bundle's task parameters are checked against."""
     parser = cli.new_parser(__doc__)
     cli.add_harvest_args(parser, "stocks_raw")
+    return parser
 
-    def body(args: argparse.Namespace) -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+
+    def body(args: argparse.Namespace, run: Run) -> int:
         cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_raw"), secret=du.get_secret)
-        report = run_broken(cfg, lambda: open_storage(du.get_spark, args.engine, "broken_stock_harvester"),
+        run.beside(cfg.table_path)
+        run.asked(cfg.tickers, cfg.date_from, cfg.date_to)
+        report = run_broken(cfg, lambda: run.using(open_storage(du.get_spark, args.engine, "broken_stock_harvester")),
                             du.cleanup_path)
+        run.fetched(item.stats for item in report.fetched.values())
+        run.wrote(rows=report.total_rows, partitions=report.live_partitions, files=report.files_on_disk)
         print(render_broken(report))
         return 0
 
-    return cli.door(parser, argv, body)
+    return cli.door(parser, argv, body, "broken_stock_harvester")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ import databricks_utils as du
 from stockpipe import cli
 from stockpipe.external import ExternalOptions, identifier, register_and_query
 from stockpipe.reports import render_external
+from stockpipe.runlog import Run
 from stockpipe.storage import open_storage
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also what the Databricks bundle's task parameters are checked against."""
     parser = cli.new_parser(__doc__)
     parser.add_argument("--table-path", help="the fixed Delta table [get_base_path('stocks_fixed')]")
     parser.add_argument("--catalog", default="main", help="Unity Catalog catalog (Databricks) [main]")
@@ -28,8 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--day", help="YYYY-MM-DD for the partition-pruning query [the first in the table]")
     parser.add_argument("--no-drop-demo", action="store_true", help="skip the DROP TABLE demonstration (local)")
     cli.add_engine_arg(parser)
+    return parser
 
-    def body(args: argparse.Namespace) -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+
+    def body(args: argparse.Namespace, run: Run) -> int:
         path = cli.existing_table_path(args.table_path, du.get_base_path)
         for flag, value in (("--catalog", args.catalog), ("--schema", args.schema), ("--name", args.name)):
             identifier(value, flag)
@@ -37,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         day = cli.parse_date(args.day, "--day").isoformat() if args.day is not None else None
         # Locally, the persistent catalog (Derby) lives beside the tables, so the name survives between runs.
         warehouse = None if du.is_databricks() else du.get_base_path("catalog")
-        spark, storage = open_storage(
+        run.beside(path)
+        spark, storage = run.using(open_storage(
             lambda name, **kw: du.get_spark(name, warehouse=warehouse, **kw), args.engine, "external_table"
-        )
+        ))
         options = ExternalOptions(path, du.is_databricks(), catalog=args.catalog, schema=args.schema, name=args.name,
                                   location=args.location, ticker=ticker, day=day,
                                   demonstrate_drop=not args.no_drop_demo)
@@ -47,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render_external(report))
         return 0
 
-    return cli.door(parser, argv, body)
+    return cli.door(parser, argv, body, "external_table")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ from stockpipe import cli
 from stockpipe.errors import ClusteringUnsupportedError
 from stockpipe.harvest import run_fixed
 from stockpipe.reports import fixed_errors, render_fixed
+from stockpipe.runlog import Run
 from stockpipe.storage import open_storage
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also what the Databricks bundle's task parameters are checked against."""
     parser = cli.new_parser(__doc__)
     cli.add_harvest_args(parser, "stocks_fixed")
     parser.add_argument(
@@ -29,17 +31,27 @@ def main(argv: list[str] | None = None) -> int:
         help="partitioned by (ticker, trade_date), or liquid clustering on them (delta-spark/Databricks only)",
     )
     parser.add_argument("--splits-path", help="the splits table [stocks_splits beside --table-path]")
+    return parser
 
-    def body(args: argparse.Namespace) -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+
+    def body(args: argparse.Namespace, run: Run) -> int:
         if args.layout == "clustered" and args.engine == "delta-rs":
             raise ClusteringUnsupportedError("delta-rs")  # known before any call: refused before any call
         cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
                                secret=du.get_secret, layout=args.layout)
-        report = run_fixed(cfg, lambda: open_storage(du.get_spark, args.engine, "fixed_stock_harvester"))
+        run.beside(cfg.table_path)
+        run.asked(cfg.tickers, cfg.date_from, cfg.date_to)
+        report = run_fixed(cfg, lambda: run.using(open_storage(du.get_spark, args.engine, "fixed_stock_harvester")))
+        run.fetched([t.stats for t in report.tickers] + ([report.splits.stats] if report.splits else []))
+        run.wrote(rows=sum(t.rows_written for t in report.tickers), partitions=report.partitions_written,
+                  files=report.files_written, version=report.table_version)
         print(render_fixed(report))
-        return cli.report_errors(fixed_errors(report))
+        return cli.report_errors(fixed_errors(report), run)
 
-    return cli.door(parser, argv, body)
+    return cli.door(parser, argv, body, "fixed_stock_harvester")
 
 
 if __name__ == "__main__":

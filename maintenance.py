@@ -14,11 +14,13 @@ from pathlib import Path
 import databricks_utils as du
 from stockpipe import cli
 from stockpipe.health import run_maintenance, write_chart
-from stockpipe.reports import render_maintenance
+from stockpipe.reports import render_maintenance, render_runs
+from stockpipe.runlog import Run, last_runs
 from stockpipe.storage import open_storage
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also what the Databricks bundle's task parameters are checked against."""
     parser = cli.new_parser(__doc__)
     parser.add_argument("--table-path", help="Delta table [get_base_path('stocks_fixed')]")
     parser.add_argument("--zorder-by", help="comma-separated columns for Z-ORDER instead of plain compaction")
@@ -30,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_path", help="write the whole report as JSON here")
     parser.add_argument("--chart", dest="chart_path", help="write a PNG of file sizes before/after here")
     cli.add_engine_arg(parser)
+    return parser
 
-    def body(args: argparse.Namespace) -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+
+    def body(args: argparse.Namespace, run: Run) -> int:
         path = cli.existing_table_path(args.table_path, du.get_base_path)
         zorder = [c.strip() for c in args.zorder_by.split(",") if c.strip()] if args.zorder_by is not None else []
         if args.retain_hours < 0:
@@ -39,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         for output in (args.json_path, args.chart_path):
             if output and not Path(output).resolve().parent.is_dir():
                 raise cli.UsageError(f"{output}: its folder does not exist")
-        _, storage = open_storage(du.get_spark, args.engine, "maintenance")
+        run.beside(path)
+        _, storage = run.using(open_storage(du.get_spark, args.engine, "maintenance"))
         report = run_maintenance(storage, path, retain_hours=args.retain_hours, zorder_by=zorder)
+        run.wrote(files=report.optimized.files_added, version=report.after.version)
         print(render_maintenance(report))
+        print("\n" + render_runs(last_runs(storage, run.log_path or ""), run.log_path or ""))
         if args.json_path:
             Path(args.json_path).write_text(report.to_json())
             print(f"\nReport written to {args.json_path}")
@@ -50,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Chart written to {args.chart_path}")
         return 0
 
-    return cli.door(parser, argv, body)
+    return cli.door(parser, argv, body, "maintenance")
 
 
 if __name__ == "__main__":

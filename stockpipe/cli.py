@@ -20,6 +20,7 @@ from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import new_york_today
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE, redact
 from stockpipe.paths import beside, local_path, require_delta_log
+from stockpipe.runlog import Run
 
 log = logging.getLogger("stockpipe")
 
@@ -192,22 +193,41 @@ def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[argparse.Namespace], int]) -> int:
-    """Every door's main(): parse, set up logging, run the body; a user-facing failure is one line and an exit
-    code (see `run`)."""
+def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[argparse.Namespace, Run], int],
+         script: str) -> int:
+    """Every door's main(): parse, set up logging, run the body with its `Run`, and append the run's row to
+    pipeline_runs whatever happened; a user-facing failure is one line and an exit code (see `run`)."""
 
     def main() -> int:
         args = parser.parse_args(argv)
         setup_logging(args.verbose)
-        return body(args)
+        this_run = Run(script)
+        code, message = 1, None
+        try:
+            code = body(args, this_run)
+            message = this_run.errors[0] if this_run.errors else None
+            return code
+        except PipelineError as exc:
+            code, message = exc.exit_code, str(exc)
+            raise
+        except KeyboardInterrupt:
+            code, message = 130, "interrupted"
+            raise
+        except Exception as exc:  # a bug: logged as failed, then the traceback a bug deserves
+            code, message = 1, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            this_run.finish(code, redact(message, api_key_from_env() or "") if message else None)
 
     return run(main)
 
 
-def report_errors(lines: Sequence[str]) -> int:
+def report_errors(lines: Sequence[str], this_run: Run | None = None) -> int:
     """Print why a run that did what it could still failed, one `error:` line each (the key masked); its exit code."""
     for line in lines:
         print(f"error: {redact(line, api_key_from_env() or '')}", file=sys.stderr)
+    if this_run is not None:
+        this_run.errors = list(lines)
     return 1 if lines else 0
 
 

@@ -7,10 +7,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from stockpipe.daily import DailyReport
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
 from stockpipe.health import MaintenanceReport
+from stockpipe.runlog import RunRecord
 from stockpipe.storage import RETENTION_HOURS, FileChanges
 
 
@@ -143,9 +145,9 @@ def render_maintenance(report: MaintenanceReport) -> str:
             "to them breaks, and a reader or writer still working from an older snapshot can fail mid-query."
         )
     lines += ["", format_table(
-        ["version", "timestamp (UTC)", "operation", "key metrics"],
-        [(h.version, h.timestamp.strftime("%Y-%m-%d %H:%M:%S"), h.operation, changes_text(h.changes))
-         for h in report.history],
+        ["version", "timestamp (UTC)", "operation", "run", "key metrics"],
+        [(h.version, h.timestamp.strftime("%Y-%m-%d %H:%M:%S"), h.operation, (h.run_id or "-")[:8],
+          changes_text(h.changes)) for h in report.history],
         title="Table history",
     )]
     for title, snap in (("Recommendations before", b), ("Recommendations after", a)):
@@ -153,6 +155,39 @@ def render_maintenance(report: MaintenanceReport) -> str:
         lines.append(f"{title} (score {snap.score}):")
         lines += [f"  - {r}" for r in snap.recommendations] or ["  - none: the table is healthy"]
     return "\n".join(lines)
+
+
+def render_daily(report: DailyReport) -> str:
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{100 * value:+.2f}%"
+
+    def price(value: float | None) -> str:
+        return "" if value is None else f"{value:,.2f}"
+
+    rows = [(r["ticker"], r["trade_date"].isoformat(), price(r["open"]), price(r["high"]), price(r["low"]),
+             price(r["close"]), "" if r["volume"] is None else f"{r['volume']:,.0f}", price(r["vwap"]),
+             price(r["adj_close"]), pct(r["daily_return"])) for r in report.latest]
+    days = f"{report.first_day} to {report.last_day}" if report.first_day else "no day"
+    lines = [
+        format_table(["ticker", "day", "open", "high", "low", "close", "volume", "vwap", "adj close", "return"],
+                     rows, title="Each ticker's last day (regular session, as traded; adj close by stocks_splits)"),
+        "",
+        f"Table {report.path}: version {report.version}, engine {report.engine}; {report.rows:,} rows, "
+        f"{report.tickers} tickers, {days}; {report.splits_known} split(s) known; {report.seconds:.1f} s",
+    ]
+    return "\n".join(lines)
+
+
+def render_runs(runs: list[RunRecord], path: str) -> str:
+    """The last runs, newest first, as `pipeline_runs` has them (this run's row is appended as it ends)."""
+    if not runs:
+        return f"Last runs ({path}): none logged yet"
+    rows = [(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.script, r.status, r.exit_code, r.engine or "-",
+             r.calls, r.rate_limited, f"{r.waited_s:.1f}", "" if r.rows_written is None else r.rows_written,
+             "" if r.table_version is None else r.table_version, r.run_id[:8], (r.message or "")[:60])
+            for r in runs]
+    return format_table(["started (UTC)", "script", "status", "exit", "engine", "calls", "429s", "waited s", "rows",
+                         "version", "run", "message"], rows, title=f"Last runs ({path}, newest first)")
 
 
 def render_external(report: ExternalReport) -> str:

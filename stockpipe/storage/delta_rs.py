@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
@@ -65,12 +65,19 @@ class DeltaRsStorage(DeltaStorage):
             # first write still creates nothing.
             if not replace.matches_all(table):
                 raise outside_predicate_error(replace)
-            write_deltalake(path, table.schema.empty_table(), mode="append", partition_by=partition_by or None)
+            write_deltalake(path, table.schema.empty_table(), mode="append", partition_by=partition_by or None,
+                            commit_properties=self._commit())
         if replace is not None:
-            write_deltalake(path, table, mode="overwrite", partition_by=partition_by or None, predicate=replace.sql())
+            write_deltalake(path, table, mode="overwrite", partition_by=partition_by or None, predicate=replace.sql(),
+                            commit_properties=self._commit())
         else:
-            write_deltalake(path, table, mode=mode, partition_by=partition_by or None)
+            write_deltalake(path, table, mode=mode, partition_by=partition_by or None,
+                            commit_properties=self._commit())
         return DeltaTable(path).version()
+
+    def _commit(self) -> CommitProperties | None:
+        # userMetadata, the key Delta's own commitInfo uses: Spark's DESCRIBE HISTORY shows it too.
+        return CommitProperties(custom_metadata={"userMetadata": self.run_id}) if self.run_id else None
 
     def _is_commit_conflict(self, exc: Exception) -> bool:
         return isinstance(exc, CommitFailedError)
@@ -112,10 +119,11 @@ class DeltaRsStorage(DeltaStorage):
                  ) -> Maintained:
         table = self._table(path)
         if zorder_by:
-            metrics = table.optimize.z_order(list(zorder_by), target_size=target_file_bytes)
+            metrics = table.optimize.z_order(list(zorder_by), target_size=target_file_bytes,
+                                             commit_properties=self._commit())
             call = f"z_order({list(zorder_by)!r})"
         else:
-            metrics = table.optimize.compact(target_size=target_file_bytes)
+            metrics = table.optimize.compact(target_size=target_file_bytes, commit_properties=self._commit())
             call = "compact()"
         return Maintained(self.changes(metrics), (f"DeltaTable('{path}').optimize.{call}",))
 
@@ -125,7 +133,8 @@ class DeltaRsStorage(DeltaStorage):
         # enforce_retention_duration=False lifts the 168-hour safety check for this call only; full=True also
         # removes files no commit ever referenced, as Spark's VACUUM does.
         deleted = self._table(path).vacuum(
-            retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True
+            retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True,
+            commit_properties=self._commit(),
         )
         call = (f"DeltaTable('{path}').vacuum(retention_hours={hours}, enforce_retention_duration=False, "
                 "dry_run=False, full=True)")
@@ -141,6 +150,7 @@ class DeltaRsStorage(DeltaStorage):
                     operation=str(item.get("operation", "")),
                     parameters=dict(item.get("operationParameters") or {}),
                     changes=self.changes(dict(item.get("operationMetrics") or {})),
+                    run_id=item.get("userMetadata") or None,
                 )
             )
         return sorted(entries, key=lambda e: e.version)

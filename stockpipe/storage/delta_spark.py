@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 
 from stockpipe.compat import conf_for_call, is_connect
 from stockpipe.errors import PipelineError
@@ -49,6 +49,7 @@ DELTA_CONFLICT_MARKERS = (
     "DELTA_METADATA_CHANGED",
 )
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 class DeltaSparkStorage(DeltaStorage):
@@ -96,7 +97,7 @@ class DeltaSparkStorage(DeltaStorage):
                 raise outside_predicate_error(replace)
         if cluster_by:
             return self._write_clustered(df, path, mode, replace, cluster_by)
-        writer = df.write.format("delta").mode(mode)
+        writer = self._tagged(df.write.format("delta").mode(mode))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         if replace is not None:
@@ -119,11 +120,20 @@ class DeltaSparkStorage(DeltaStorage):
             else:
                 builder = DeltaTable.createIfNotExists(self.spark).location(path).addColumns(df.schema)
                 builder.clusterBy(*cluster_by).execute()
-        writer = df.write.format("delta").mode(mode)
+        writer = self._tagged(df.write.format("delta").mode(mode))
         if replace is not None:
             writer = writer.option("replaceWhere", replace.sql())
         writer.save(path)
         return self._version(path)
+
+    def _tagged(self, writer: DataFrameWriter) -> DataFrameWriter:
+        return writer.option("userMetadata", self.run_id) if self.run_id else writer
+
+    def _tag_commits(self, stack: contextlib.ExitStack) -> None:
+        """OPTIMIZE and VACUUM take no writer option: the session conf tags their commits, for this call only and
+        where the session lets it be set (a serverless session may not: those commits then go untagged)."""
+        if self.run_id:
+            stack.enter_context(conf_for_call(self.spark, USER_METADATA, self.run_id))
 
     def _version(self, path: str) -> int:
         return int(self.spark.sql(f"DESCRIBE HISTORY delta.`{_sql_path(path)}` LIMIT 1").collect()[0]["version"])
@@ -146,6 +156,7 @@ class DeltaSparkStorage(DeltaStorage):
                  ) -> Maintained:
         calls: list[str] = []
         with contextlib.ExitStack() as stack:
+            self._tag_commits(stack)
             if target_file_bytes:
                 if stack.enter_context(conf_for_call(self.spark, "spark.databricks.delta.optimize.maxFileSize",
                                                      str(target_file_bytes))):
@@ -185,7 +196,9 @@ class DeltaSparkStorage(DeltaStorage):
         hours = retain_hours
         calls: list[str] = []
         # The safety check refuses less than 168 hours; it is lifted for this call only where the session allows.
-        with conf_for_call(self.spark, RETENTION_CHECK, "false") as lifted:
+        with contextlib.ExitStack() as stack:
+            self._tag_commits(stack)
+            lifted = stack.enter_context(conf_for_call(self.spark, RETENTION_CHECK, "false"))
             if lifted:
                 calls.append(f'spark.conf.set("{RETENTION_CHECK}", "false")')
             elif hours < RETENTION_HOURS:
@@ -209,6 +222,7 @@ class DeltaSparkStorage(DeltaStorage):
                 operation=str(row["operation"]),
                 parameters=dict(row["operationParameters"] or {}),
                 changes=self.changes(dict(row["operationMetrics"] or {})),
+                run_id=row["userMetadata"] or None,
             )
             for row in rows
         ]

@@ -123,6 +123,7 @@ class HistoryEntry:
     operation: str
     parameters: dict[str, Any] = field(default_factory=dict)
     changes: FileChanges = field(default_factory=FileChanges)
+    run_id: str | None = None  # the pipeline run that made the commit (Delta's userMetadata)
 
 
 def shape_for_write(df: DataFrame, partition_by: Sequence[str], cluster_by: Sequence[str]) -> DataFrame:
@@ -151,6 +152,9 @@ class DeltaStorage(ABC):
         # The commit-conflict back-off's clock and dice, injectable so a test can pin it without waiting.
         self._sleep = sleep
         self._jitter = jitter
+        # Every commit this engine makes carries it as Delta's userMetadata, so DESCRIBE HISTORY says which
+        # pipeline run wrote each version.
+        self.run_id: str | None = None
 
     # -- shared behaviour -------------------------------------------------------------------------------------------
     def write(

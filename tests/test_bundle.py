@@ -1,0 +1,130 @@
+"""The Databricks bundle, checked offline: every file against the CLI's published schema, every task's parameters
+through that door's own parser, the schedule and the environment; then the job's tasks run in their order on this
+machine against the sample source, with the variables resolved to local values. Nothing here reaches a workspace."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT
+
+SCHEMA = ROOT.parent / "shared" / "reference" / "databricks-bundle-schema.json"
+BUNDLE_FILES = [ROOT / "databricks.yml", *sorted((ROOT / "resources").glob("*.yml"))]
+VARIABLE = re.compile(r"\$\{var\.([a-z_]+)\}")
+
+
+def schema_validator():
+    """The CLI's schema, its `pattern`s read as the Go regular expressions they are (\\p{L}: `regex`, not `re`)."""
+    import jsonschema
+    import regex
+
+    def pattern(validator, expected, instance, schema):
+        if validator.is_type(instance, "string") and not regex.search(expected, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {expected!r}")
+
+    go_patterns = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": pattern})
+    return go_patterns(json.loads(SCHEMA.read_text()))
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def job() -> dict:
+    return load(ROOT / "resources" / "stock_pipeline.yml")["resources"]["jobs"]["stock_pipeline"]
+
+
+def resolve(text: str, values: dict[str, str]) -> str:
+    return VARIABLE.sub(lambda m: values[m.group(1)], text)
+
+
+def defaults() -> dict[str, str]:
+    return {name: spec["default"] for name, spec in load(ROOT / "databricks.yml")["variables"].items()}
+
+
+def tasks_in_order() -> list[dict]:
+    """The job's tasks, each after the tasks it depends on (and the file's order among the rest)."""
+    pending, done, ordered = list(job()["tasks"]), set(), []
+    for _ in range(len(pending) ** 2 + 1):  # bounded: a cycle would leave tasks pending
+        if not pending:
+            break
+        task = next(t for t in pending if all(d["task_key"] in done for d in t.get("depends_on", [])))
+        pending.remove(task)
+        done.add(task["task_key"])
+        ordered.append(task)
+    assert not pending, "the job's dependencies form a cycle"
+    return ordered
+
+
+def door_of(task: dict):
+    python_file = task["spark_python_task"]["python_file"]
+    return importlib.import_module(Path(python_file).stem)
+
+
+@pytest.mark.skipif(not SCHEMA.is_file(), reason=f"the bundle schema is not here ({SCHEMA}): it ships in ../shared")
+@pytest.mark.parametrize("path", BUNDLE_FILES, ids=lambda p: p.name)
+def test_every_bundle_file_validates_against_the_published_schema(path):
+    errors = sorted(schema_validator().iter_errors(load(path)), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message[:200]}" for e in errors)
+
+
+def test_the_schema_check_would_catch_a_misspelt_key():
+    """The check can fail: a task with a key the schema does not know is refused."""
+    if not SCHEMA.is_file():
+        pytest.skip(f"the bundle schema is not here ({SCHEMA})")
+    broken = load(ROOT / "resources" / "stock_pipeline.yml")
+    broken["resources"]["jobs"]["stock_pipeline"]["tasks"][0]["spark_pyhton_task"] = {"python_file": "x.py"}
+    assert list(schema_validator().iter_errors(broken))
+
+
+@pytest.mark.parametrize("task", job()["tasks"], ids=lambda t: t["task_key"])
+def test_every_task_parameter_is_a_flag_its_door_knows(task):
+    """Parsed by the door's own parser (whose errors are UsageError): an unknown or misspelt flag fails here."""
+    door = door_of(task)
+    assert (ROOT / Path(task["spark_python_task"]["python_file"]).name).is_file()
+    params = [resolve(p, defaults()) for p in task["spark_python_task"].get("parameters", [])]
+    door.build_parser().parse_args(params)
+    assert task.get("environment_key") == "pipeline"
+
+
+def test_the_job_runs_after_the_close_on_weekdays_on_serverless_with_only_what_the_runtime_lacks():
+    spec = job()
+    assert spec["schedule"] == {"quartz_cron_expression": "0 30 20 ? * MON-FRI", "timezone_id": "America/New_York",
+                                "pause_status": "UNPAUSED"}
+    assert [t["task_key"] for t in tasks_in_order()] == ["harvest", "daily_bars", "maintenance", "external_table"]
+    assert not any("new_cluster" in t or "existing_cluster_id" in t or "job_cluster_key" in t for t in spec["tasks"])
+    (environment,) = spec["environments"]
+    assert environment["spec"]["dependencies"] == ["-r ${workspace.file_path}/requirements-databricks.txt"]
+    installs = [line.split("==")[0].strip().lower() for line in (ROOT / "requirements-databricks.txt").read_text()
+                .splitlines() if line.strip() and not line.startswith("#")]
+    assert installs and not {"pyspark", "delta-spark", "pyspark[connect]"} & set(installs)
+    targets = load(ROOT / "databricks.yml")["targets"]
+    assert targets["dev"]["mode"] == "development" and targets["prod"]["mode"] == "production"
+    assert set(defaults()) == {"catalog", "schema", "volume_path", "secret_scope", "secret_key", "tickers"}
+
+
+@pytest.mark.slow
+def test_a_local_dry_run_executes_the_tasks_in_order_on_the_sample_source(spark, tmp_path, monkeypatch):
+    """The job as Databricks would run it, here: each task's door main() with its parameters, the variables
+    resolved to local values (a temporary folder for the volume, no secret scope here, so the sample source)."""
+    monkeypatch.setenv("STOCKS_BASE_PATH", str(tmp_path))
+    values = {**defaults(), "volume_path": str(tmp_path), "tickers": "AAPL,NVDA"}
+    codes = {}
+    for task in tasks_in_order():
+        params = [resolve(p, values) for p in task["spark_python_task"].get("parameters", [])]
+        codes[task["task_key"]] = door_of(task).main([*params, "--no-drop-demo"] if task["task_key"] ==
+                                                      "external_table" else params)
+    assert codes == {"harvest": 0, "daily_bars": 0, "maintenance": 0, "external_table": 0}
+    for table in ("stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs"):
+        assert (tmp_path / table / "_delta_log").is_dir(), table
+    from stockpipe.storage import choose_engine
+
+    storage, _ = choose_engine(spark, "auto")
+    scripts = [r["script"] for r in storage.read(str(tmp_path / "pipeline_runs")).orderBy("started_at").collect()]
+    assert scripts == ["fixed_stock_harvester", "daily_bars", "maintenance", "external_table"]
