@@ -10,7 +10,7 @@ BIN4 := $(VENV4)/bin
 STAMP4 := $(VENV4)/.installed
 DEMO_RANGE := --from 2024-01-08 --to 2024-01-12
 
-.PHONY: demo test test-fast test-connect bench evidence lint clean
+.PHONY: demo dashboard test test-fast test-connect bench evidence lint clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ demo: $(STAMP)
 	$(BIN)/python maintenance.py
 	$(BIN)/python external_table.py
 
+# The dashboard on http://127.0.0.1:8501 (loopback only; add --server.address to share it), over the demo tables,
+# which it builds first when they are missing.
+dashboard: $(STAMP)
+	test -d delta_tables/stocks_daily/_delta_log || $(MAKE) demo
+	$(BIN)/python -m streamlit run dashboard.py --server.address 127.0.0.1 --server.headless true \
+		--browser.gatherUsageStats false
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -45,7 +52,8 @@ test-connect: $(STAMP4)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench
 
-# The outputs analysis.md quotes, regenerated from scratch on sample data (about 3 minutes).
+# The outputs and pictures analysis.md quotes, regenerated from scratch on sample data (about 8 minutes on
+# delta-spark).
 EVIDENCE := docs/evidence
 evidence: $(STAMP)
 	rm -rf delta_tables && mkdir -p $(EVIDENCE)
@@ -59,6 +67,11 @@ evidence: $(STAMP)
 		--chart $(EVIDENCE)/maintenance_broken.png > $(EVIDENCE)/maintenance_broken.txt
 	$(BIN)/python external_table.py > $(EVIDENCE)/external_table.txt
 	$(BIN)/python -m benchmarks.as_traded_demo > $(EVIDENCE)/as_traded.txt
+	$(BIN)/python fixed_stock_harvester.py --source sample --tickers NVDA --from 2024-06-03 --to 2024-06-14 \
+		--table-path delta_tables/split_demo/stocks_fixed > $(EVIDENCE)/split_demo.txt
+	$(BIN)/python daily_bars.py --table-path delta_tables/split_demo/stocks_fixed >> $(EVIDENCE)/split_demo.txt
+	$(BIN)/python -m benchmarks.evidence_charts --base delta_tables --split-base delta_tables/split_demo \
+		--out $(EVIDENCE)
 
 # Style and types: ruff, then mypy over the package, the doors and the benchmarks (settings in pyproject.toml).
 lint: $(STAMP)

@@ -14,7 +14,7 @@ from pathlib import Path
 import databricks_utils as du
 from stockpipe import cli
 from stockpipe.health import run_maintenance, write_chart
-from stockpipe.reports import render_maintenance, render_runs
+from stockpipe.reports import render_maintenance, render_runs, shown_in
 from stockpipe.runlog import Run, last_runs
 from stockpipe.storage import open_storage
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render_maintenance(report))
         print("\n" + render_runs(last_runs(storage, run.log_path or ""), run.log_path or ""))
         if args.json_path:
-            Path(args.json_path).write_text(report.to_json())
+            Path(args.json_path).write_text(shown_in(report.to_json(), path))
             print(f"\nReport written to {args.json_path}")
         if args.chart_path:
             write_chart(report, args.chart_path)

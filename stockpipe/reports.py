@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from stockpipe.daily import DailyReport
@@ -12,6 +13,7 @@ from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
 from stockpipe.health import MaintenanceReport
+from stockpipe.paths import local_path
 from stockpipe.runlog import RunRecord
 from stockpipe.storage import RETENTION_HOURS, FileChanges
 
@@ -34,7 +36,7 @@ def render_broken(report: BrokenReport) -> str:
     lines = [
         fetch_table(report.fetched),
         "",
-        f"Table {report.table_path} (engine {report.engine})",
+        f"Table {shown(report.table_path)} (engine {report.engine})",
         f"Total rows: {report.total_rows:,}",
         "Schema:",
         report.schema_tree.rstrip(),
@@ -81,7 +83,7 @@ def render_fixed(report: FixedReport) -> str:
     if not report.days:
         lines.append("warning: no NYSE trading day in the requested range; nothing to write")
     if report.engine == "not started":
-        lines.append(f"Nothing to write to {report.table_path}: Spark was not started")
+        lines.append(f"Nothing to write to {shown(report.table_path)}: Spark was not started")
         lines.append("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return "\n".join(lines)
     if report.splits is not None and report.splits.error is None:
@@ -89,10 +91,11 @@ def render_fixed(report: FixedReport) -> str:
         lines.append(f"Splits: window {report.splits.date_from}..{report.splits.date_to} fetched in {calls} "
                      f"call{'s' if calls != 1 else ''}")
     lines += [
-        f"Table {report.table_path}: version {report.table_version}, layout {report.layout}, engine {report.engine}",
+        f"Table {shown(report.table_path)}: version {report.table_version}, layout {report.layout}, "
+        f"engine {report.engine}",
         f"Partitions written: {report.partitions_written}, files written: {report.files_written}, "
         f"trading days: {len(report.days)}",
-        f"Splits table {report.splits_path}: {report.splits_known} split(s) of these tickers known; "
+        f"Splits table {shown(report.splits_path)}: {report.splits_known} split(s) of these tickers known; "
         + (f"version {report.splits_version} written" if report.splits_version is not None else "unchanged"),
         "Prices and volumes are stored as traded (adjusted=false); split adjustment is derived on read.",
         "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
@@ -128,7 +131,8 @@ def render_maintenance(report: MaintenanceReport) -> str:
     ]
     what = f"Z-ORDER BY ({', '.join(report.zorder_by)})" if report.zorder_by else "compaction"
     lines = [
-        f"Table {report.path} (engine {report.engine}, {_layout_text(b.partition_columns, b.clustering_columns)})",
+        f"Table {shown(report.path)} (engine {report.engine}, "
+        f"{_layout_text(b.partition_columns, b.clustering_columns)})",
         format_table(["metric", "before", "after"], rows, title="Health check: before and after maintenance"),
         "",
         f"OPTIMIZE ({what}): {report.optimize_seconds:.1f} s; {changes_text(report.optimized) or 'no metrics'}",
@@ -137,7 +141,7 @@ def render_maintenance(report: MaintenanceReport) -> str:
         f"Row count check: {b.rows:,} before = {a.rows:,} after: no row lost.",
     ]
     if report.calls:
-        lines += ["", f"Calls run ({report.engine}):", *[f"  {call}" for call in report.calls]]
+        lines += ["", f"Calls run ({report.engine}):", *[f"  {shown_in(call, report.path)}" for call in report.calls]]
     if report.retain_hours < RETENTION_HOURS:
         lines.append(
             f"Note: {report.retain_hours:g} h retention is for this homework. Production keeps at least "
@@ -172,7 +176,7 @@ def render_daily(report: DailyReport) -> str:
         format_table(["ticker", "day", "open", "high", "low", "close", "volume", "vwap", "adj close", "return"],
                      rows, title="Each ticker's last day (regular session, as traded; adj close by stocks_splits)"),
         "",
-        f"Table {report.path}: version {report.version}, engine {report.engine}; {report.rows:,} rows, "
+        f"Table {shown(report.path)}: version {report.version}, engine {report.engine}; {report.rows:,} rows, "
         f"{report.tickers} tickers, {days}; {report.splits_known} split(s) known; {report.seconds:.1f} s",
     ]
     return "\n".join(lines)
@@ -181,19 +185,19 @@ def render_daily(report: DailyReport) -> str:
 def render_runs(runs: list[RunRecord], path: str) -> str:
     """The last runs, newest first, as `pipeline_runs` has them (this run's row is appended as it ends)."""
     if not runs:
-        return f"Last runs ({path}): none logged yet"
+        return f"Last runs ({shown(path)}): none logged yet"
     rows = [(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.script, r.status, r.exit_code, r.engine or "-",
              r.calls, r.rate_limited, f"{r.waited_s:.1f}", "" if r.rows_written is None else r.rows_written,
              "" if r.table_version is None else r.table_version, r.run_id[:8], (r.message or "")[:60])
             for r in runs]
     return format_table(["started (UTC)", "script", "status", "exit", "engine", "calls", "429s", "waited s", "rows",
-                         "version", "run", "message"], rows, title=f"Last runs ({path}, newest first)")
+                         "version", "run", "message"], rows, title=f"Last runs ({shown(path)}, newest first)")
 
 
 def render_external(report: ExternalReport) -> str:
     registration, pruning = report.registration, report.pruning
-    lines = [f"Registered {registration.kind} {registration.name} -> {report.path}"]
-    lines += [f"  {statement}" for statement in registration.statements]
+    lines = [f"Registered {registration.kind} {registration.name} -> {shown(report.path)}"]
+    lines += [f"  {shown_in(statement, report.path)}" for statement in registration.statements]
     if registration.table_type:
         lines.append(f"  catalog says Type: {registration.table_type}")
     if registration.drop_demo:
@@ -284,3 +288,20 @@ def human_bytes(size: float) -> str:
             return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024
     return f"{size} B"
+
+
+def shown(path: str) -> str:
+    """A path as a reader can use it: relative to where the command ran when it lies below it (the evidence then
+    reads `delta_tables/stocks_fixed`, not one machine's absolute path); anything else as given."""
+    local = local_path(path)
+    if local is None:
+        return path
+    try:
+        return str(local.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
+
+
+def shown_in(text: str, path: str) -> str:
+    """`text` (a call or a statement that ran) with `path` shown as `shown` shows it: the same call, run from here."""
+    return text.replace(path, shown(path))

@@ -125,14 +125,15 @@ class Run:
             log.warning("run log not written to %s: %s", self.log_path, str(exc).splitlines()[0][:200] or exc)
 
 
-def append_run(path: str, record: RunRecord, storage: DeltaStorage | None) -> None:
-    """Append one row: through the run's own engine when it opened one; otherwise (a run that ended before Spark
-    started) with delta-rs where it is installed and the path is local, or through Databricks' session."""
+def append_run(path: str, record: RunRecord, storage: DeltaStorage | None, *, delta_rs_first: bool = True) -> None:
+    """Append one row: with delta-rs where it is installed and the path is local (one row in milliseconds, and a
+    run that ended before Spark started needs no Spark for it); otherwise through the run's own engine, or
+    Databricks' session (no `deltalake` there). Both write the same table format."""
+    if delta_rs_first and local_path(path) is not None and _has_deltalake():
+        _append_with_delta_rs(path, record)
+        return
     if storage is not None:
         storage.write(_frame(storage.spark, [record]), path, mode="append")
-        return
-    if local_path(path) is not None and _has_deltalake():
-        _append_with_delta_rs(path, record)
         return
     from stockpipe.session import is_databricks
 

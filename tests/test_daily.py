@@ -133,3 +133,12 @@ def test_the_sample_pipeline_across_a_split_matches_the_bars_it_served(storage, 
     assert rows[dt.date(2024, 6, 7)]["split_factor"] == 10.0 and rows[dt.date(2024, 6, 10)]["split_factor"] == 1.0
     # Adjusted, the split is no jump: the return across it is an ordinary day's, not -90 %.
     assert abs(rows[dt.date(2024, 6, 10)]["daily_return"]) < 0.5
+
+
+def test_the_door_shows_paths_relative_to_where_it_ran(built, capsys, monkeypatch):
+    """Evidence a reader can use: `stocks_daily` under the folder the command ran in, not this machine's path."""
+    storage, daily, _ = built
+    base = daily.rsplit("/", 1)[0]
+    monkeypatch.chdir(base)
+    code, out, _ = run_door(daily_bars, ["--table-path", "stocks_fixed", "--engine", storage.name], capsys)
+    assert code == 0 and "Table stocks_daily: version" in out and base not in out

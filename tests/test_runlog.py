@@ -73,3 +73,19 @@ def test_a_run_log_that_cannot_be_written_changes_nothing_about_the_run(storage,
         code, out, err = harvest_door(storage, tmp_path, server, capsys)
     assert code == 0 and "Traceback" not in err
     assert len([line for line in err.splitlines() if "run log not written" in line]) == 1
+
+
+def test_the_log_appends_through_either_engine_into_one_table(storage, tmp_path):
+    """Where `deltalake` is missing (Databricks) the run's own engine appends the row: the same table, read back."""
+    import datetime as dt
+
+    from stockpipe.runlog import RunRecord, append_run, last_runs
+
+    path = str(tmp_path / "pipeline_runs")
+    first = RunRecord("a" * 32, "daily_bars", dt.datetime(2024, 1, 8, 21, tzinfo=dt.UTC), status="ok", exit_code=0)
+    second = RunRecord("b" * 32, "maintenance", dt.datetime(2024, 1, 9, 21, tzinfo=dt.UTC), message="boom")
+    append_run(path, first, storage, delta_rs_first=False)
+    append_run(path, second, None)  # delta-rs, as a run that never started Spark
+    newest, oldest = last_runs(storage, path)
+    assert (newest.run_id, newest.status, newest.message) == ("b" * 32, "failed", "boom")
+    assert (oldest.run_id, oldest.exit_code) == ("a" * 32, 0)

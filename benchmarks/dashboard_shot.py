@@ -1,0 +1,78 @@
+"""The dashboard's screenshot for the README, and its load time: `streamlit run` on a loopback port over the tables
+under --base, Debian's chromium driven by playwright (no browser download), timed from navigation to the first
+chart drawn, then each view's own redraw after a change of ticker.
+
+    python -m benchmarks.dashboard_shot --base delta_tables --out docs/dashboard.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=Path, default=Path("delta_tables"))
+    parser.add_argument("--out", type=Path, default=None, help="write the screenshot here")
+    parser.add_argument("--loads", type=int, default=3, help="page loads to time")
+    args = parser.parse_args(argv)
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(root / "dashboard.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env={**os.environ, "STOCKS_BASE_PATH": str(args.base.resolve())}, cwd=root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            loads = []
+            for _ in range(max(1, args.loads)):  # the first load also warms Streamlit's cache of the daily table
+                started = time.monotonic()
+                page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+                page.wait_for_selector(CHART, timeout=120_000)
+                loads.append(time.monotonic() - started)
+            print(f"page load to the first chart: first {loads[0]:.2f} s, median of the rest "
+                  f"{statistics.median(loads[1:] or loads):.2f} s ({len(loads)} loads, {args.base})")
+            if args.out:
+                page.wait_for_timeout(1500)  # let the second chart finish drawing
+                page.screenshot(path=str(args.out), full_page=True)
+                print(f"wrote {args.out}")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The pipeline's tables read without Spark, for the dashboard and the evidence charts: delta-rs lists the
+snapshot's live files, pruned by partition values, and pyarrow.parquet reads exactly those files. Never through
+`to_pyarrow_dataset()`/`to_pyarrow_table()`: with deltalake >= 1.2 a process that scanned that way can abort at
+interpreter exit. Local tables only (what a laptop's dashboard opens)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+
+
+def open_table(path: str | Path) -> DeltaTable | None:
+    """The table at `path`, or None when there is none (yet)."""
+    return DeltaTable(str(path)) if DeltaTable.is_deltatable(str(path)) else None
+
+
+def read(path: str | Path, *, columns: Sequence[str] | None = None,
+         where: Mapping[str, str] | None = None) -> pa.Table:
+    """The table's rows (or the `columns` asked), reading only the files whose partition values equal `where`'s
+    (a `(ticker, trade_date)` view of the minute table reads one file). An absent table raises FileNotFoundError."""
+    table = open_table(path)
+    if table is None:
+        raise FileNotFoundError(f"no Delta table at {path}")
+    schema = pa.schema(table.schema().to_arrow())
+    partitions = list(table.metadata().partition_columns)
+    wanted = list(columns) if columns is not None else schema.names
+    data_columns = [c for c in wanted if c not in partitions]
+    pieces = []
+    for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        values = {c: action.get(f"partition.{c}") for c in partitions}
+        if where and any(str(values.get(k)) != str(v) for k, v in where.items()):
+            continue
+        piece = pq.read_table(Path(path) / unquote(action["path"]), columns=data_columns)
+        for column in partitions:
+            if column in wanted:
+                value = pa.array([values[column]] * piece.num_rows, pa.string()).cast(schema.field(column).type)
+                piece = piece.append_column(schema.field(column), value)
+        pieces.append(piece.select(wanted))
+    if not pieces:
+        return schema.empty_table().select(wanted)
+    return pa.concat_tables(pieces, promote_options="permissive")
+
+
+def partition_values(path: str | Path, column: str, where: Mapping[str, str] | None = None) -> list[str]:
+    """The distinct values of a partition column, from the log alone (no data file is opened)."""
+    table = open_table(path)
+    if table is None:
+        return []
+    found = set()
+    for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        if where and any(str(action.get(f"partition.{k}")) != str(v) for k, v in where.items()):
+            continue
+        found.add(str(action.get(f"partition.{column}")))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Health:
+    """A table's state as maintenance.py reports it."""
+
+    version: int
+    live_files: int
+    total_bytes: int
+    last_optimize: dt.datetime | None
+    last_vacuum: dt.datetime | None
+
+
+def health(path: str | Path) -> Health | None:
+    table = open_table(path)
+    if table is None:
+        return None
+    sizes = pa.table(table.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
+
+    def last(prefix: str) -> dt.datetime | None:
+        times = [h["timestamp"] for h in table.history() if str(h.get("operation", "")).startswith(prefix)]
+        return dt.datetime.fromtimestamp(max(times) / 1000, dt.UTC) if times else None
+
+    return Health(table.version(), len(sizes), int(sum(sizes)), last("OPTIMIZE"), last("VACUUM"))

@@ -1,0 +1,137 @@
+"""The dashboard: each view with Streamlit's AppTest over tables written by each engine (so delta-rs reads what
+delta-spark wrote), the empty and half-built states, and once in a real browser (Debian's chromium driven by
+playwright) against `streamlit run` on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import daily_bars
+import fixed_stock_harvester
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def tables(storage, tmp_path_factory):
+    """The demo tables for two tickers over the demo week, written by the engine under test."""
+    base = tmp_path_factory.mktemp(f"dashboard-{storage.name}")
+    table = str(base / "stocks_fixed")
+    assert fixed_stock_harvester.main(["--source", "sample", "--tickers", "AAPL,NVDA", "--from", "2024-01-08",
+                                       "--to", "2024-01-12", "--table-path", table, "--engine", storage.name]) == 0
+    assert daily_bars.main(["--table-path", table, "--engine", storage.name]) == 0
+    return base
+
+
+def app(base, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("STOCKS_BASE_PATH", str(base))
+    return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+
+
+def charts(at) -> list:
+    return list(at.get("vega_lite_chart"))
+
+
+def test_every_view_renders_from_the_tables(tables, monkeypatch):
+    at = app(tables, monkeypatch)
+    assert not at.exception
+    assert at.title[0].value == "Stock pipeline"
+    ticker, intraday_ticker, day = at.selectbox
+    assert ticker.options == ["AAPL", "NVDA"] and intraday_ticker.options == ["AAPL", "NVDA"]
+    assert day.options == ["2024-01-08", "2024-01-09", "2024-01-10", "2024-01-11", "2024-01-12"]
+    assert day.value == "2024-01-12"  # the latest day first
+    assert len(charts(at)) == 2  # daily candlesticks, intraday with its sessions
+    daily, runs, tables_health = (frame.value for frame in at.dataframe)
+    assert len(daily) == 5 and len(runs) == 2 and list(tables_health["table"]) == [
+        "stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs"]
+    assert set(runs["status"]) == {"ok"} and (tables_health["status"] == "ok").all()
+    assert any("bars: pre" in caption.value for caption in at.caption)
+
+
+def test_switching_ticker_and_basis_redraws_without_error(tables, monkeypatch):
+    at = app(tables, monkeypatch)
+    at.selectbox[0].set_value("NVDA").run()
+    at.radio[0].set_value("split-adjusted").run()
+    at.selectbox[2].set_value("2024-01-08").run()
+    assert not at.exception and len(charts(at)) == 2
+    daily = at.dataframe[0].value
+    # NVDA's 10-for-1 split of 2024-06-10 comes after the demo week: adjusted closes are a tenth of the traded ones.
+    assert (daily["adj_close"] * 10 - daily["close"]).abs().max() < 1e-6
+
+
+def test_an_empty_base_path_names_the_commands_instead_of_failing(tmp_path, monkeypatch):
+    at = app(tmp_path, monkeypatch)
+    assert not at.exception
+    messages = " ".join(info.value for info in at.info)
+    assert "python daily_bars.py" in messages and "python fixed_stock_harvester.py" in messages
+    assert "make demo" in messages
+    assert all(status.startswith("missing: ") for status in at.dataframe[0].value["status"])
+
+
+def test_a_minute_table_without_the_daily_table_still_shows_the_day(tables, tmp_path, monkeypatch):
+    shutil.copytree(tables / "stocks_fixed", tmp_path / "stocks_fixed")
+    at = app(tmp_path, monkeypatch)
+    assert not at.exception and len(charts(at)) == 1
+    assert "python daily_bars.py" in " ".join(info.value for info in at.info)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_page_in_a_real_browser_shows_the_tickers_and_a_chart(tables, tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("STOCKS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"STOCKS_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install -y chromium)")
+        pytest.skip(f"no {CHROMIUM} here (apt-get install -y chromium to run it)")
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env={**os.environ, "STOCKS_BASE_PATH": str(tables)}, cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # bounded: the server answers its health check within seconds
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+                page.wait_for_selector("text=Stock pipeline", timeout=60_000)
+                page.wait_for_selector("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg",
+                                       timeout=60_000)
+                page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+                # The ticker picker is a combobox: its chosen ticker is its input's value, the rest its options.
+                assert page.get_by_role("combobox", name="Ticker").first.input_value() == "AAPL"
+                assert page.locator("[data-testid='stException']").count() == 0
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
