@@ -54,20 +54,25 @@ def minutes(base: str, version: int, ticker: str, day: str) -> pd.DataFrame:
 
 
 def candlesticks(frame: pd.DataFrame, adjusted: bool) -> alt.VConcatChart:
+    """One candle per trading day (an ordinal axis: no gaps for nights and weekends), volume below."""
     prefix = "adj_" if adjusted else ""
     data = frame.rename(columns={f"{prefix}{c}": f"_{c}" for c in ("open", "high", "low", "close", "volume")})
-    data["direction"] = (data["_close"] >= data["_open"]).map({True: "up", False: "down"})
+    data = data.assign(day=pd.to_datetime(data["trade_date"]).dt.strftime("%Y-%m-%d"),
+                       direction=(data["_close"] >= data["_open"]).map({True: "up", False: "down"}))
     base = alt.Chart(data).encode(
-        x=alt.X("trade_date:T", title=None),
+        x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)),
         color=alt.Color("direction:N", scale=alt.Scale(domain=["up", "down"], range=["#2e7d32", "#c62828"]),
                         legend=None),
-        tooltip=["trade_date:T", "_open:Q", "_high:Q", "_low:Q", "_close:Q", "_volume:Q"],
+        tooltip=[alt.Tooltip("day:O", title="day"), alt.Tooltip("_open:Q", title="open"),
+                 alt.Tooltip("_high:Q", title="high"), alt.Tooltip("_low:Q", title="low"),
+                 alt.Tooltip("_close:Q", title="close"), alt.Tooltip("_volume:Q", title="volume", format=",.0f")],
     )
     price = alt.layer(
         base.mark_rule().encode(y=alt.Y("_low:Q", title="price", scale=alt.Scale(zero=False)), y2="_high:Q"),
-        base.mark_bar(size=8).encode(y="_open:Q", y2="_close:Q"),
-    ).properties(height=300)
-    volume = base.mark_bar(size=8).encode(y=alt.Y("_volume:Q", title="volume")).properties(height=100)
+        base.mark_bar(size=14).encode(y="_open:Q", y2="_close:Q"),
+    ).properties(height=300, width="container")
+    volume = base.mark_bar(size=14).encode(y=alt.Y("_volume:Q", title="volume", axis=alt.Axis(format="~s"))
+                                           ).properties(height=100, width="container")
     return alt.vconcat(price, volume)
 
 
@@ -112,8 +117,8 @@ def main() -> None:
             adjusted = st.radio("Prices", ["as traded", "split-adjusted"], horizontal=True) == "split-adjusted"
             mine = frame[frame["ticker"] == ticker].sort_values("trade_date")
             st.altair_chart(candlesticks(mine, adjusted), use_container_width=True)
-            st.dataframe(mine[["trade_date", "open", "high", "low", "close", "volume", "vwap", "adj_close",
-                               "daily_return"]], hide_index=True)
+            table = mine[["trade_date", "open", "high", "low", "close", "volume", "vwap", "adj_close", "daily_return"]]
+            st.dataframe(table.round({"vwap": 2, "volume": 0, "adj_close": 2, "daily_return": 4}), hide_index=True)
     with intraday_tab:
         minute_table = open_table(base / "stocks_fixed")
         if minute_table is None:

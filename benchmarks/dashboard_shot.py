@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(root / "dashboard.py"), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env={**os.environ, "STOCKS_BASE_PATH": str(args.base.resolve())}, cwd=root,
+        env={**os.environ, "STOCKS_BASE_PATH": str(args.base)}, cwd=Path.cwd(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
