@@ -31,7 +31,7 @@ MAKES = {
     "stocks_daily": "python daily_bars.py",
     "pipeline_runs": "any script (every run appends a row)",
 }
-SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#ffffff", "post": "#fbe3d6"}
+SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#eef5ea", "post": "#fbe3d6"}
 
 
 def base_path() -> Path:

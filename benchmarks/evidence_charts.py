@@ -26,7 +26,7 @@ import pandas as pd
 from stockpipe.market_calendar import NEW_YORK, session_hours
 from stockpipe.readers import read
 
-SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#ffffff", "post": "#fbe3d6"}
+SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#eef5ea", "post": "#fbe3d6"}
 
 
 def closes(base: Path, out: Path) -> Path:
