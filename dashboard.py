@@ -22,7 +22,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `streamlit run` puts the script's folder first anyway
 
 from stockpipe.market_calendar import session_hours
-from stockpipe.readers import health, open_table, partition_values, read
+from stockpipe.readers import Health, health, open_table, partition_values, read
 
 TABLES = ("stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs")
 MAKES = {
@@ -31,6 +31,8 @@ MAKES = {
     "stocks_daily": "python daily_bars.py",
     "pipeline_runs": "any script (every run appends a row)",
 }
+# The daily chart's span, in months back from the last stored day (None: everything stored).
+RANGES: dict[str, int | None] = {"3 months": 3, "1 year": 12, "5 years": 60, "all": None}
 SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#eef5ea", "post": "#fbe3d6"}
 
 
@@ -45,6 +47,21 @@ def missing(name: str) -> None:
 @st.cache_data(ttl=60, show_spinner=False)
 def daily(base: str, version: int) -> pd.DataFrame:
     return read(Path(base) / "stocks_daily").to_pandas()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def tickers_and_days(base: str, version: int) -> dict[str, list[str]]:
+    """Each ticker's stored days, from the minute table's log alone (no data file opened), once per version: the
+    5-year table's log lists 10,064 files, which is the page's cost if replayed on every redraw."""
+    days: dict[str, list[str]] = {}
+    for ticker in partition_values(Path(base) / "stocks_fixed", "ticker"):
+        days[ticker] = partition_values(Path(base) / "stocks_fixed", "trade_date", where={"ticker": ticker})
+    return days
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def table_health(base: str, name: str, version: int | None) -> Health | None:
+    return health(Path(base) / name) if version is not None else None
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -105,7 +122,9 @@ def main() -> None:
     base = base_path()
     st.caption(f"Tables under `{base}` (STOCKS_BASE_PATH), read with delta-rs. Prices are stored as traded; "
                "split-adjusted ones come from stocks_splits.")
-    daily_table = open_table(base / "stocks_daily")
+    # Each table's snapshot is loaded once per redraw (the 5-year minute table's log lists 10,064 files).
+    opened = {name: open_table(base / name) for name in TABLES}
+    daily_table = opened["stocks_daily"]
     daily_tab, intraday_tab, runs_tab, health_tab = st.tabs(["Daily", "Intraday", "Runs", "Table health"])
     with daily_tab:
         if daily_table is None:
@@ -115,26 +134,32 @@ def main() -> None:
             tickers = sorted(frame["ticker"].unique())
             ticker = st.selectbox("Ticker", tickers, key="ticker")
             adjusted = st.radio("Prices", ["as traded", "split-adjusted"], horizontal=True) == "split-adjusted"
+            span = st.radio("Range", list(RANGES), index=1, horizontal=True)
             mine = frame[frame["ticker"] == ticker].sort_values("trade_date")
+            if RANGES[span] is not None and len(mine):
+                # Readable candles, and a page that draws as fast over five years as over one week.
+                start = pd.Timestamp(mine["trade_date"].max()) - pd.DateOffset(months=RANGES[span])
+                mine = mine[pd.to_datetime(mine["trade_date"]) > start]
             st.altair_chart(candlesticks(mine, adjusted), use_container_width=True)
             table = mine[["trade_date", "open", "high", "low", "close", "volume", "vwap", "adj_close", "daily_return"]]
             st.dataframe(table.round({"vwap": 2, "volume": 0, "adj_close": 2, "daily_return": 4}), hide_index=True)
     with intraday_tab:
-        minute_table = open_table(base / "stocks_fixed")
+        minute_table = opened["stocks_fixed"]
         if minute_table is None:
             missing("stocks_fixed")
         else:
-            tickers = partition_values(base / "stocks_fixed", "ticker")
+            stored = tickers_and_days(str(base), minute_table.version())
+            tickers = sorted(stored)
             chosen = st.session_state.get("ticker")
             ticker = st.selectbox("Ticker ", tickers, index=tickers.index(chosen) if chosen in tickers else 0)
-            days = partition_values(base / "stocks_fixed", "trade_date", where={"ticker": ticker})
+            days = stored[ticker]
             day = st.selectbox("Day", days, index=len(days) - 1)
             bars = minutes(str(base), minute_table.version(), ticker, day)
             st.altair_chart(intraday(bars, dt.date.fromisoformat(day)), use_container_width=True)
             counts = bars["market_session"].value_counts()
             st.caption(f"{len(bars):,} bars: " + ", ".join(f"{s} {counts.get(s, 0):,}" for s in SESSION_COLOURS))
     with runs_tab:
-        if open_table(base / "pipeline_runs") is None:
+        if opened["pipeline_runs"] is None:
             missing("pipeline_runs")
         else:
             runs = read(base / "pipeline_runs").to_pandas().sort_values("started_at", ascending=False)
@@ -144,7 +169,8 @@ def main() -> None:
     with health_tab:
         rows = []
         for name in TABLES:
-            found = health(base / name)
+            table = opened[name]
+            found = table_health(str(base), name, table.version() if table is not None else None)
             rows.append({"table": name, "version": found.version if found else None,
                          "live files": found.live_files if found else None,
                          "size (KiB)": round(found.total_bytes / 1024, 1) if found else None,

@@ -53,11 +53,13 @@ def partition_values(path: str | Path, column: str, where: Mapping[str, str] | N
     table = open_table(path)
     if table is None:
         return []
+    actions = pa.table(table.get_add_actions(flatten=True))
+    names = [f"partition.{c}" for c in (column, *(where or {}))]
     found = set()
-    for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
-        if where and any(str(action.get(f"partition.{k}")) != str(v) for k, v in where.items()):
+    for row in actions.select(names).to_pylist():  # only the partition columns: no statistics per file
+        if where and any(str(row[f"partition.{k}"]) != str(v) for k, v in where.items()):
             continue
-        found.add(str(action.get(f"partition.{column}")))
+        found.add(str(row[f"partition.{column}"]))
     return sorted(found)
 
 
