@@ -22,7 +22,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `streamlit run` puts the script's folder first anyway
 
 from stockpipe.market_calendar import session_hours
-from stockpipe.readers import Health, health, open_table, partition_values, read
+from stockpipe.readers import Health, health, open_table, partitions, read
 
 TABLES = ("stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs")
 MAKES = {
@@ -54,8 +54,8 @@ def tickers_and_days(base: str, version: int) -> dict[str, list[str]]:
     """Each ticker's stored days, from the minute table's log alone (no data file opened), once per version: the
     5-year table's log lists 10,064 files, which is the page's cost if replayed on every redraw."""
     days: dict[str, list[str]] = {}
-    for ticker in partition_values(Path(base) / "stocks_fixed", "ticker"):
-        days[ticker] = partition_values(Path(base) / "stocks_fixed", "trade_date", where={"ticker": ticker})
+    for ticker, day in partitions(Path(base) / "stocks_fixed", ["ticker", "trade_date"]):
+        days.setdefault(ticker, []).append(day)  # sorted pairs: each ticker's days in order
     return days
 
 

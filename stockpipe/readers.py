@@ -48,19 +48,15 @@ def read(path: str | Path, *, columns: Sequence[str] | None = None,
     return pa.concat_tables(pieces, promote_options="permissive")
 
 
-def partition_values(path: str | Path, column: str, where: Mapping[str, str] | None = None) -> list[str]:
-    """The distinct values of a partition column, from the log alone (no data file is opened)."""
+def partitions(path: str | Path, columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """The distinct combinations of these partition columns' values, from the log alone (no data file is opened),
+    in one pass over the snapshot's files."""
     table = open_table(path)
     if table is None:
         return []
-    actions = pa.table(table.get_add_actions(flatten=True))
-    names = [f"partition.{c}" for c in (column, *(where or {}))]
-    found = set()
-    for row in actions.select(names).to_pylist():  # only the partition columns: no statistics per file
-        if where and any(str(row[f"partition.{k}"]) != str(v) for k, v in where.items()):
-            continue
-        found.add(str(row[f"partition.{column}"]))
-    return sorted(found)
+    names = [f"partition.{c}" for c in columns]
+    rows = pa.table(table.get_add_actions(flatten=True)).select(names).to_pylist()
+    return sorted({tuple(str(row[name]) for name in names) for row in rows})
 
 
 @dataclass(frozen=True)

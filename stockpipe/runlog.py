@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from stockpipe.compat import is_connect
 from stockpipe.massive import FetchStats
@@ -25,12 +27,15 @@ from stockpipe.storage import DeltaStorage
 log = logging.getLogger(__name__)
 
 RUNS_TABLE = "pipeline_runs"
-RUNS_SCHEMA = (
-    "run_id string, script string, started_at timestamp, finished_at timestamp, status string, exit_code int, "
-    "engine string, spark_mode string, tickers string, date_from date, date_to date, calls int, retries int, "
-    "rate_limited int, waited_s double, rows_written long, partitions_written int, files_written int, "
-    "table_version long, message string"
-)
+# Written once, in Arrow (delta-rs appends with it); Spark's schema is derived from it.
+RUNS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("script", pa.string()), ("started_at", pa.timestamp("us", "UTC")),
+    ("finished_at", pa.timestamp("us", "UTC")), ("status", pa.string()), ("exit_code", pa.int32()),
+    ("engine", pa.string()), ("spark_mode", pa.string()), ("tickers", pa.string()), ("date_from", pa.date32()),
+    ("date_to", pa.date32()), ("calls", pa.int32()), ("retries", pa.int32()), ("rate_limited", pa.int32()),
+    ("waited_s", pa.float64()), ("rows_written", pa.int64()), ("partitions_written", pa.int32()),
+    ("files_written", pa.int32()), ("table_version", pa.int64()), ("message", pa.string()),
+])
 MESSAGE_CHARS = 1_000
 
 
@@ -147,7 +152,7 @@ def append_run(path: str, record: RunRecord, storage: DeltaStorage | None, *, de
 
 
 def _frame(spark: SparkSession, records: list[RunRecord]) -> DataFrame:
-    return spark.createDataFrame([r.as_row() for r in records], RUNS_SCHEMA)
+    return spark.createDataFrame([r.as_row() for r in records], from_arrow_schema(RUNS_SCHEMA))
 
 
 def _has_deltalake() -> bool:
@@ -159,19 +164,10 @@ def _has_deltalake() -> bool:
 
 
 def _append_with_delta_rs(path: str, record: RunRecord) -> None:
-    import pyarrow as pa
     from deltalake import write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    schema = pa.schema([
-        ("run_id", pa.string()), ("script", pa.string()), ("started_at", pa.timestamp("us", "UTC")),
-        ("finished_at", pa.timestamp("us", "UTC")), ("status", pa.string()), ("exit_code", pa.int32()),
-        ("engine", pa.string()), ("spark_mode", pa.string()), ("tickers", pa.string()), ("date_from", pa.date32()),
-        ("date_to", pa.date32()), ("calls", pa.int32()), ("retries", pa.int32()), ("rate_limited", pa.int32()),
-        ("waited_s", pa.float64()), ("rows_written", pa.int64()), ("partitions_written", pa.int32()),
-        ("files_written", pa.int32()), ("table_version", pa.int64()), ("message", pa.string()),
-    ])
-    table = pa.Table.from_pylist([dataclasses.asdict(record)], schema=schema)
+    table = pa.Table.from_pylist([dataclasses.asdict(record)], schema=RUNS_SCHEMA)
     for attempt in range(1, 6):  # concurrent appends: a lost race is retried, bounded
         try:
             write_deltalake(path, table, mode="append")

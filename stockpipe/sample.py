@@ -62,7 +62,7 @@ class Split:
     @property
     def id(self) -> str:
         digest = hashlib.blake2b(f"{self.ticker}|{self.execution_date}".encode(), digest_size=32).hexdigest()
-        return f"E{digest[:64]}"
+        return f"E{digest}"
 
     def as_json(self) -> dict[str, Any]:
         return {"execution_date": self.execution_date.isoformat(), "id": self.id, "split_from": self.split_from,
