@@ -17,6 +17,7 @@ import logging
 import os
 import shlex
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,12 +106,21 @@ def _maven_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+LOCAL_JAVA_OPTIONS = "-Djdk.lang.Process.launchMechanism=VFORK"
+
+
 def local_confs() -> tuple[dict[str, str], dict[str, str]]:
     """(static, runtime) settings of a session this project starts on the local machine."""
     static = {
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": os.environ.get("STOCKS_DRIVER_MEMORY", "4g"),
+        # Hadoop's local file system sets each new file's and folder's permissions by forking `chmod` (without its
+        # native library, which pip's Spark lacks), and its checksummed variant writes a .crc file beside each
+        # file, chmod-ed too: most of the 9 ms each data file cost on two cores. The raw variant writes no .crc
+        # files, and vfork makes each remaining fork cheaper. Measured on 2,516 partitions: 23.4 s -> 16.5 s.
+        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS,
     }
     runtime = {
         "spark.sql.session.timeZone": "UTC",
@@ -127,6 +137,12 @@ def local_confs() -> tuple[dict[str, str], dict[str, str]]:
     return static, runtime
 
 
+def _local_python_workers() -> None:
+    # Spark starts its Python workers (mapInArrow) with `python3` from PATH unless told: a venv not on PATH would
+    # give them another interpreter, without pyarrow. A local session's workers run this interpreter.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
 def _quiet_jvm_logs() -> None:
     # Spark puts SPARK_CONF_DIR on the driver's classpath, where log4j2 finds our quiet log4j2.properties before
     # the JVM prints anything (an -D option in the builder arrives too late for the launcher's own lines).
@@ -135,6 +151,7 @@ def _quiet_jvm_logs() -> None:
 
 def _builder(app_name: str, master: str) -> SparkSession.Builder:
     _quiet_jvm_logs()
+    _local_python_workers()
     static, runtime = local_confs()
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in {**static, **runtime}.items():
@@ -155,7 +172,7 @@ def _catalog_confs(warehouse: str) -> dict[str, str]:
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": f"{warehouse}/warehouse",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
+        "spark.driver.extraJavaOptions": f"{LOCAL_JAVA_OPTIONS} -Dderby.system.home={warehouse}",
     }
 
 
@@ -233,6 +250,7 @@ def _connect_session(app_name: str, remote: str, *, want_delta_spark: bool, ware
         has = want_delta_spark and session_has_delta(spark)
         return SessionInfo(spark, has, f"Spark Connect server {remote}" + (" with delta-spark" if has else ""))
     _quiet_jvm_logs()
+    _local_python_workers()
     static, runtime = local_confs()
     # Loopback only: PySpark's in-process server listens on every interface (0.0.0.0:15002) unless told otherwise.
     confs = {**static, **runtime, "spark.connect.grpc.binding.address": "127.0.0.1", "spark.app.name": app_name}
