@@ -49,11 +49,12 @@ def refuse_foreign_folder(path: str) -> None:
 
 
 def parquet_files_on_disk(path: str) -> list[Path]:
-    """Every data file under a local table path, live or tombstoned (what VACUUM can delete); none elsewhere."""
+    """Every data file under a local table path, live or tombstoned (what VACUUM can delete); none elsewhere. Not
+    what a write is still staging, nor the log: folders whose names start with "_" are Delta's or a writer's."""
     root = local_path(path)
     if root is None or not root.is_dir():
         return []
-    return [p for p in root.rglob("*.parquet") if "_delta_log" not in p.parts]
+    return [p for p in root.rglob("*.parquet") if not any(part.startswith("_") for part in p.relative_to(root).parts)]
 
 
 def count_partition_dirs(path: str) -> int:

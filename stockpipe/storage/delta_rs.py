@@ -4,9 +4,12 @@ through pyarrow datasets (deltalake >= 1.2 can abort the interpreter at exit aft
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
+import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,11 +17,16 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+from pyspark.sql.types import StructType
 
 from stockpipe.compat import to_arrow
+from stockpipe.errors import ClusteringUnsupportedError
+from stockpipe.paths import local_path
 from stockpipe.storage.port import (
     DeltaStorage,
     FileChanges,
@@ -29,7 +37,15 @@ from stockpipe.storage.port import (
     TableDetail,
     WriteMode,
 )
-from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
+from stockpipe.storage.predicates import AnyOf, Replacement, ReplacePredicate, RowFilter, outside_predicate_error
+from stockpipe.storage.staged import (
+    StagedFile,
+    count_files_under,
+    move_into_table,
+    new_staging_dir,
+    remove_moved,
+    write_files,
+)
 
 
 class DeltaRsStorage(DeltaStorage):
@@ -55,6 +71,84 @@ class DeltaRsStorage(DeltaStorage):
 
     def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
                replace: Replacement | None, cluster_by: list[str]) -> int:
+        root = local_path(path)
+        if partition_by and root is not None and (replace is None or replace.columns() <= set(partition_by)):
+            return self._write_staged(df, path, root, mode, partition_by, replace)
+        return self._write_arrow(df, path, mode, partition_by, replace)
+
+    def _write_staged(self, df: DataFrame, path: str, root: Path, mode: WriteMode, partition_by: list[str],
+                      replace: Replacement | None) -> int:
+        """Spark's tasks write the files, delta-rs commits them (`staged`): memory bounded by a partition.
+        The replace predicate is on partition columns, so every file is checked by its partition values (no pass
+        over the rows) and the replaced files are exactly those of the matching partitions."""
+        from pyspark.sql.pandas.types import to_arrow_schema  # pyspark's pandas helpers load on first use
+
+        staging = new_staging_dir(root)
+        moved: list[StagedFile] = []
+        try:
+            self.progress.phase("write", "Spark tasks write a file per partition")
+            with self.progress.ticking(lambda: count_files_under(staging)):
+                files = write_files(df, staging, partition_by)
+            self.progress.phase("commit", f"{len(files):,} files in one Delta commit")
+            with self.progress.ticking():
+                if replace is not None and not all(replace.matches_partition(f.partition) for f in files):
+                    raise outside_predicate_error(replace)
+                schema = to_arrow_schema(df.schema)
+                moved = list(files)
+                move_into_table(staging, root, files)
+                self._commit_files(path, files, schema, mode, partition_by, replace)
+                moved = []
+            return DeltaTable(path).version()
+        finally:
+            remove_moved(root, moved)  # a commit that failed leaves no file behind
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.parent.rmdir()  # only when no other write is staging beside it
+
+    def _commit_files(self, path: str, files: list[StagedFile], schema: pa.Schema, mode: WriteMode,
+                      partition_by: list[str], replace: Replacement | None) -> None:
+        """One commit adding `files` (already in the table's folder) and, for an overwrite, removing the replaced
+        partitions' files, with the metrics and parameters delta-rs's own writes record."""
+        actions: list[AddAction | RemoveAction] = [
+            AddAction(f.relative, f.size, dict(f.partition), f.modified_ms, True, f.stats) for f in files]
+        metrics = {"num_added_files": len(files), "num_removed_files": 0, "num_added_rows": sum(f.rows for f in files),
+                   "num_partitions": len({tuple(f.partition.values()) for f in files})}
+        if replace is None and not self.is_delta(path):
+            try:  # the table and its files in one commit, as a creating write makes it
+                adds = [a for a in actions if isinstance(a, AddAction)]
+                create_table_with_add_actions(path, DeltaSchema.from_arrow(schema), adds, mode="error",
+                                              partition_by=partition_by,
+                                              commit_properties=self._commit(operationMetrics=metrics))
+                return
+            except Exception:
+                if not self.is_delta(path):
+                    raise
+                # A concurrent writer created it first: these files go into the table it made.
+        if not self.is_delta(path):
+            # Created empty first, as the Arrow write does, so a concurrent creator's rows conflict as they must.
+            write_deltalake(path, schema.empty_table(), mode="append", partition_by=partition_by,
+                            commit_properties=self._commit())
+        table = DeltaTable(path)
+        replaced = _replaced_files(table, mode, replace)
+        metrics["num_removed_files"] = len(replaced)
+        parameters = {"predicate": replace.sql()} if replace is not None else {}
+        filters = replace.partition_filters() if isinstance(replace, ReplacePredicate) else None
+        if isinstance(replace, AnyOf):
+            # delta-rs's overwrite takes one conjunction of partition filters; tickers replacing different days
+            # (AnyOf) remove exactly their own partitions' files instead, in the same commit. Another writer
+            # removing the same files meanwhile makes this commit conflict, and the retry starts over.
+            now_ms = int(time.time() * 1000)
+            actions += [RemoveAction(a["path"], True, now_ms, a["size_bytes"], a["partition"]) for a in replaced]
+        commit_mode = "overwrite" if mode == "overwrite" and not isinstance(replace, AnyOf) else "append"
+        table.create_write_transaction(
+            actions, commit_mode, schema, partition_by=partition_by, partition_filters=filters,
+            commit_properties=self._commit(operationMetrics=metrics, operationParameters=parameters),
+        )
+
+    def _write_arrow(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
+                     replace: Replacement | None) -> int:
+        """Small or unpartitioned tables (the run log, splits, daily bars): the rows as one Arrow table, written by
+        delta-rs (a row predicate needs its rewrite of matching files)."""
         table = to_arrow(df)  # Arrow straight from Spark: no Python rows
         if replace is not None and not self.is_delta(path):
             # delta-rs commits a write that creates a table without looking at what a concurrent creator committed
@@ -75,9 +169,20 @@ class DeltaRsStorage(DeltaStorage):
                             commit_properties=self._commit())
         return DeltaTable(path).version()
 
-    def _commit(self) -> CommitProperties | None:
+    def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
+                          cluster_by: Sequence[str] = ()) -> None:
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        if cluster_by:
+            raise ClusteringUnsupportedError(self.name)
+        if not self.is_delta(path):
+            write_deltalake(path, to_arrow_schema(schema).empty_table(), mode="append",
+                            partition_by=list(partition_by) or None, commit_properties=self._commit())
+
+    def _commit(self, **info: Any) -> CommitProperties | None:
         # userMetadata, the key Delta's own commitInfo uses: Spark's DESCRIBE HISTORY shows it too.
-        return CommitProperties(custom_metadata={"userMetadata": self.run_id}) if self.run_id else None
+        found = {**info, **({"userMetadata": self.run_id} if self.run_id else {})}
+        return CommitProperties(custom_metadata=found) if found else None
 
     def _is_commit_conflict(self, exc: Exception) -> bool:
         return isinstance(exc, CommitFailedError)
@@ -174,6 +279,20 @@ class DeltaRsStorage(DeltaStorage):
         self.read(path).createOrReplaceTempView(name)
 
 
+def _replaced_files(table: DeltaTable, mode: WriteMode, replace: Replacement | None) -> list[dict[str, Any]]:
+    """The files an overwrite of `replace`'s partitions removes from the snapshot it commits against (all of them
+    without a predicate; none for an append): path, size and partition values."""
+    if mode != "overwrite":
+        return []
+    columns = list(table.metadata().partition_columns)
+    found = []
+    for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        partition = {c: _partition_value(action.get(f"partition.{c}")) for c in columns}
+        if replace is None or replace.matches_partition(partition):
+            found.append({"path": action["path"], "size_bytes": int(action["size_bytes"]), "partition": partition})
+    return found
+
+
 def _may_match(action: dict[str, Any], column: str, values: tuple[Any, ...]) -> bool:
     if f"partition.{column}" in action:
         return _partition_text(action[f"partition.{column}"]) in {_partition_text(v) for v in values}
@@ -181,6 +300,13 @@ def _may_match(action: dict[str, Any], column: str, values: tuple[Any, ...]) -> 
     if low is None or high is None:
         return True  # no statistics: the file must be read
     return any(low <= value <= high for value in values)
+
+
+def _partition_value(value: Any) -> str | None:
+    """A partition value as the log holds it (dates as ISO text), None for a null."""
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
 def _partition_text(value: Any) -> str:

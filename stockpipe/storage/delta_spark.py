@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
+from pyspark.sql.types import StructType
 
 from stockpipe.compat import conf_for_call, is_connect
 from stockpipe.errors import PipelineError
@@ -37,6 +38,7 @@ from stockpipe.storage.port import (
     WriteMode,
 )
 from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
+from stockpipe.storage.staged import count_files_under
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,33 @@ class DeltaSparkStorage(DeltaStorage):
             writer = writer.partitionBy(*partition_by)
         if replace is not None:
             writer = writer.option("replaceWhere", replace.sql())
-        writer.save(path)
+        self._save(writer, path)
         return self._version(path)
+
+    def _save(self, writer: DataFrameWriter, path: str) -> None:
+        """The write, with files written so far counted on a local table (Delta writes them in place)."""
+        root = local_path(path)
+        before = count_files_under(root) if root is not None and root.is_dir() else 0
+        self.progress.phase("write", "Delta writes a file per partition")
+        with self.progress.ticking((lambda: count_files_under(root) - before) if root is not None else None):
+            writer.save(path)
+
+    def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
+                          cluster_by: Sequence[str] = ()) -> None:
+        if self.is_delta(path):
+            return
+        empty = self.spark.createDataFrame([], schema)
+        if cluster_by:
+            self._with_commit_retries(lambda: self._write_clustered(empty, path, "append", None, list(cluster_by)),
+                                      path)
+            return
+        writer = self._tagged(empty.write.format("delta").mode("append").partitionBy(*partition_by))
+
+        def create() -> int:
+            writer.save(path)
+            return 0
+
+        self._with_commit_retries(create, path)
 
     def _write_clustered(self, df: DataFrame, path: str, mode: WriteMode, replace: Replacement | None,
                          cluster_by: list[str]) -> int:
@@ -123,7 +150,7 @@ class DeltaSparkStorage(DeltaStorage):
         writer = self._tagged(df.write.format("delta").mode(mode))
         if replace is not None:
             writer = writer.option("replaceWhere", replace.sql())
-        writer.save(path)
+        self._save(writer, path)
         return self._version(path)
 
     def _tagged(self, writer: DataFrameWriter) -> DataFrameWriter:

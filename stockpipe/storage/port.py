@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from stockpipe.errors import ClusteringUnsupportedError, NotDeltaTableError, PipelineError
 from stockpipe.paths import parquet_files_on_disk
+from stockpipe.progress import WorkProgress
 from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,8 @@ class DeltaStorage(ABC):
         # Every commit this engine makes carries it as Delta's userMetadata, so DESCRIBE HISTORY says which
         # pipeline run wrote each version.
         self.run_id: str | None = None
+        # Long writes say how far they are (phase lines, files written); the harvester sets what it expects.
+        self.progress = WorkProgress()
 
     # -- shared behaviour -------------------------------------------------------------------------------------------
     def write(
@@ -166,13 +170,17 @@ class DeltaStorage(ABC):
         partition_by: Sequence[str] = (),
         replace: Replacement | None = None,
         cluster_by: Sequence[str] = (),
+        shaped: bool = False,
     ) -> int:
-        """Write in one commit; return the new table version. `replace` overwrites only the rows it matches."""
+        """Write in one commit; return the new table version. `replace` overwrites only the rows it matches.
+        `shaped`: the caller already holds each partition's rows in one Spark task (hash-partitioned by the
+        partition columns), so the write adds no shuffle of its own."""
         if replace is not None and mode != "overwrite":
             raise ValueError("a replace predicate needs mode='overwrite'")
         if cluster_by and not self.supports_clustering:
             raise ClusteringUnsupportedError(self.name)
-        df = shape_for_write(df, partition_by, cluster_by)
+        if not shaped:
+            df = shape_for_write(df, partition_by, cluster_by)
         try:
             return self._with_commit_retries(
                 lambda: self._write(df, path, mode, list(partition_by), replace, list(cluster_by)), path
@@ -225,6 +233,12 @@ class DeltaStorage(ABC):
         replace: Replacement | None,
         cluster_by: list[str],
     ) -> int: ...
+
+    @abstractmethod
+    def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
+                          cluster_by: Sequence[str] = ()) -> None:
+        """An empty table with this schema and layout, unless one is there. A replacing write into an existing
+        table is checked row by row as it writes; one that creates the table needs a pass of its own first."""
 
     @abstractmethod
     def _is_commit_conflict(self, exc: Exception) -> bool: ...
