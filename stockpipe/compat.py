@@ -66,6 +66,25 @@ def conf_for_call(spark: SparkSession, key: str, value: str) -> Iterator[bool]:
             spark.conf.set(key, previous)
 
 
+@contextlib.contextmanager
+def persisted(df: DataFrame) -> Iterator[DataFrame]:
+    """`df` kept on local disk while the block runs, so two jobs over it compute it once; disk, not memory, so the
+    JVM's memory stays bounded by a partition. Sessions that refuse to persist (Databricks serverless) compute it
+    twice instead."""
+    from pyspark import StorageLevel
+
+    try:
+        kept = df.persist(StorageLevel.DISK_ONLY)
+    except Exception as exc:  # noqa: BLE001 - serverless answers NOT_SUPPORTED_WITH_SERVERLESS, typed per mode
+        log.debug("persist refused: %s", str(exc).splitlines()[0][:200] if str(exc) else exc)
+        yield df
+        return
+    try:
+        yield kept
+    finally:
+        kept.unpersist()
+
+
 def to_arrow(df: DataFrame) -> pa.Table:
     """Spark -> Arrow without rows in Python: toArrow() from Spark 4.0 (classic and Connect), the classic collector
     before it."""

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from stockpipe.compat import schema_tree, show_string
+from stockpipe.compat import persisted, schema_tree, show_string
 from stockpipe.config import HarvestConfig, Layout
 from stockpipe.errors import ClusteringUnsupportedError, PipelineError, StopError
 from stockpipe.fetching import Fetcher, FetchResult, LandedCallback, SplitsFetch, TickerFetch, fetch_all
@@ -35,8 +35,6 @@ from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
 from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
     PARTITION_COLUMNS,
-    drop_duplicate_bars,
-    latest_first,
     ohlc_violation,
     session_bounds,
     to_broken,
@@ -117,13 +115,13 @@ def warm_up(spark: SparkSession, storage: DeltaStorage, item: TickerFetch, days:
     on a cluster the scratch folder would not be the driver's."""
     if is_databricks() or fetch_done():
         return
-    marked = landed_bars(spark, {item.ticker: item})
-    ticker_counts(marked, days)
+    ranked = ranked_bars(landed_bars(spark, {item.ticker: item}))
+    ticker_counts(ranked, days)
     if fetch_done():
         return
     scratch = tempfile.mkdtemp(prefix="stocks-warm-up-")
     try:
-        storage.write(silver_bars(marked, session_bounds(spark, days)), f"{scratch}/t", mode="overwrite",
+        storage.write(silver_bars(ranked, session_bounds(spark, days)), f"{scratch}/t", mode="overwrite",
                       partition_by=PARTITION_COLUMNS)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -149,21 +147,35 @@ def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch]) -> DataFra
     )
 
 
-def silver_bars(marked: DataFrame, bounds: DataFrame) -> DataFrame:
-    """The rows to store: assigned bars, one per minute, with their market session, in the table's schema."""
+def ranked_bars(marked: DataFrame) -> DataFrame:
+    """Landed bars with `_kept`: the one row per (ticker, minute) the table stores, among assigned bars only (the
+    latest ingest wins). Both the counts and the stored rows come from this one frame.
+
+    Its one shuffle is by (ticker, trade_date), the table's partition key: a minute's duplicates share its day, so
+    the de-duplication needs no other, and the partitioned write that follows finds each partition's rows in one
+    task, sorted, and needs no shuffle or sort of its own (`shaped=True`)."""
+    # The fetch id has done its work once `assigned` is known: every assigned bar of a (ticker, day) comes from the
+    # one fetch assigned to that day (the newest landed one covering it), so the fetch id and the ingest time break
+    # no tie among them, and the id's ~60 bytes a row stay out of the shuffle. trade_date leads the window's key
+    # (the minute fixes the day, so the groups are the same), so its sort also orders rows as the write wants them.
+    by_partition = marked.drop("fetch_id").repartition(*PARTITION_COLUMNS)
+    one_per_minute = Window.partitionBy(*PARTITION_COLUMNS, "timestamp_ms", "assigned").orderBy(
+        F.col("ingested_at").desc())
+    return by_partition.withColumn("_kept", F.col("assigned") & (F.row_number().over(one_per_minute) == 1))
+
+
+def silver_bars(ranked: DataFrame, bounds: DataFrame) -> DataFrame:
+    """The rows to store: kept bars, with their market session, in the table's schema."""
     return (
-        marked.filter("assigned").drop("assigned")
-        .transform(drop_duplicate_bars)
+        ranked.filter("_kept")
         .transform(lambda df: with_market_session(df, bounds))
         .transform(to_silver)
     )
 
 
-def ticker_counts(marked: DataFrame, days: list[dt.date]) -> dict[str, dict[str, int]]:
+def ticker_counts(ranked: DataFrame, days: list[dt.date]) -> dict[str, dict[str, int]]:
     """Per ticker, in one Spark job: bars landed, outside the requested days, kept before de-duplication, rows
-    stored, days stored and OHLC failures. The same de-duplication as silver_bars, ranked among assigned bars only,
-    so nothing is cached and nothing but these counts reaches the driver."""
-    ranked = marked.withColumn("_kept", F.col("assigned") & (latest_first("assigned") == 1))
+    stored, days stored and OHLC failures; nothing but these counts reaches the driver."""
     in_range = F.col("trade_date").isin(*days) if days else F.lit(False)
     rows = (
         ranked.groupBy("ticker")
@@ -260,11 +272,15 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     report.engine = storage.name
     report.seconds["spark start"] = lap()  # only what the fetch did not hide
     check_layout(storage, cfg)
-    marked = landed_bars(spark, fetched)
-    record_counts(report, ticker_counts(marked, days))
-    report.seconds["transform"] = lap()
-    write_fetched(report, storage, silver_bars(marked, session_bounds(spark, days)), fetched, cfg)
-    report.seconds["write"] = lap()
+    work = storage.progress
+    work.phase("transform", f"reading, de-duplicating and counting the landed bars of {len(fetched)} ticker(s)")
+    # Landed pages are parsed once for both the counts and the write, where the session allows keeping them.
+    with work.ticking(), persisted(ranked_bars(landed_bars(spark, fetched))) as ranked:
+        record_counts(report, ticker_counts(ranked, days))
+        report.seconds["transform"] = lap()
+        work.expected_files = sum(t.partitions for t in report.tickers)
+        write_fetched(report, storage, silver_bars(ranked, session_bounds(spark, days)), fetched, cfg)
+        report.seconds["write"] = lap()
     write_splits(report, spark, storage, landing, cfg)
     report.seconds["splits"] = lap()
     return report
@@ -311,11 +327,13 @@ def write_fetched(report: FixedReport, storage: DeltaStorage, rows: DataFrame, f
     replace = replace_predicate({t: list(f.assignment) for t, f in fetched.items() if not f.failed})
     if replace is None:
         return
-    report.table_version = storage.write(
-        rows, cfg.table_path, mode="overwrite", replace=replace,
-        partition_by=PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
-        cluster_by=PARTITION_COLUMNS if cfg.layout == "clustered" else (),
-    )
+    layout = {"partition_by": PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
+              "cluster_by": PARTITION_COLUMNS if cfg.layout == "clustered" else ()}
+    # The rows match the predicate by construction (both come from the assignment); into an existing table the
+    # engine still checks each row as it writes, where creating the table would cost a pass over them first.
+    storage.create_if_missing(cfg.table_path, rows.schema, **layout)
+    report.table_version = storage.write(rows, cfg.table_path, mode="overwrite", replace=replace,
+                                         shaped=cfg.layout == "partitioned", **layout)
     report.files_written = storage.history(cfg.table_path, limit=1)[-1].changes.files_added or 0
     report.partitions_written = sum(t.partitions for t in report.tickers)
 

@@ -332,15 +332,22 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
         return spark.createDataFrame([], empty)
     pages = spark.read.schema(PAGE_SCHEMA).option("multiLine", True).option("mode", "FAILFAST").json(files)
     # The file's own path, from the file source's hidden metadata column: the older file-name function is not
-    # supported on Unity Catalog and is gone from recent Databricks runtimes.
+    # supported on Unity Catalog and is gone from recent Databricks runtimes. What the path says is worked out once
+    # per page, before the bars are exploded out of it, not once per bar.
     path = F.col("_metadata.file_path")
     fetch_id = F.regexp_extract(path, r"fetch=([^/]+)/", 1)
+    per_page = pages.select(
+        F.regexp_extract(path, r"ticker=([^/]+)/", 1).alias("ticker"),
+        fetch_id.alias("fetch_id"),
+        # The fetch id's stamp is UTC; its offset is parsed with it, so the session time zone cannot move it.
+        F.to_timestamp(
+            F.concat(F.regexp_extract(fetch_id, r"_(\d{8}T\d{12})Z_", 1), F.lit("+0000")),
+            "yyyyMMdd'T'HHmmssSSSSSSZ",
+        ).alias("ingested_at"),
+        "results",
+    )
     return (
-        pages.select(
-            F.regexp_extract(path, r"ticker=([^/]+)/", 1).alias("ticker"),
-            fetch_id.alias("fetch_id"),
-            F.explode("results").alias("bar"),
-        )
+        per_page.select("ticker", "fetch_id", "ingested_at", F.explode("results").alias("bar"))
         .select(
             "ticker",
             "fetch_id",
@@ -352,11 +359,7 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
             F.col("bar.v").alias("volume"),
             F.col("bar.vw").alias("vwap"),
             F.col("bar.n").alias("num_transactions"),
-            # The fetch id's stamp is UTC; its offset is parsed with it, so the session time zone cannot move it.
-            F.to_timestamp(
-                F.concat(F.regexp_extract("fetch_id", r"_(\d{8}T\d{12})Z_", 1), F.lit("+0000")),
-                "yyyyMMdd'T'HHmmssSSSSSSZ",
-            ).alias("ingested_at"),
+            "ingested_at",
         )
     )
 
