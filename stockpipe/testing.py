@@ -31,6 +31,7 @@ class Fault:
     times: int = 1
     retry_after: str | None = None
     seconds: float = 0.0
+    after: int = 0  # matching requests answered normally before the fault starts (a failure mid-range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +149,9 @@ class FakeMassiveServer(SampleApiServer):
         with self._lock:
             for fault in self._faults:
                 if fault.times > 0 and (fault.ticker is None or fault.ticker == ticker):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.times -= 1
                     return fault
         return None
