@@ -9,6 +9,7 @@ rate limit holds the remaining calls (`SparkInBackground`).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
 import logging
 import shutil
@@ -47,6 +48,9 @@ from stockpipe.transforms import (
 log = logging.getLogger(__name__)
 
 SparkFactory = Callable[[], tuple[SparkSession, DeltaStorage]]
+# Runs storing at least this many (ticker, day) partitions (about 285,000 bars) keep their parsed bars on disk between
+# the counts and the write; below it, parsing twice is cheaper.
+PERSIST_FROM_PARTITIONS = 500
 # Worth warming Spark up in the background only when the remaining calls will wait at least this long.
 WARM_UP_MIN_WAIT_S = 15.0
 
@@ -274,8 +278,12 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     check_layout(storage, cfg)
     work = storage.progress
     work.phase("transform", f"reading, de-duplicating and counting the landed bars of {len(fetched)} ticker(s)")
-    # Landed pages are parsed once for both the counts and the write, where the session allows keeping them.
-    with work.ticking(), persisted(ranked_bars(landed_bars(spark, fetched))) as ranked:
+    ranked = ranked_bars(landed_bars(spark, fetched))
+    expected = sum(len(t.assignment) for t in fetched.values() if not t.failed)
+    # A long run parses its landed pages once for both the counts and the write, kept on disk where the session
+    # allows; a short one parses them twice, which costs less than writing them to disk and back.
+    keep = persisted(ranked) if expected >= PERSIST_FROM_PARTITIONS else contextlib.nullcontext(ranked)
+    with work.ticking(), keep as ranked:
         record_counts(report, ticker_counts(ranked, days))
         report.seconds["transform"] = lap()
         work.expected_files = sum(t.partitions for t in report.tickers)

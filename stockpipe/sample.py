@@ -92,6 +92,9 @@ def split_factor(ticker: str, day: dt.date, splits: Iterable[Split] = SAMPLE_SPL
     return factor
 
 
+MINUTES_PER_DAY_MAX = 16 * 60  # 04:00-20:00 New York: no day has more bars than this
+
+
 @functools.lru_cache(maxsize=4096)
 def day_bars(ticker: str, day: dt.date) -> dict[str, np.ndarray]:
     """Columns t (ms), o, h, l, c, v, vw, n for one ticker's trading day. Deterministic in (ticker, day)."""
@@ -145,9 +148,17 @@ def day_bars(ticker: str, day: dt.date) -> dict[str, np.ndarray]:
     }
 
 
-def range_bars(ticker: str, date_from: dt.date, date_to: dt.date) -> dict[str, np.ndarray]:
-    """All bars for the New York trading days in [date_from, date_to], ascending by t."""
-    days = [day_bars(ticker, day) for day in trading_days(date_from, date_to)]
+def range_bars(ticker: str, date_from: dt.date, date_to: dt.date, enough: Callable[[int], bool] | None = None
+               ) -> dict[str, np.ndarray]:
+    """All bars for the New York trading days in [date_from, date_to], ascending by t; with `enough`, only the
+    first days whose bars (counted so far) satisfy it, so a page of a long range costs a page, not the range."""
+    days = []
+    count = 0
+    for day in trading_days(date_from, date_to):
+        days.append(day_bars(ticker, day))
+        count += days[-1]["t"].size
+        if enough is not None and enough(count):
+            break
     if not days:
         return {key: np.array([]) for key in ("t", "o", "h", "l", "c", "v", "vw", "n", "optional_missing")}
     return {key: np.concatenate([d[key] for d in days]) for key in days[0]}
@@ -342,7 +353,9 @@ class SampleApiServer:
         else:
             date_from = dt.date.fromisoformat(frm)
             from_ms = None
-        columns = range_bars(ticker, date_from, date_to)
+        # Enough days for the page and the bar after it (which says whether there is a next page).
+        columns = range_bars(ticker, date_from, date_to,
+                             enough=lambda count: count >= limit + 1 + (MINUTES_PER_DAY_MAX if from_ms else 0))
         if adjusted:
             columns = adjusted_bars(ticker, columns, self.splits)
         start = int(np.searchsorted(columns["t"], from_ms)) if from_ms is not None else 0
