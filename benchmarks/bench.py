@@ -12,6 +12,10 @@ delta-spark when its jars load, e.g. with DELTA_JARS_DIR) unless --engines says 
      floor, and a rerun with every page reused (the post-fetch cost alone); run before the bench's own session
   7. fetching 512 tickers x 5 days from the loopback server, unpaced, at concurrency 1, 4, 8 and 16, at loopback
      speed and with a simulated 100 ms round trip per call
+  8. the backfill cost curve: the fixed harvester in its own process on the sample source (unpaced), 8 tickers x 5
+     days, 1 year and 5 years, on each engine: wall, time after the last call, rows/s, and the peak resident memory
+     of the Python driver, the JVM and the largest Python worker (polled from /proc); plus the 5-year table
+     written --layout clustered on delta-spark. Run before the bench's own session, like 6 and 7
 
 Times are medians of --repeat runs (queries and small writes); a row says n= where fewer runs were affordable.
 """
@@ -25,11 +29,13 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -317,6 +323,108 @@ def bench_end_to_end(engine: str, root: Path) -> dict[str, Any]:
     return out
 
 
+BACKFILLS = (("5 days", dt.date(2024, 1, 8), dt.date(2024, 1, 12)), ("1 year", dt.date(2023, 1, 3),
+             dt.date(2023, 12, 29)), ("5 years", dt.date(2019, 1, 2), dt.date(2023, 12, 29)))
+
+
+class PeakMemory:
+    """Peak resident memory of a process and its descendants, by role, polled from /proc (Linux): each process's
+    own high-water mark (VmHWM), read while it lives, so a peak between polls is not missed."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.peaks = {"driver": 0, "jvm": 0, "worker": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            for pid, role in self._family().items():
+                self.peaks[role] = max(self.peaks[role], _high_water_kib(pid))
+            self._stop.wait(self.interval_s)
+
+    def _family(self) -> dict[int, str]:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+        roles, queue = {self.pid: "driver"}, [self.pid]
+        while queue:
+            for child in children.get(queue.pop(), []):
+                try:
+                    command = (Path("/proc") / str(child) / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                roles[child] = "jvm" if b"java" in command.split(b"\0")[0] else "worker"
+                queue.append(child)
+        return roles
+
+
+def _high_water_kib(pid: int) -> int:
+    try:
+        for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def bench_backfill(engine: str, root: Path, layout: str = "partitioned",
+                   sizes: tuple[tuple[str, dt.date, dt.date], ...] = BACKFILLS) -> list[dict[str, Any]]:
+    """The fixed harvester as a user runs a backfill: its own process, the sample source, a fresh table and landing
+    zone per size; the phases from its own summary, the memory from /proc."""
+    script = str(Path(__file__).resolve().parents[1] / "fixed_stock_harvester.py")
+    results = []
+    for label, first, last in sizes:
+        path = root / f"backfill_{engine}_{layout}_{first}"
+        argv = [sys.executable, script, "--source", "sample", "--from", str(first), "--to", str(last),
+                "--table-path", str(path), "--engine", engine, "--layout", layout]
+        started = time.monotonic()
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with PeakMemory(process.pid) as memory:
+            stdout, stderr = process.communicate(timeout=1800)
+        wall = time.monotonic() - started
+        if process.returncode != 0:
+            raise RuntimeError(f"backfill {label} on {engine} failed ({process.returncode}): {stderr.strip()[-300:]}")
+        phases = _phase_seconds(stdout)
+        rows = sum(int(m.group(1).replace(",", "")) for m in re.finditer(r"^Rows written: ([\d,]+)", stdout, re.M)) \
+            or _rows_from_summary(stdout)
+        after = sum(v for k, v in phases.items() if k not in ("fetch", "total"))
+        files = parquet_files_on_disk(str(path))
+        results.append({"size": label, "engine": engine, "layout": layout, "rows": rows, "wall_s": wall,
+                        "after_last_call_s": after, "phases": phases, "rows_per_s": rows / after if after else None,
+                        "files": len(files), "avg_file_kib": sum(f.stat().st_size for f in files) / len(files) / 1024
+                        if files else None, "peak_kib": dict(memory.peaks)})
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(default_landing_path(str(path)), ignore_errors=True)
+        shutil.rmtree(path.parent / "stocks_splits", ignore_errors=True)
+    return results
+
+
+def _rows_from_summary(stdout: str) -> int:
+    """The summary table's rows column (the last but one), summed over its ticker lines."""
+    total = 0
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[1] in ("ok", "partial") and parts[-2].replace(",", "").isdigit():
+            total += int(parts[-2].replace(",", ""))
+    return total
+
+
 def bench_concurrency(root: Path) -> list[dict[str, Any]]:
     """Fetching only: `tickers` x 5 days from a loopback server, unpaced (a paid key), at each concurrency, each into
     a fresh landing zone; once as fast as loopback answers and once with a simulated network round trip per call (the
@@ -490,7 +598,35 @@ def render(results: dict[str, Any]) -> str:
                "to the real API). CPU s: this process's CPU time, client and fake server together (they share one "
                "interpreter); when it nears the wall time, CPU is the bound, not the calls in flight.\n",
                _md_table(["round trip", "concurrency", "calls", "wall s", "calls / s", "CPU s", "failed"], rows), ""]
+    if "backfill" in results:
+        md += _render_backfill(results["backfill"])
     return "\n".join(md)
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:,.0f}" if kib else "-"
+
+
+def _render_backfill(runs: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for r in runs:
+        if "error" in r:
+            rows.append([r["engine"], "not measured: " + r["error"][:120], *[""] * 10])
+            continue
+        phases = ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items() if k not in ("total",))
+        peak = r["peak_kib"]
+        rows.append([r["size"], r["engine"] + ("" if r["layout"] == "partitioned" else f" ({r['layout']})"),
+                     f"{r['rows']:,}", _fmt(r["wall_s"], 1), _fmt(r["after_last_call_s"], 1),
+                     f"{r['rows_per_s']:,.0f}" if r["rows_per_s"] else "-", f"{r['files']:,}",
+                     _fmt(r["avg_file_kib"], 1) if r["avg_file_kib"] else "-", _mib(peak["driver"]),
+                     _mib(peak["jvm"]), _mib(peak["worker"]), phases])
+    return ["## 8. Backfill cost curve: 8 tickers, sample source unpaced, a fresh table each (own process, n=1)\n",
+            "After the last call: every phase but the fetch (Spark start not hidden by it, transform, write, "
+            "splits). Rows / s: rows stored per second after the last call. Peaks: each process's resident "
+            "high-water mark (VmHWM), MiB; worker: the largest single Python worker.\n",
+            _md_table(["range", "engine", "rows", "wall s", "after last call s", "rows / s", "files",
+                       "avg file KiB", "driver MiB", "JVM MiB", "worker MiB", "phases (s)"], rows),
+            "\n![backfill](backfill.png)\n"]
 
 
 def _runs(measured: dict[str, Any]) -> str:
@@ -552,6 +688,29 @@ def charts(results: dict[str, Any], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / "scaling.png", dpi=100)
         plt.close(fig)
+    measured = [r for r in results.get("backfill", []) if "error" not in r and r["layout"] == "partitioned"]
+    if measured:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for engine, colour in (("delta-rs", "#4c72b0"), ("delta-spark", "#dd8452")):
+            mine = [r for r in measured if r["engine"] == engine]
+            if not mine:
+                continue
+            rows = [r["rows"] for r in mine]
+            axes[0].plot(rows, [r["after_last_call_s"] for r in mine], marker="o", color=colour, label=engine)
+            axes[1].plot(rows, [r["peak_kib"]["driver"] / 1024 for r in mine], marker="o", color=colour,
+                         label=f"{engine}: Python driver")
+            axes[1].plot(rows, [r["peak_kib"]["jvm"] / 1024 for r in mine], marker="s", linestyle="--",
+                         color=colour, label=f"{engine}: JVM")
+        for axis in axes:
+            axis.set_xscale("log")
+            axis.set_xlabel("rows stored (8 tickers: 5 days, 1 year, 5 years)")
+            axis.legend(fontsize=8)
+        axes[0].set_yscale("log")
+        axes[0].set_ylabel("seconds after the last call")
+        axes[1].set_ylabel("peak resident MiB")
+        fig.tight_layout()
+        fig.savefig(out / "backfill.png", dpi=100)
+        plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -559,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_results", help="results folder [bench_results]")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed step [3]")
     parser.add_argument("--only", choices=("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e",
-                                                    "concurrency"),
+                                                    "concurrency", "backfill"),
                         action="append")
     parser.add_argument("--engines", choices=("all", "delta-rs", "delta-spark"), default="all",
                         help="engines to measure: every one this session has, or one [all]")
@@ -576,8 +735,22 @@ def main(argv: list[str] | None = None) -> int:
         charts(stored, out)
         (out / "results.md").write_text(render(stored))
         return 0
-    sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e", "concurrency"))
+    sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e", "concurrency",
+                                 "backfill"))
     end_to_end: dict[str, Any] = {}
+    backfills: list[dict[str, Any]] = []
+    if "backfill" in sections:
+        with tempfile.TemporaryDirectory(prefix="stocks-bench-backfill-") as tmp:
+            wanted = ["delta-rs", "delta-spark"] if args.engines == "all" else [args.engines]
+            for engine in wanted:
+                print(f"backfills of 5 days, 1 year and 5 years on {engine} (about 5 minutes)...", file=sys.stderr)
+                try:
+                    backfills += bench_backfill(engine, Path(tmp))
+                    if engine == "delta-spark":
+                        print("the 5-year backfill --layout clustered on delta-spark...", file=sys.stderr)
+                        backfills += bench_backfill(engine, Path(tmp), "clustered", BACKFILLS[-1:])
+                except RuntimeError as exc:  # delta-spark without its jars: say so, measure the rest
+                    backfills.append({"engine": engine, "error": str(exc)})
     fetch_curve: list[dict[str, Any]] = []
     if "concurrency" in sections:
         print("fetching 512 tickers at concurrency 1, 4, 8, 16...", file=sys.stderr)
@@ -615,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
         results["e2e"] = end_to_end
     if fetch_curve:
         results["concurrency"] = fetch_curve
+    if backfills:
+        results["backfill"] = backfills
     with tempfile.TemporaryDirectory(prefix="stocks-bench-") as tmp:
         root = Path(tmp)
         if "fetch" in sections:
