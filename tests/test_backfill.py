@@ -95,6 +95,33 @@ def test_a_commit_that_fails_leaves_no_file_behind(spark, storage, tmp_path, mon
     assert storage.count(path) == 1
 
 
+@pytest.mark.slow
+def test_each_engine_reads_and_replaces_what_the_other_wrote(spark_info, tmp_path):
+    """delta-rs's staged commits (a creating commit with its files, transaction ids, explicit removes for AnyOf)
+    are plain Delta: delta-spark reads them and replaces into them, and delta-rs reads what delta-spark wrote."""
+    if not spark_info.has_delta_spark:
+        pytest.skip("delta-spark's jars cannot be loaded here")
+    from stockpipe.storage import AnyOf
+    from stockpipe.storage.delta_rs import DeltaRsStorage
+    from stockpipe.storage.delta_spark import DeltaSparkStorage
+
+    spark = spark_info.spark
+    rs, ds = DeltaRsStorage(spark), DeltaSparkStorage(spark)
+    path, by = str(tmp_path / "t"), ["ticker", "trade_date"]
+    schema = "ticker string, trade_date date, close double"
+    rs.write(spark.createDataFrame([("A", D1, 1.0), ("B", D1, 2.0), ("B", D2, 3.0)], schema), path,
+             mode="overwrite", partition_by=by)
+    each_own_day = AnyOf((ReplacePredicate.of(ticker=["A"], trade_date=[D1]),
+                          ReplacePredicate.of(ticker=["B"], trade_date=[D2])))
+    rs.write(spark.createDataFrame([("A", D1, 1.5), ("B", D2, 3.5)], schema), path, mode="overwrite",
+             replace=each_own_day, partition_by=by)
+    assert sorted(tuple(r) for r in ds.read(path).collect()) == [("A", D1, 1.5), ("B", D1, 2.0), ("B", D2, 3.5)]
+    ds.write(spark.createDataFrame([("B", D1, 2.5)], schema), path, mode="overwrite",
+             replace=ReplacePredicate.of(ticker=["B"], trade_date=[D1]), partition_by=by)
+    assert sorted(tuple(r) for r in rs.read(path).collect()) == [("A", D1, 1.5), ("B", D1, 2.5), ("B", D2, 3.5)]
+    assert [h.operation for h in ds.history(path)] == ["CREATE TABLE", "WRITE", "WRITE"]
+
+
 # -- progress ----------------------------------------------------------------------------------------------------------
 def test_long_work_says_its_phase_and_files_written_of_expected(caplog):
     work = WorkProgress(interval_s=0.02)

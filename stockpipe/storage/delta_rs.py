@@ -19,7 +19,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, Transaction, create_table_with_add_actions
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from pyspark.sql.types import StructType
@@ -142,7 +142,8 @@ class DeltaRsStorage(DeltaStorage):
         commit_mode = "overwrite" if mode == "overwrite" and not isinstance(replace, AnyOf) else "append"
         table.create_write_transaction(
             actions, commit_mode, schema, partition_by=partition_by, partition_filters=filters,
-            commit_properties=self._commit(operationMetrics=metrics, operationParameters=parameters),
+            commit_properties=self._commit(operationMetrics=metrics, operationParameters=parameters,
+                                           app_transactions=_claims(partition_by, files, replaced)),
         )
 
     def _write_arrow(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
@@ -179,10 +180,12 @@ class DeltaRsStorage(DeltaStorage):
             write_deltalake(path, to_arrow_schema(schema).empty_table(), mode="append",
                             partition_by=list(partition_by) or None, commit_properties=self._commit())
 
-    def _commit(self, **info: Any) -> CommitProperties | None:
+    def _commit(self, app_transactions: list[Transaction] | None = None, **info: Any) -> CommitProperties | None:
         # userMetadata, the key Delta's own commitInfo uses: Spark's DESCRIBE HISTORY shows it too.
         found = {**info, **({"userMetadata": self.run_id} if self.run_id else {})}
-        return CommitProperties(custom_metadata=found) if found else None
+        if not found and not app_transactions:
+            return None
+        return CommitProperties(custom_metadata=found or None, app_transactions=app_transactions)
 
     def _is_commit_conflict(self, exc: Exception) -> bool:
         return isinstance(exc, CommitFailedError)
@@ -277,6 +280,18 @@ class DeltaRsStorage(DeltaStorage):
 
     def register_view(self, path: str, name: str) -> None:
         self.read(path).createOrReplaceTempView(name)
+
+
+def _claims(partition_by: list[str], files: list[StagedFile], replaced: list[dict[str, Any]]) -> list[Transaction]:
+    """One Delta transaction id per value of the first partition column the commit adds or removes files in. A file
+    transaction commits on a snapshot without a predicate delta-rs can check concurrent appends against: two runs
+    replacing the same (empty) partitions at once both landed their files (the two-writers test caught it). A commit
+    carrying an id that a concurrent commit also carried conflicts instead, and the write is retried on the new
+    snapshot, which now removes the other run's files."""
+    first = partition_by[0]
+    values = {f.partition.get(first) for f in files} | {r["partition"].get(first) for r in replaced}
+    now_ms = int(time.time() * 1000)
+    return [Transaction(f"stockpipe:{first}={value}", now_ms, now_ms) for value in sorted(values, key=str)]
 
 
 def _replaced_files(table: DeltaTable, mode: WriteMode, replace: Replacement | None) -> list[dict[str, Any]]:
