@@ -122,9 +122,10 @@ def _write_partition(staging: str, name: str, partition_by: list[str], key: tupl
     target = Path(staging) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_batches(pieces).select(data_columns)
-    pq.write_table(table, target, compression="snappy")
+    written: list[pq.FileMetaData] = []  # the footer as written, so it is not read back
+    pq.write_table(table, target, compression="snappy", metadata_collector=written)
     info = target.stat()
-    metadata = pq.read_metadata(target)  # just written: its footer is in the page cache
+    metadata = written[0]
     return {"relative": relative, "size": info.st_size, "modified_ms": int(info.st_mtime * 1000),
             "rows": table.num_rows, "partition": json.dumps(values),
             "stats": json.dumps(footer_stats(metadata), separators=(",", ":"))}
