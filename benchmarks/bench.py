@@ -739,9 +739,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "backfill"))
     end_to_end: dict[str, Any] = {}
     backfills: list[dict[str, Any]] = []
+    # Sections that run the harvester in its own process, before this one starts Spark.
+    wanted = ["delta-rs", "delta-spark"] if args.engines == "all" else [args.engines]
     if "backfill" in sections:
         with tempfile.TemporaryDirectory(prefix="stocks-bench-backfill-") as tmp:
-            wanted = ["delta-rs", "delta-spark"] if args.engines == "all" else [args.engines]
             for engine in wanted:
                 print(f"backfills of 5 days, 1 year and 5 years on {engine} (about 5 minutes)...", file=sys.stderr)
                 try:
@@ -759,7 +760,6 @@ def main(argv: list[str] | None = None) -> int:
     if "e2e" in sections:
         # Before this process starts Spark: one Spark at a time on a laptop's cores.
         with tempfile.TemporaryDirectory(prefix="stocks-bench-e2e-") as tmp:
-            wanted = ["delta-rs", "delta-spark"] if args.engines == "all" else [args.engines]
             for engine in wanted:
                 print(f"end to end at 5 calls / 60 s on {engine} (about 2 minutes)...", file=sys.stderr)
                 try:

@@ -43,6 +43,7 @@ from stockpipe.storage.staged import (
     count_files_under,
     move_into_table,
     new_staging_dir,
+    partition_text,
     remove_moved,
     write_files,
 )
@@ -109,13 +110,11 @@ class DeltaRsStorage(DeltaStorage):
                       partition_by: list[str], replace: Replacement | None) -> None:
         """One commit adding `files` (already in the table's folder) and, for an overwrite, removing the replaced
         partitions' files, with the metrics and parameters delta-rs's own writes record."""
-        actions: list[AddAction | RemoveAction] = [
-            AddAction(f.relative, f.size, dict(f.partition), f.modified_ms, True, f.stats) for f in files]
+        adds = [AddAction(f.relative, f.size, dict(f.partition), f.modified_ms, True, f.stats) for f in files]
         metrics = {"num_added_files": len(files), "num_removed_files": 0, "num_added_rows": sum(f.rows for f in files),
                    "num_partitions": len({tuple(f.partition.values()) for f in files})}
         if replace is None and not self.is_delta(path):
             try:  # the table and its files in one commit, as a creating write makes it
-                adds = [a for a in actions if isinstance(a, AddAction)]
                 create_table_with_add_actions(path, DeltaSchema.from_arrow(schema), adds, mode="error",
                                               partition_by=partition_by,
                                               commit_properties=self._commit(operationMetrics=metrics))
@@ -124,15 +123,14 @@ class DeltaRsStorage(DeltaStorage):
                 if not self.is_delta(path):
                     raise
                 # A concurrent writer created it first: these files go into the table it made.
-        if not self.is_delta(path):
-            # Created empty first, as the Arrow write does, so a concurrent creator's rows conflict as they must.
-            write_deltalake(path, schema.empty_table(), mode="append", partition_by=partition_by,
-                            commit_properties=self._commit())
+        # Created empty first, as the Arrow write does, so a concurrent creator's rows conflict as they must.
+        self._create_empty(path, schema, partition_by)
         table = DeltaTable(path)
         replaced = _replaced_files(table, mode, replace)
         metrics["num_removed_files"] = len(replaced)
         parameters = {"predicate": replace.sql()} if replace is not None else {}
         filters = replace.partition_filters() if isinstance(replace, ReplacePredicate) else None
+        actions: list[AddAction | RemoveAction] = [*adds]
         if isinstance(replace, AnyOf):
             # delta-rs's overwrite takes one conjunction of partition filters; tickers replacing different days
             # (AnyOf) remove exactly their own partitions' files instead, in the same commit. Another writer
@@ -160,8 +158,7 @@ class DeltaRsStorage(DeltaStorage):
             # first write still creates nothing.
             if not replace.matches_all(table):
                 raise outside_predicate_error(replace)
-            write_deltalake(path, table.schema.empty_table(), mode="append", partition_by=partition_by or None,
-                            commit_properties=self._commit())
+            self._create_empty(path, table.schema, partition_by)
         if replace is not None:
             write_deltalake(path, table, mode="overwrite", partition_by=partition_by or None, predicate=replace.sql(),
                             commit_properties=self._commit())
@@ -176,9 +173,13 @@ class DeltaRsStorage(DeltaStorage):
 
         if cluster_by:
             raise ClusteringUnsupportedError(self.name)
+        self._create_empty(path, to_arrow_schema(schema), partition_by)
+
+    def _create_empty(self, path: str, schema: pa.Schema, partition_by: Sequence[str]) -> None:
+        """The table with no rows, unless it exists (a concurrent empty create changes nothing)."""
         if not self.is_delta(path):
-            write_deltalake(path, to_arrow_schema(schema).empty_table(), mode="append",
-                            partition_by=list(partition_by) or None, commit_properties=self._commit())
+            write_deltalake(path, schema.empty_table(), mode="append", partition_by=list(partition_by) or None,
+                            commit_properties=self._commit())
 
     def _commit(self, app_transactions: list[Transaction] | None = None, **info: Any) -> CommitProperties | None:
         # userMetadata, the key Delta's own commitInfo uses: Spark's DESCRIBE HISTORY shows it too.
@@ -302,7 +303,7 @@ def _replaced_files(table: DeltaTable, mode: WriteMode, replace: Replacement | N
     columns = list(table.metadata().partition_columns)
     found = []
     for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
-        partition = {c: _partition_value(action.get(f"partition.{c}")) for c in columns}
+        partition = {c: partition_text(action.get(f"partition.{c}")) for c in columns}
         if replace is None or replace.matches_partition(partition):
             found.append({"path": action["path"], "size_bytes": int(action["size_bytes"]), "partition": partition})
     return found
@@ -315,13 +316,6 @@ def _may_match(action: dict[str, Any], column: str, values: tuple[Any, ...]) -> 
     if low is None or high is None:
         return True  # no statistics: the file must be read
     return any(low <= value <= high for value in values)
-
-
-def _partition_value(value: Any) -> str | None:
-    """A partition value as the log holds it (dates as ISO text), None for a null."""
-    if value is None:
-        return None
-    return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
 def _partition_text(value: Any) -> str:

@@ -91,10 +91,6 @@ class AnyOf:
     def matches_partition(self, values: Mapping[str, str | None]) -> bool:
         return any(p.matches_partition(values) for p in self.predicates)
 
-    def partition_filters(self) -> list[list[tuple[str, str, list[str]]]]:
-        """Any of the conjunctions: delta-rs's disjunctive form."""
-        return [p.partition_filters() for p in self.predicates]
-
     def matches_all(self, table: pa.Table) -> bool:
         return _every_row(functools.reduce(pc.or_, (p.mask(table) for p in self.predicates)))
 
