@@ -286,3 +286,47 @@ def test_predicates_check_arrow_rows_as_sql_would():
                      ReplacePredicate.of(ticker=["MSFT"], trade_date=[D2])))
     assert each_its_day.matches_all(table) and not swapped.matches_all(table)
     assert not ReplacePredicate.of(ticker=["AAPL"]).matches_all(pa.table({"ticker": pa.array(["AAPL", None])}))
+
+
+def test_long_predicates_match_exactly_their_values_and_compare_dates_as_dates(spark):
+    """A backfill's predicate names years of days (and may name many tickers): its SQL matches exactly those values
+    and compares the date column as dates; with quoted text, Spark cast every row's date to text and Delta's row
+    check compared it with each day in turn (~15 s of a five-year delta-spark backfill). Text the two engines would
+    unquote differently is refused."""
+    from pyspark.sql import functions as F
+
+    days = [dt.date(2023, 1, 1) + dt.timedelta(days=n) for n in range(300)]
+    tickers = [f"T{n:03d}" for n in range(70)] + ["BRK.B"]
+    chosen_days, chosen_tickers = days[::3] + [days[-1]], tickers[1::2] + ["BRK.B"]  # 101 days, 36 tickers
+    predicate = ReplacePredicate.of(ticker=chosen_tickers, trade_date=chosen_days)
+    probe = spark.createDataFrame([(t, d) for t in tickers for d in days], "ticker string, trade_date date")
+    matched = {(r.ticker, r.trade_date) for r in probe.filter(F.expr(predicate.sql())).collect()}
+    assert matched == {(t, d) for t in chosen_tickers for d in chosen_days}
+
+    probe.createOrReplaceTempView("predicate_probe")
+    plan = spark.sql(f"EXPLAIN EXTENDED SELECT * FROM predicate_probe WHERE {predicate.sql()}").collect()[0][0]
+    analyzed = plan.split("== Analyzed Logical Plan ==")[1].split("== Optimized Logical Plan ==")[0]
+    assert "trade_date" in analyzed and "as string" not in analyzed.lower()
+    with pytest.raises(ValueError, match="quotes"):
+        ReplacePredicate.of(ticker=["O'NEIL"]).sql()
+
+
+@pytest.mark.parametrize("partition_by", [["ticker", "trade_date"], []], ids=["partitioned", "unpartitioned"])
+def test_a_replace_naming_many_days_replaces_exactly_those_days(spark, storage, tmp_path, partition_by):
+    """Each engine reads the long predicate's SQL (delta-rs where it evaluates the text: an unpartitioned table):
+    only the named days are replaced, and a day inside the named range but not named is refused."""
+    path = str(tmp_path / "t")
+    days = [D1 + dt.timedelta(days=n) for n in range(140)]
+    named = days[::2]  # 70 days: more than one block of the predicate's SQL
+    storage.write(frame(spark, [r for d in days for r in rows("AAPL", d, count=1)]), path, mode="append",
+                  partition_by=partition_by)
+    replace = ReplacePredicate.of(ticker=["AAPL"], trade_date=named)
+    replacement = [r for d in named for r in rows("AAPL", d, count=1, close=50.0)]
+    storage.write(frame(spark, replacement), path, mode="overwrite", partition_by=partition_by, replace=replace)
+    kept = [r for d in days[1::2] for r in rows("AAPL", d, count=1)]
+    assert collect(storage, path) == sorted(replacement + kept)
+    version = storage.detail(path).version
+    with pytest.raises(PipelineError, match="outside the replace predicate"):
+        storage.write(frame(spark, rows("AAPL", days[71], count=1, close=9.0)), path, mode="overwrite",
+                      partition_by=partition_by, replace=replace)
+    assert storage.detail(path).version == version

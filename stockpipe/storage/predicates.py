@@ -29,7 +29,7 @@ class _InClauses:
         return cls(tuple((name, tuple(sorted(set(values)))) for name, values in columns.items()))
 
     def sql(self) -> str:
-        return " AND ".join(f"{name} IN ({', '.join(_literal(v) for v in values)})" for name, values in self.clauses)
+        return " AND ".join(_in_sql(name, values) for name, values in self.clauses)
 
     def column(self) -> Column:
         condition = F.lit(True)
@@ -114,9 +114,40 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# Delta checks every row a replacing write brings against the predicate, as written: not rewritten by Spark's
+# optimizer into a hash lookup, so `IN` compares a row with the list one value at a time. Longer lists go out in
+# blocks of this many sorted values, each behind its range: a row compares with a few ranges and one block.
+IN_BLOCK = 64
+
+
+def _in_sql(name: str, values: tuple[Any, ...]) -> str:
+    """`name IN (values)` as SQL that Spark and delta-rs both read, for exactly these values. A five-year replace
+    names 1,258 days; checked one by one, its 5.75 M rows cost ~15 s of a 100 s delta-spark backfill (make bench)."""
+    if len(values) <= IN_BLOCK:
+        return f"{name} IN ({', '.join(_literal(v) for v in values)})"
+    blocks = [values[start:start + IN_BLOCK] for start in range(0, len(values), IN_BLOCK)]
+    # `values` are sorted, and SQL orders dates, numbers and (byte-wise) text as Python does: each block's range
+    # holds its own values only, so the disjunction matches exactly the values listed.
+    return "(" + " OR ".join(
+        f"({name} BETWEEN {_literal(block[0])} AND {_literal(block[-1])} "
+        f"AND {name} IN ({', '.join(_literal(v) for v in block)}))"
+        for block in blocks
+    ) + ")"
+
+
 def _literal(value: Any) -> str:
-    if isinstance(value, str | dt.date):
-        return "'" + str(value).replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        raise TypeError(f"unsupported predicate value {value!r}: a timestamp's zone would be the session's")
+    if isinstance(value, dt.date):
+        # A typed literal: compared with a date column as a date. A quoted string made Spark compare the column's
+        # text instead (`IN` widens date and string to string), casting every row's date.
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, str):
+        # Spark reads 'O''NEIL' as two literals run together ("ONEIL") and escapes with a backslash, which delta-rs
+        # does not: no quoting means the same to both, so text that would need it is refused (symbols never do).
+        if "'" in value or "\\" in value:
+            raise ValueError(f"unsupported predicate value {value!r}: quotes and backslashes are not allowed")
+        return f"'{value}'"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
