@@ -66,23 +66,30 @@ def conf_for_call(spark: SparkSession, key: str, value: str) -> Iterator[bool]:
             spark.conf.set(key, previous)
 
 
+# Spark compresses the columns of a frame it keeps; on local disk that costs more than it saves. Five years of
+# ranked bars (5.75 M rows) kept on disk: 17.8 s compressed, 13.4 s not, counts and the write's read included.
+KEPT_UNCOMPRESSED = ("spark.sql.inMemoryColumnarStorage.compressed", "false")
+
+
 @contextlib.contextmanager
 def persisted(df: DataFrame) -> Iterator[DataFrame]:
-    """`df` kept on local disk while the block runs, so two jobs over it compute it once; disk, not memory, so the
-    JVM's memory stays bounded by a partition. Sessions that refuse to persist (Databricks serverless) compute it
-    twice instead."""
+    """`df` kept on local disk, uncompressed, while the block runs, so two jobs over it compute it once; disk, not
+    memory, so the JVM's memory stays bounded by a partition. Sessions that refuse to persist (Databricks
+    serverless) compute it twice instead."""
     from pyspark import StorageLevel
 
-    try:
-        kept = df.persist(StorageLevel.DISK_ONLY)
-    except Exception as exc:  # noqa: BLE001 - serverless answers NOT_SUPPORTED_WITH_SERVERLESS, typed per mode
-        log.debug("persist refused: %s", str(exc).splitlines()[0][:200] if str(exc) else exc)
-        yield df
-        return
-    try:
+    with contextlib.ExitStack() as stack:
+        # Set before the frame is kept, and read when the kept copy is built (the block's first job); a session
+        # that refuses the key keeps Spark's default.
+        stack.enter_context(conf_for_call(df.sparkSession, *KEPT_UNCOMPRESSED))
+        try:
+            kept = df.persist(StorageLevel.DISK_ONLY)
+        except Exception as exc:  # noqa: BLE001 - serverless answers NOT_SUPPORTED_WITH_SERVERLESS, typed per mode
+            log.debug("persist refused: %s", str(exc).splitlines()[0][:200] if str(exc) else exc)
+            yield df
+            return
+        stack.callback(kept.unpersist)
         yield kept
-    finally:
-        kept.unpersist()
 
 
 def to_arrow(df: DataFrame) -> pa.Table:

@@ -59,10 +59,14 @@ def test_a_session_that_refuses_to_persist_computes_the_frame_instead(spark):
     refused = Serverless()
     with persisted(refused) as kept:  # type: ignore[arg-type]
         assert kept is refused and kept.count() == 5
+    compressed = spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed")
     with persisted(frame) as kept:
         assert kept.count() == 5
         assert kept.storageLevel.useDisk and not kept.storageLevel.useMemory
+        # On local disk, compressing the kept copy costs more than it saves (make bench, the backfill section).
+        assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == "false"
     assert not frame.storageLevel.useDisk  # unpersisted when the block ends
+    assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == compressed
 
 
 def test_the_lane_runs_the_spark_mode_it_claims(spark):
