@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +27,7 @@ from pyspark.sql.types import StructType
 from stockpipe.compat import conf_for_call, is_connect
 from stockpipe.errors import PipelineError
 from stockpipe.paths import file_size, local_path
+from stockpipe.session import is_databricks
 from stockpipe.storage.port import (
     RETENTION_HOURS,
     DeltaStorage,
@@ -38,7 +40,7 @@ from stockpipe.storage.port import (
     WriteMode,
 )
 from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
-from stockpipe.storage.staged import count_files_under
+from stockpipe.storage.staged import count_files_under, folder_value
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,8 @@ class DeltaSparkStorage(DeltaStorage):
             writer = writer.partitionBy(*partition_by)
         if replace is not None:
             writer = writer.option("replaceWhere", replace.sql())
-        self._save(writer, path)
+        with partition_folders_made_ahead(path, partition_by, replace):
+            self._save(writer, path)
         return self._version(path)
 
     def _save(self, writer: DataFrameWriter, path: str) -> None:
@@ -271,6 +274,43 @@ class DeltaSparkStorage(DeltaStorage):
     def register_view(self, path: str, name: str) -> None:
         # The assignment's local simulation, verbatim.
         self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS SELECT * FROM delta.`{_sql_path(path)}`")
+
+
+# More partitions than this in one replace are left to Hadoop to make (a mistaken predicate should not fill a disk
+# with folders).
+MAX_FOLDERS_AHEAD = 200_000
+
+
+@contextlib.contextmanager
+def partition_folders_made_ahead(path: str, partition_by: Sequence[str], replace: Replacement | None) -> Iterator[int]:
+    """The partition folders a replacing write will fill, made before Spark writes, when the table is on this
+    machine's disk; folders made here that are still empty afterwards are removed. Yields how many were made.
+
+    Hadoop's local file system (pip's Spark has no native library) forks `chmod` for every folder it makes and
+    every file it writes: a five-year backfill's 10,064 partitions cost 20,143 forks, about half the write. A
+    folder that already exists is not made again and not chmod-ed: write 67.6 s -> 51.3 s (make bench, the
+    backfill section). Cloud storage and Databricks volumes have no folders to make: nothing is done there."""
+    made: list[Path] = []
+    root = local_path(path)
+    partitions = replace.partitions(partition_by) if replace is not None else None
+    if (partitions and len(partitions) <= MAX_FOLDERS_AHEAD and root is not None and not is_databricks()
+            and (root / "_delta_log").is_dir()):  # the table exists where this process sees Spark's files
+        try:
+            for values in partitions:
+                folder = root
+                for column, text in zip(partition_by, values, strict=True):
+                    folder = folder / f"{column}={folder_value(text)}"
+                    with contextlib.suppress(FileExistsError):
+                        folder.mkdir()
+                        made.append(folder)
+        except OSError as exc:  # read-only or full: Hadoop makes the rest, as it would have
+            log.debug("partition folders not made ahead: %s", exc)
+    try:
+        yield len(made)
+    finally:
+        for folder in reversed(made):  # deepest first; a folder a file went into stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _sql_path(path: str) -> str:

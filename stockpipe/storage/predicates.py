@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -48,6 +49,14 @@ class _InClauses:
     def _texts(self) -> tuple[tuple[str, frozenset[str]], ...]:
         # Built once: a five-year replace checks 10,064 files against 1,258 days each.
         return tuple((name, frozenset(_text(v) for v in values)) for name, values in self.clauses)
+
+    def partitions(self, columns: Sequence[str]) -> set[tuple[str, ...]] | None:
+        """Every partition (values in Delta's text form, in `columns` order) this predicate names, when it names
+        exactly the table's partition columns; None when it constrains other columns or leaves one free."""
+        allowed = dict(self._texts)
+        if not columns or set(allowed) != set(columns):
+            return None
+        return set(itertools.product(*(sorted(allowed[name]) for name in columns)))
 
     def partition_filters(self) -> list[tuple[str, str, list[str]]]:
         """The conjunction as delta-rs partition filters (one `in` per column, values in Delta's text form)."""
@@ -93,6 +102,10 @@ class AnyOf:
 
     def matches_all(self, table: pa.Table) -> bool:
         return _every_row(functools.reduce(pc.or_, (p.mask(table) for p in self.predicates)))
+
+    def partitions(self, columns: Sequence[str]) -> set[tuple[str, ...]] | None:
+        each = [p.partitions(columns) for p in self.predicates]
+        return None if any(found is None for found in each) else set().union(*each)  # type: ignore[arg-type]
 
 
 # What a replacing write replaces: one predicate, or several tickers' own days at once.
