@@ -140,9 +140,10 @@ def _in_sql(name: str, values: tuple[Any, ...]) -> str:
         return f"{name} IN ({', '.join(_literal(v) for v in values)})"
     blocks = [values[start:start + IN_BLOCK] for start in range(0, len(values), IN_BLOCK)]
     # `values` are sorted, and SQL orders dates, numbers and (byte-wise) text as Python does: each block's range
-    # holds its own values only, so the disjunction matches exactly the values listed.
+    # holds its own values only, so the disjunction matches exactly the values listed. Not BETWEEN: Spark 4 turns
+    # it into a shared-expression node that Delta 4.0's replaceWhere check fails to resolve (INTERNAL_ERROR).
     return "(" + " OR ".join(
-        f"({name} BETWEEN {_literal(block[0])} AND {_literal(block[-1])} "
+        f"({name} >= {_literal(block[0])} AND {name} <= {_literal(block[-1])} "
         f"AND {name} IN ({', '.join(_literal(v) for v in block)}))"
         for block in blocks
     ) + ")"
