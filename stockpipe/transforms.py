@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -83,20 +83,6 @@ def with_market_session(bars: DataFrame, bounds: DataFrame) -> DataFrame:
         .otherwise(F.lit("post"))
     )
     return joined.withColumn("market_session", session).drop("regular_open", "regular_close")
-
-
-def latest_first(*keys: str) -> Column:
-    """1 for the bar each (ticker, timestamp_ms, *keys) keeps: the latest ingest wins (a refetch corrects an earlier
-    fetch), then the later fetch id, so the choice never depends on file order."""
-    window = Window.partitionBy("ticker", "timestamp_ms", *keys).orderBy(
-        F.col("ingested_at").desc(), F.col("fetch_id").desc()
-    )
-    return F.row_number().over(window)
-
-
-def drop_duplicate_bars(bars: DataFrame) -> DataFrame:
-    """One row per (ticker, timestamp_ms): the latest ingest wins."""
-    return bars.withColumn("_rank", latest_first()).filter("_rank = 1").drop("_rank")
 
 
 def ohlc_violation() -> Column:

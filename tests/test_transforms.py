@@ -10,7 +10,6 @@ from chispa import assert_df_equality
 
 from stockpipe.transforms import (
     SILVER_SCHEMA,
-    drop_duplicate_bars,
     ohlc_violation,
     session_bounds,
     to_broken,
@@ -94,18 +93,23 @@ def test_market_session_uses_the_calendar_including_early_closes(spark):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_drop_duplicate_bars_keeps_the_latest_ingest(spark):
-    schema = "ticker string, timestamp_ms long, close double, ingested_at timestamp, fetch_id string"
-    early, late = dt.datetime(2024, 1, 8, 12), dt.datetime(2024, 1, 9, 12)
+def test_ranked_bars_keep_one_assigned_bar_per_minute_the_latest_ingest(spark):
+    """The harvester's one de-duplication (harvest.ranked_bars): per (ticker, minute) the latest ingest among the
+    bars of the day's assigned fetch; a bar from any other fetch is never kept, however recent."""
+    from stockpipe.harvest import ranked_bars
+
+    schema = ("ticker string, fetch_id string, trade_date date, timestamp_ms long, close double, assigned boolean, "
+              "ingested_at timestamp")
+    day = dt.date(2024, 1, 8)
+    early, late, latest = (dt.datetime(2024, 1, d, 12) for d in (8, 9, 10))
     given = spark.createDataFrame(
-        [("AAPL", 1, 10.0, early, "a"), ("AAPL", 1, 11.0, late, "b"), ("AAPL", 2, 12.0, early, "a"),
-         ("MSFT", 1, 20.0, early, "a")],
+        [("AAPL", "a", day, 1, 10.0, True, early), ("AAPL", "b", day, 1, 11.0, True, late),
+         ("AAPL", "c", day, 1, 12.0, False, latest), ("AAPL", "a", day, 2, 13.0, True, early),
+         ("AAPL", "c", day, 3, 14.0, False, latest), ("MSFT", "a", day, 1, 20.0, True, early)],
         schema,
     )
-    expected = spark.createDataFrame(
-        [("AAPL", 1, 11.0, late, "b"), ("AAPL", 2, 12.0, early, "a"), ("MSFT", 1, 20.0, early, "a")], schema
-    )
-    assert_df_equality(drop_duplicate_bars(given), expected, ignore_row_order=True)
+    kept = sorted((r.ticker, r.timestamp_ms, r.close) for r in ranked_bars(given).filter("_kept").collect())
+    assert kept == [("AAPL", 1, 11.0), ("AAPL", 2, 13.0), ("MSFT", 1, 20.0)]
 
 
 def test_ohlc_violation_flags_each_broken_rule(spark):
