@@ -282,14 +282,15 @@ MAX_FOLDERS_AHEAD = 200_000
 
 
 @contextlib.contextmanager
-def partition_folders_made_ahead(path: str, partition_by: Sequence[str], replace: Replacement | None) -> Iterator[int]:
+def partition_folders_made_ahead(path: str, partition_by: Sequence[str], replace: Replacement | None) -> Iterator[None]:
     """The partition folders a replacing write will fill, made before Spark writes, when the table is on this
-    machine's disk; folders made here that are still empty afterwards are removed. Yields how many were made.
+    machine's disk; folders made here that are still empty afterwards are removed.
 
     Hadoop's local file system (pip's Spark has no native library) forks `chmod` for every folder it makes and
     every file it writes: a five-year backfill's 10,064 partitions cost 20,143 forks, about half the write. A
-    folder that already exists is not made again and not chmod-ed: write 67.6 s -> 51.3 s (make bench, the
-    backfill section). Cloud storage and Databricks volumes have no folders to make: nothing is done there."""
+    folder that already exists is not made again and not chmod-ed: write 67.6 s -> 51.3 s (a profiling script on
+    the landed five-year pages; analysis.md, the backfill section). Cloud storage and Databricks volumes have no
+    folders to make: nothing is done there."""
     made: list[Path] = []
     root = local_path(path)
     partitions = replace.partitions(partition_by) if replace is not None else None
@@ -306,7 +307,7 @@ def partition_folders_made_ahead(path: str, partition_by: Sequence[str], replace
         except OSError as exc:  # read-only or full: Hadoop makes the rest, as it would have
             log.debug("partition folders not made ahead: %s", exc)
     try:
-        yield len(made)
+        yield
     finally:
         for folder in reversed(made):  # deepest first; a folder a file went into stays
             with contextlib.suppress(OSError):

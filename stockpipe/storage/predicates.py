@@ -104,8 +104,13 @@ class AnyOf:
         return _every_row(functools.reduce(pc.or_, (p.mask(table) for p in self.predicates)))
 
     def partitions(self, columns: Sequence[str]) -> set[tuple[str, ...]] | None:
-        each = [p.partitions(columns) for p in self.predicates]
-        return None if any(found is None for found in each) else set().union(*each)  # type: ignore[arg-type]
+        found: set[tuple[str, ...]] = set()
+        for predicate in self.predicates:
+            named = predicate.partitions(columns)
+            if named is None:
+                return None
+            found |= named
+        return found
 
 
 # What a replacing write replaces: one predicate, or several tickers' own days at once.
@@ -135,7 +140,8 @@ IN_BLOCK = 64
 
 def _in_sql(name: str, values: tuple[Any, ...]) -> str:
     """`name IN (values)` as SQL that Spark and delta-rs both read, for exactly these values. A five-year replace
-    names 1,258 days; checked one by one, its 5.75 M rows cost ~15 s of a 100 s delta-spark backfill (make bench)."""
+    names 1,258 days; checked one by one, its 5.75 M rows cost ~12 s of a five-year delta-spark write (a profiling
+    script on the landed pages; analysis.md, the backfill section)."""
     if len(values) <= IN_BLOCK:
         return f"{name} IN ({', '.join(_literal(v) for v in values)})"
     blocks = [values[start:start + IN_BLOCK] for start in range(0, len(values), IN_BLOCK)]

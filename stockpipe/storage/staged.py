@@ -8,7 +8,7 @@ the same, but on a local file system Hadoop forks a `chmod` for every file and f
 on two cores, 90 s for five years of (ticker, trade_date) partitions.)
 
 The files land in a staging folder inside the table (same file system, so moving them in is a rename), with their
-statistics read from the footers pyarrow just wrote; one delta-rs transaction then adds them and removes the
+statistics taken from the footers pyarrow just wrote; one delta-rs transaction then adds them and removes the
 replaced partitions' files. Until that commit nothing a reader can see has changed; a crash leaves only unreferenced
 files, which VACUUM removes (and the next write tidies staging folders a day old).
 """
@@ -132,7 +132,8 @@ def _write_partition(staging: str, name: str, partition_by: list[str], key: tupl
 
 
 def partition_text(value: Any) -> str | None:
-    """A partition value as Delta writes it in add actions."""
+    """A partition value as Delta writes it in add actions. Here rather than imported from `predicates`: this
+    module runs in Spark's Python workers by value, where the package may not be installed."""
     if value is None:
         return None
     if isinstance(value, bool):
