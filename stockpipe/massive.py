@@ -25,6 +25,9 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 from stockpipe.errors import (
     ApiUnreachableError,
@@ -38,8 +41,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.massive.com"
 DATA_STATUSES = frozenset({"OK", "DELAYED"})
-REQUIRED_BAR_FIELDS = ("o", "h", "l", "c", "v", "t")
-REQUIRED_SPLIT_FIELDS = ("execution_date", "split_from", "split_to", "ticker", "id")
 MAX_LIMIT = 50_000
 SPLITS_LIMIT = 1_000  # the splits list's largest page
 # The free tier allows 5 calls a minute per key; one key is shared by many students, so this is also the default pace.
@@ -176,8 +177,10 @@ class FetchStats:
 
 
 class _RetryableError(Exception):
-    """A response or transport failure worth another attempt; retry_after is the server's own wait, if given;
-    cannot_connect marks a call that never reached the host (refused, unknown host, no route, connect timeout)."""
+    """A transport failure, a 429 or a 5xx: worth another attempt. retry_after is the server's own wait, if given;
+    cannot_connect marks a call that never reached the host (refused, unknown host, no route, connect timeout).
+    Nothing else is retried: a bar with a missing or malformed field is data (quarantined downstream), a 4xx or an
+    error status is an answer."""
 
     def __init__(
         self, reason: str, retry_after: float | None = None, rate_limited: bool = False, cannot_connect: bool = False
@@ -187,6 +190,59 @@ class _RetryableError(Exception):
         self.retry_after = retry_after
         self.rate_limited = rate_limited
         self.cannot_connect = cannot_connect
+
+
+# The one place that names what is retried: `_attempt` turns transport failures, 429s, 5xx and cut-off bodies into
+# these, and only these.
+RETRYABLE: tuple[type[BaseException], ...] = (_RetryableError,)
+
+
+class wait_retry_after_or_backoff(wait_base):  # noqa: N801 - tenacity's naming of wait strategies
+    """The server's Retry-After when it sends one (capped), else exponential back-off with jitter on its upper half,
+    starting from the pacing interval after a 429 (the window's own rhythm) and from a second otherwise. Students
+    sharing a key must not retry in lockstep."""
+
+    def __init__(self, config: ClientConfig, rng: random.Random) -> None:
+        self.config = config
+        self.rng = rng
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if not isinstance(error, _RetryableError):
+            return 0.0
+        return self.pause(retry_state.attempt_number, error)
+
+    def pause(self, attempt: int, error: _RetryableError) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self.config.max_retry_wait)
+        base = self.config.pacing_interval if error.rate_limited else 1.0
+        step = min(self.config.backoff_cap, base * 2 ** (attempt - 1))
+        return step / 2 + self.rng.uniform(0, step / 2)
+
+
+class stop_after_backoff(stop_base):  # noqa: N801
+    """Stop once the pauses already taken reach `seconds`: a bound on the time one page may spend retrying, counted
+    in the pauses themselves, so an injected clock bounds it too."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.idle_for >= self.seconds
+
+
+class stop_when_never_connected(stop_base):  # noqa: N801
+    """A call that cannot connect while no call of the run ever has gets `attempts` tries, not the full budget: a wrong
+    --base-url or an offline laptop fails in seconds."""
+
+    def __init__(self, attempts: int, connected: Callable[[], bool]) -> None:
+        self.attempts = attempts
+        self.connected = connected
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        never = isinstance(error, _RetryableError) and error.cannot_connect and not self.connected()
+        return never and retry_state.attempt_number >= self.attempts
 
 
 def _connect_failure(exc: requests.ConnectionError) -> str | None:
@@ -233,9 +289,10 @@ def _server_message(response: requests.Response) -> str:
     return ""
 
 
-def validate_page(ticker: str, body: bytes, required: tuple[str, ...] = REQUIRED_BAR_FIELDS) -> dict[str, Any]:
-    """Parse and check one page (aggregates by default; `required` names each result's fields). Raises
-    _RetryableError for malformed bodies (cut-off transfers are transient)."""
+def validate_page(ticker: str, body: bytes) -> dict[str, Any]:
+    """Parse one page and check its envelope. A body that is not JSON was cut off in transit: _RetryableError. An
+    error status or an envelope that is not the API's: FetchFailedError (an answer, not retried). The results are
+    data: a bar with a missing or malformed field lands as sent and is quarantined downstream, never retried."""
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -243,7 +300,7 @@ def validate_page(ticker: str, body: bytes, required: tuple[str, ...] = REQUIRED
     except ValueError:  # bytes that are not text at all (invalid UTF-8)
         raise _RetryableError("malformed JSON (not UTF-8 text)") from None
     if not isinstance(payload, dict) or "status" not in payload:
-        raise _RetryableError("response is not an API result object")
+        raise FetchFailedError(ticker, "the response is not an API result object")
     status = str(payload["status"])
     if status not in DATA_STATUSES:
         message = payload.get("error") or payload.get("message") or ""
@@ -251,13 +308,20 @@ def validate_page(ticker: str, body: bytes, required: tuple[str, ...] = REQUIRED
     # An empty range has no `results` key; older responses sent `"results": null`. Both are zero bars.
     results = payload.get("results") or []
     if not isinstance(results, list):
-        raise _RetryableError("'results' is not a list")
-    for index, item in enumerate(results):
-        missing = [name for name in required if not isinstance(item, dict) or item.get(name) is None]
-        if missing:
-            what = "bar" if required == REQUIRED_BAR_FIELDS else "result"
-            raise _RetryableError(f"{what} {index} lacks required field(s) {', '.join(missing)}")
+        raise FetchFailedError(ticker, "the response's 'results' is not a list")
     return payload
+
+
+def last_bar_ms(results: list[Any]) -> int | None:
+    """The page's last usable bar time: the last `t` that is a whole number of milliseconds. Malformed bars at the
+    end (a quoted or fractional `t`) are skipped, so an answer that stops short is still noticed."""
+    for item in reversed(results):
+        t = item.get("t") if isinstance(item, dict) else None
+        if isinstance(t, int) and not isinstance(t, bool):
+            return t
+        if isinstance(t, float) and t.is_integer():
+            return int(t)
+    return None
 
 
 class MassiveClient:
@@ -287,6 +351,7 @@ class MassiveClient:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._wait_policy = wait_retry_after_or_backoff(config, self._rng)
         self._on_wait = on_wait
         # Unpaced (the offline sample source) is a window too wide to fill, so a 429's wait still holds every call.
         self.limiter = RollingWindowLimiter(
@@ -318,7 +383,7 @@ class MassiveClient:
         """Yield every page of the splits executed in the window, following next_url."""
         url: str | None = self.splits_url(date_from, date_to)
         while url is not None:
-            page = self._get_page("splits", url, stats, REQUIRED_SPLIT_FIELDS)
+            page = self._get_page("splits", url, stats, bars=False)
             stats.pages += 1
             yield page
             url = self.on_base(page.next_url) if page.next_url else None
@@ -335,7 +400,7 @@ class MassiveClient:
         """Yield every page of the range in order, following next_url. `start_url` resumes an interrupted fetch."""
         url: str | None = self.on_base(start_url) if start_url else self.first_url(ticker, date_from, date_to)
         while url is not None:
-            page = self._get_page(ticker, url, stats, REQUIRED_BAR_FIELDS)
+            page = self._get_page(ticker, url, stats, bars=True)
             stats.pages += 1
             stats.bars += page.bar_count
             yield page
@@ -357,39 +422,45 @@ class MassiveClient:
         self._sleep(seconds)
 
     def _backoff(self, attempt: int, error: _RetryableError) -> float:
-        if error.retry_after is not None:
-            return min(error.retry_after, self.config.max_retry_wait)
-        base = self.config.pacing_interval if error.rate_limited else 1.0
-        step = min(self.config.backoff_cap, base * 2 ** (attempt - 1))
-        # Full jitter on the upper half: students sharing a key must not retry in lockstep.
-        return step / 2 + self._rng.uniform(0, step / 2)
+        return self._wait_policy.pause(attempt, error)
 
-    def _get_page(self, ticker: str, url: str, stats: FetchStats, required: tuple[str, ...]) -> Page:
-        """One page, with bounded retries: at most `max_attempts` attempts and `max_retry_wait` seconds of back-off,
-        and only `connect_attempts` while no call of this run has ever reached the host."""
-        backed_off = 0.0
-        for attempt in range(1, self.config.max_attempts + 1):
-            try:
-                return self._attempt(ticker, url, stats, required)
-            except _RetryableError as error:
-                pause = self._backoff(attempt, error)
-                backed_off += pause
-                if error.rate_limited:
-                    # Somebody (maybe another user of the key) filled the window: every call waits, not just this
-                    # one, so the pause goes to the shared limiter and the next attempt waits there.
-                    self.limiter.block_for(pause)
-                if self._gives_up(error, attempt, backed_off):
-                    raise self._failure(ticker, error, stats) from None
-                stats.retries += 1
-                log.info("%s: retry %d after %s", ticker, attempt, error)
-                if not error.rate_limited:
-                    self._wait(pause, "backing off after a failed call", stats)
-        raise AssertionError("unreachable: the last attempt gives up")
+    def _retrying(self, ticker: str, stats: FetchStats) -> Retrying:
+        """The retry policy, declared once: what is retried (RETRYABLE), how long to wait (Retry-After or jittered
+        back-off), when to stop (max_attempts, max_retry_wait of pauses, or connect_attempts while the host has never
+        answered). A 429's pause goes to the shared limiter instead of this thread's sleep: somebody (maybe another
+        user of the key) filled the window, so every call waits, not just this one."""
+        last_was_429 = [False]  # one Retrying per page and thread: a plain cell is enough
 
-    def _gives_up(self, error: _RetryableError, attempt: int, backed_off: float) -> bool:
-        if error.cannot_connect and not self.connected:
-            return attempt >= min(self.config.connect_attempts, self.config.max_attempts)
-        return attempt >= self.config.max_attempts or backed_off >= self.config.max_retry_wait
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            last_was_429[0] = isinstance(error, _RetryableError) and error.rate_limited
+            if last_was_429[0]:
+                # The next attempt waits in the limiter (counted there, with the progress line saying why).
+                self.limiter.block_for(state.next_action.sleep if state.next_action else 0.0)
+            stats.retries += 1
+            log.info("%s: retry %d after %s", ticker, state.attempt_number, error)
+
+        def sleep(seconds: float) -> None:
+            if not last_was_429[0]:
+                self._wait(seconds, "backing off after a failed call", stats)
+
+        return Retrying(
+            retry=retry_if_exception_type(RETRYABLE),
+            wait=self._wait_policy,
+            stop=(stop_after_attempt(self.config.max_attempts) | stop_after_backoff(self.config.max_retry_wait)
+                  | stop_when_never_connected(self.config.connect_attempts, lambda: self.connected)),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    def _get_page(self, ticker: str, url: str, stats: FetchStats, *, bars: bool) -> Page:
+        """One page, retried as `_retrying` declares; a page that still fails is the ticker's failure (or, when the
+        host was never reached, the run's)."""
+        try:
+            return self._retrying(ticker, stats)(self._attempt, ticker, url, stats, bars)
+        except _RetryableError as error:
+            raise self._failure(ticker, error, stats) from None
 
     def _failure(self, ticker: str, error: _RetryableError, stats: FetchStats) -> PipelineError:
         if error.cannot_connect and not self.connected:
@@ -399,7 +470,7 @@ class MassiveClient:
             )
         return FetchFailedError(ticker, f"{error.reason} (gave up after {stats.retries} retries)")
 
-    def _attempt(self, ticker: str, url: str, stats: FetchStats, required: tuple[str, ...]) -> Page:
+    def _attempt(self, ticker: str, url: str, stats: FetchStats, bars: bool) -> Page:
         # Bounded: each wait ends when a slot frees, and slots free as calls answer (read timeouts bound those).
         while (wait := self.limiter.reserve()) > 0:
             self._wait(wait, "rate-limit window", stats)
@@ -441,9 +512,8 @@ class MassiveClient:
         if code != 200:
             detail = redact(_server_message(response), self.config.api_key)
             raise FetchFailedError(ticker, f"HTTP {code}: {detail}".rstrip(": "))
-        payload = validate_page(ticker, body, required)
+        payload = validate_page(ticker, body)
         results = payload.get("results") or []
-        last = results[-1].get("t") if results and required == REQUIRED_BAR_FIELDS else None
         return Page(
             ticker=ticker,
             url=url,
@@ -452,7 +522,7 @@ class MassiveClient:
             status=str(payload["status"]),
             bar_count=len(results),
             next_url=payload.get("next_url") or None,
-            last_t=int(last) if last is not None else None,
+            last_t=last_bar_ms(results) if bars else None,
             adjusted=payload["adjusted"] if isinstance(payload.get("adjusted"), bool) else None,
         )
 

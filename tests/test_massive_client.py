@@ -77,12 +77,18 @@ def test_eight_single_page_tickers_at_five_per_minute_take_one_window(sample_ser
 
 # -- pagination and data ---------------------------------------------------------------------------------------------
 def test_multi_page_range_lands_every_bar_once(sample_server, clock):
-    client = client_for(sample_server, clock, page_limit=700)
-    pages, bars, stats = fetch(client)
-    expected = range_bars("AAPL", MONDAY, FRIDAY)["t"].tolist()
-    assert len(pages) == -(-len(expected) // 700) and len(pages) > 1
-    assert [bar["t"] for bar in bars] == expected
-    assert stats.pages == len(pages) and stats.bars == len(expected)
+    """Pages of 700 bars put together are exactly the one-page answer, bar for bar and field for field: nothing the
+    cursor skips or repeats. (Compared with the server's own answer, not with the generator the server uses.)"""
+    _, whole, _ = fetch(client_for(sample_server, clock))
+    pages, bars, stats = fetch(client_for(sample_server, clock, page_limit=700))
+    assert len(pages) == -(-len(whole) // 700) and len(pages) > 1
+    assert bars == whole
+    assert stats.pages == len(pages) and stats.bars == len(whole)
+    # and the answer is the trading week it asked for: every regular minute of the five days, in order
+    times = [bar["t"] for bar in bars]
+    assert times == sorted(set(times))
+    regular = [t for t in times if (t // 60_000 - 14 * 60 - 30) % (24 * 60) < 390]  # 09:30-15:59 EST = 14:30 UTC
+    assert len(regular) >= 5 * 390
 
 
 def test_next_url_is_followed_as_given_with_its_cursor(sample_server, clock):
@@ -108,9 +114,13 @@ def test_empty_range_is_zero_bars_not_an_error(sample_server, clock):
 
 
 def test_delayed_status_is_data(clock):
+    """DELAYED carries the same bars as OK (a delayed plan's data): every bar, not just some."""
     with FakeMassiveServer(ApiBehaviour(status="DELAYED")) as server:
-        _, bars, _ = fetch(client_for(server, clock))
-    assert len(bars) > 0
+        delayed_pages, delayed, _ = fetch(client_for(server, clock))
+    with FakeMassiveServer() as server:
+        _, on_time, _ = fetch(client_for(server, clock))
+    assert [p.status for p in delayed_pages] == ["DELAYED"]
+    assert delayed == on_time and len(delayed) > 1000
 
 
 def test_status_error_in_a_200_fails_naming_the_ticker(clock):
@@ -216,10 +226,31 @@ def test_a_body_that_is_not_utf8_is_a_malformed_page_to_retry():
         validate_page("AAPL", b'{"status": "OK", "results": [')
 
 
-def test_bar_missing_a_required_field_is_an_error_not_a_gap(clock):
+def test_a_bar_missing_a_field_is_data_landed_in_one_call_not_retried(clock):
+    """A bar without its close is what the API sent: landed as sent (the quarantine judges it downstream), in one
+    call. It used to be retried up to eight times, burning calls on a free key."""
     with FakeMassiveServer(ApiBehaviour(faults=[Fault("missing_field", times=10)])) as server:
-        with pytest.raises(FetchFailedError, match="^META: bar 0 lacks required field.* c"):
-            fetch(client_for(server, clock, max_attempts=2), "META")
+        pages, bars, stats = fetch(client_for(server, clock), "META")
+        assert [entry.status for entry in server.log] == [200]
+    assert (stats.calls, stats.retries, len(pages)) == (1, 0, 1)
+    assert "c" not in bars[0] and all("c" in bar for bar in bars[1:])
+
+
+def test_an_envelope_that_is_not_the_apis_fails_in_one_call_naming_the_ticker(clock):
+    """Only transport failures, 429s and 5xx are retried: a 200 whose results are not a list is an answer."""
+    body = b'{"status": "OK", "results": {"t": 1}}'
+    with FakeMassiveServer(ApiBehaviour(canned=[(200, body)] * 3)) as server:
+        with pytest.raises(FetchFailedError, match="^AAPL: the response's 'results' is not a list"):
+            fetch(client_for(server, clock))
+        assert len(server.log) == 1
+
+
+def test_the_last_usable_bar_time_skips_malformed_bars_at_the_end():
+    from stockpipe.massive import last_bar_ms
+
+    assert last_bar_ms([{"t": 60_000}, {"t": "120000"}, {"t": 180_000.5}, None]) == 60_000
+    assert last_bar_ms([{"t": 60_000}, {"t": 120_000.0}]) == 120_000
+    assert last_bar_ms([{"t": True}, {"o": 1}]) is None and last_bar_ms([]) is None
 
 
 def test_next_url_on_another_origin_is_followed_on_the_base_url(clock):
