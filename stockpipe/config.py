@@ -13,6 +13,8 @@ from stockpipe.paths import beside
 Layout = Literal["partitioned", "clustered"]
 Source = Literal["api", "sample"]
 SPLITS_TABLE = "stocks_splits"
+CHECKS_TABLE = "quality_checks"
+QUARANTINE_TABLE = "stocks_quarantine"
 # Calls in flight when the network round trip, not the rate limit, bounds a run (a paid key, the sample source).
 FAST_CONCURRENCY = 8
 
@@ -25,12 +27,17 @@ class HarvestConfig:
     table_path: str
     landing_path: str
     splits_path: str = ""  # the splits table; beside the minute table when empty
+    checks_path: str = ""  # quality_checks; beside the minute table when empty
+    quarantine_path: str = ""  # stocks_quarantine; beside the minute table when empty
     source: Source = "sample"
     base_url: str = DEFAULT_BASE_URL
     api_key: str = field(default="", repr=False)
     calls_per_minute: int | None = None  # as asked; `pace` is what the run keeps to
     layout: Layout = "partitioned"
     refetch: bool = False
+    allow_shrink: bool = False  # a refetch may replace stored days with far fewer rows
+    allow_mixed_source: bool = False  # sample bars may go into a table the API filled
+    sample_faults: bool = False  # the sample source injects the imperfections of real feeds
     concurrency: int | None = None  # as asked; `in_flight` is what the run uses
     window_seconds: float = 60.0  # the rate limit's rolling window (a minute for Massive; shorter in tests)
     show_progress: bool = True
@@ -42,8 +49,10 @@ class HarvestConfig:
     sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.splits_path:
-            object.__setattr__(self, "splits_path", beside(self.table_path, SPLITS_TABLE))
+        for name, table in (("splits_path", SPLITS_TABLE), ("checks_path", CHECKS_TABLE),
+                            ("quarantine_path", QUARANTINE_TABLE)):
+            if not getattr(self, name):
+                object.__setattr__(self, name, beside(self.table_path, table))
 
     @property
     def pace(self) -> int | None:

@@ -20,6 +20,25 @@ class MissingKeyError(UsageError):
         super().__init__("--source api needs MASSIVE_API_KEY or POLYGON_API_KEY (or --secret-scope on Databricks)")
 
 
+class MixedSourceError(UsageError):
+    """A sample run asked to write into a table the API filled."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} holds bars from the Massive API: refusing to add sample bars to it (use another --table-path, "
+            "--source api, or --allow-mixed-source)"
+        )
+
+
+class KeyNotFoundError(PipelineError):
+    """On Databricks, a harvest found no API key where it looked: it stops rather than fill the real table with
+    sample data (exit 1: the job's configuration, not the command line, is wrong)."""
+
+    def __init__(self, looked: str) -> None:
+        super().__init__(f"no Massive API key found ({looked}); nothing was fetched or written. Add the key to the "
+                         "secret scope, or pass --source sample for the offline demo")
+
+
 class StopError(PipelineError):
     """No further call can succeed, so no further ticker is fetched; what was fetched before is still stored."""
 

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,19 +25,22 @@ from pyspark.sql import functions as F
 
 from stockpipe.compat import persisted, schema_tree, show_string
 from stockpipe.config import HarvestConfig, Layout
-from stockpipe.errors import ClusteringUnsupportedError, PipelineError, StopError
+from stockpipe.errors import ClusteringUnsupportedError, MixedSourceError, PipelineError, StopError
 from stockpipe.fetching import Fetcher, FetchResult, LandedCallback, SplitsFetch, TickerFetch, fetch_all
 from stockpipe.landing import LandingZone, raw_bars_from_pages
 from stockpipe.market_calendar import trading_days
 from stockpipe.massive import FetchStats
 from stockpipe.paths import count_partition_dirs, refuse_foreign_folder
+from stockpipe.quality.checks import CheckResult, CheckSummary, DayStats, day_stats, evaluate, write_checks
+from stockpipe.quality.guard import Shrink, shrink_results, shrinking_days, stored_rows
+from stockpipe.quality.quarantine import quarantined_bars, record_quarantine
+from stockpipe.quality.rules import raw_text, with_reason
 from stockpipe.session import is_databricks
 from stockpipe.splits import landed_splits, store_splits
 from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
 from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
     PARTITION_COLUMNS,
-    ohlc_violation,
     session_bounds,
     to_broken,
     to_silver,
@@ -120,20 +124,23 @@ def warm_up(spark: SparkSession, storage: DeltaStorage, item: TickerFetch, days:
     if is_databricks() or fetch_done():
         return
     ranked = ranked_bars(landed_bars(spark, {item.ticker: item}))
-    ticker_counts(ranked, days)
+    bounds = session_bounds(spark, days)
+    day_stats(ranked, bounds)
     if fetch_done():
         return
     scratch = tempfile.mkdtemp(prefix="stocks-warm-up-")
     try:
-        storage.write(silver_bars(ranked, session_bounds(spark, days)), f"{scratch}/t", mode="overwrite",
+        storage.write(silver_bars(ranked, bounds), f"{scratch}/t", mode="overwrite",
                       partition_by=PARTITION_COLUMNS)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch]) -> DataFrame:
-    """Every landed bar of the fetched tickers, with trade_ts, trade_date and `assigned`: true when the bar's fetch
-    is the one assigned to its day, i.e. the bar is on a requested day and comes from the fetch that holds it."""
+    """Every landed bar of the fetched tickers, with trade_ts, trade_date, `assigned` (true when the bar's fetch is
+    the one assigned to its day, i.e. the bar is on a requested day and comes from the fetch that holds it) and the
+    bar rules' verdict: `reason` (the first rule broken, null for a good bar) and `valid`. Replayed pages pass the
+    same rules as fresh ones: a landed page with bad values never crashes a later run."""
     files: list[str] = []
     assignment_rows: list[tuple[str, str, dt.date, bool]] = []
     for ticker, item in fetched.items():
@@ -146,14 +153,19 @@ def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch]) -> DataFra
     assignment = spark.createDataFrame(
         assignment_rows, "ticker string, fetch_id string, trade_date date, assigned boolean"
     )
-    return bars.join(F.broadcast(assignment), ["ticker", "fetch_id", "trade_date"], "left").withColumn(
-        "assigned", F.coalesce("assigned", F.lit(False))
-    )
+    judged = with_reason(bars.join(F.broadcast(assignment), ["ticker", "fetch_id", "trade_date"], "left")
+                         .withColumn("assigned", F.coalesce("assigned", F.lit(False))))
+    # What only a quarantined bar needs (its text, its fetch) is kept for bad bars alone, and the columns the rules
+    # read are dropped, so good bars cross the shuffle no wider than before.
+    return (judged.withColumn("_raw", F.when(~F.col("valid"), raw_text()))
+            .withColumn("_fetch_id", F.when(~F.col("valid"), F.col("fetch_id")))
+            .drop("raw", "t_value", "n_value", "not_numbers", "not_object"))
 
 
 def ranked_bars(marked: DataFrame) -> DataFrame:
-    """Landed bars with `_kept`: the one row per (ticker, minute) the table stores, among assigned bars only (the
-    latest ingest wins). Both the counts and the stored rows come from this one frame.
+    """Landed bars with `_kept`: the one row per (ticker, minute) the table stores, among the valid assigned bars (the
+    latest ingest wins; within one answer, the later page, then the later position on it). Both the counts and the
+    stored rows come from this one frame.
 
     Its one shuffle is by (ticker, trade_date), the table's partition key: a minute's duplicates share its day, so
     the de-duplication needs no other, and the partitioned write that follows finds each partition's rows in one
@@ -163,9 +175,10 @@ def ranked_bars(marked: DataFrame) -> DataFrame:
     # no tie among them, and the id's ~60 bytes a row stay out of the shuffle. trade_date leads the window's key
     # (the minute fixes the day, so the groups are the same), so its sort also orders rows as the write wants them.
     by_partition = marked.drop("fetch_id").repartition(*PARTITION_COLUMNS)
-    one_per_minute = Window.partitionBy(*PARTITION_COLUMNS, "timestamp_ms", "assigned").orderBy(
-        F.col("ingested_at").desc())
-    return by_partition.withColumn("_kept", F.col("assigned") & (F.row_number().over(one_per_minute) == 1))
+    one_per_minute = Window.partitionBy(*PARTITION_COLUMNS, "timestamp_ms", "assigned", "valid").orderBy(
+        F.col("ingested_at").desc(), F.col("page").desc(), F.col("position").desc())
+    return by_partition.withColumn("_kept", F.col("assigned") & F.col("valid")
+                                   & (F.row_number().over(one_per_minute) == 1))
 
 
 def silver_bars(ranked: DataFrame, bounds: DataFrame) -> DataFrame:
@@ -175,24 +188,6 @@ def silver_bars(ranked: DataFrame, bounds: DataFrame) -> DataFrame:
         .transform(lambda df: with_market_session(df, bounds))
         .transform(to_silver)
     )
-
-
-def ticker_counts(ranked: DataFrame, days: list[dt.date]) -> dict[str, dict[str, int]]:
-    """Per ticker, in one Spark job: bars landed, outside the requested days, kept before de-duplication, rows
-    stored, days stored and OHLC failures; nothing but these counts reaches the driver."""
-    in_range = F.col("trade_date").isin(*days) if days else F.lit(False)
-    rows = (
-        ranked.groupBy("ticker")
-        .agg(
-            F.sum((~in_range).cast("int")).alias("outside"),
-            F.sum(F.col("assigned").cast("int")).alias("assigned"),
-            F.sum(F.col("_kept").cast("int")).alias("rows"),
-            F.countDistinct(F.when(F.col("_kept"), F.col("trade_date"))).alias("days"),
-            F.sum((F.col("_kept") & ohlc_violation()).cast("int")).alias("violations"),
-        )
-        .collect()
-    )
-    return {row["ticker"]: {key: int(row[key] or 0) for key in row.asDict() if key != "ticker"} for row in rows}
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -205,9 +200,10 @@ class TickerReport:
     bars_landed: int = 0
     outside_range: int = 0
     duplicates: int = 0
-    sanity_failures: int = 0
+    quarantined: int = 0  # bars that broke a bar rule: in stocks_quarantine, not in the table
     rows_written: int = 0
     partitions: int = 0
+    kept_back: list[dt.date] = field(default_factory=list)  # stored days a shrinking answer did not replace
 
     @property
     def status(self) -> str:
@@ -236,6 +232,21 @@ class FixedReport:
     splits_known: int = 0  # splits of the run's tickers in every landed window
     splits_version: int | None = None  # the splits table's new version; None when nothing changed
     refetched_adjusted: dict[str, int] = field(default_factory=dict)
+    source: str = "sample"
+    checks_path: str = ""
+    quarantine_path: str = ""
+    checks: CheckSummary = field(default_factory=CheckSummary)
+    shrinks: list[Shrink] = field(default_factory=list)  # stored days a refetch would have shrunk
+    shrink_allowed: bool = False
+
+    @property
+    def guard_errors(self) -> list[str]:
+        """Why the run must exit 1 although it stored what it could: stored days kept back from a shrinking answer."""
+        if self.shrink_allowed or not self.shrinks:
+            return []
+        days = ", ".join(f"{s.ticker} {s.trade_date}" for s in self.shrinks)
+        return [f"refetch would shrink {len(self.shrinks)} stored day(s), kept as stored: {days} (check the API's "
+                "answer; --allow-shrink replaces them)"]
 
     @classmethod
     def of_fetch(cls, cfg: HarvestConfig, result: FetchResult, days: list[dt.date], fetch_s: float) -> FixedReport:
@@ -244,7 +255,8 @@ class FixedReport:
                                 plan_message=fetched[t].plan_message) for t in cfg.tickers]
         return cls(tickers, cfg.table_path, "not started", cfg.layout, days, {"fetch": fetch_s},
                    stopped=result.stopped, splits=result.splits, splits_path=cfg.splits_path,
-                   refetched_adjusted=result.refetched_adjusted)
+                   refetched_adjusted=result.refetched_adjusted, source=cfg.source, checks_path=cfg.checks_path,
+                   quarantine_path=cfg.quarantine_path, shrink_allowed=cfg.allow_shrink)
 
     @property
     def failed(self) -> list[TickerReport]:
@@ -275,23 +287,70 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     spark, storage = session
     report.engine = storage.name
     report.seconds["spark start"] = lap()  # only what the fetch did not hide
+    # Every commit of the run carries its id (the door's, or a fresh one) and where its data came from.
+    with storage.tagged(storage.run_id or uuid.uuid4().hex, cfg.source):
+        store_fetched(report, spark, storage, landing, cfg, fetched, days, lap)
+    return report
+
+
+def store_fetched(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
+                  cfg: HarvestConfig, fetched: dict[str, TickerFetch], days: list[dt.date], lap: Laps) -> None:
+    """Transform what landed, check it, write it, record the checks and the quarantine, then the splits."""
     check_layout(storage, cfg)
+    check_source(storage, cfg)
     work = storage.progress
-    work.phase("transform", f"reading, de-duplicating and counting the landed bars of {len(fetched)} ticker(s)")
+    work.phase("transform", f"reading, checking, de-duplicating and counting the landed bars of {len(fetched)} "
+                            "ticker(s)")
     ranked = ranked_bars(landed_bars(spark, fetched))
     expected = sum(len(t.assignment) for t in fetched.values() if not t.failed)
     # A long run parses its landed pages once for both the counts and the write, kept on disk where the session
     # allows; a short one parses them twice, which costs less than writing them to disk and back.
     keep = persisted(ranked) if expected >= PERSIST_FROM_PARTITIONS else contextlib.nullcontext(ranked)
     with work.ticking(), keep as ranked:
-        record_counts(report, ticker_counts(ranked, days))
+        bounds = session_bounds(spark, days)
+        stats = day_stats(ranked, bounds)
+        stored_days = {t: sorted(f.assignment) for t, f in fetched.items() if not f.failed}
+        shrink_checks = guard_refetch(report, storage, cfg, stats, stored_days)
+        record_counts(report, stats, stored_days)
         report.seconds["transform"] = lap()
         work.expected_files = sum(t.partitions for t in report.tickers)
-        write_fetched(report, storage, silver_bars(ranked, session_bounds(spark, days)), fetched, cfg)
+        write_fetched(report, storage, silver_bars(ranked, bounds), stored_days, cfg)
         report.seconds["write"] = lap()
+        if any(t.quarantined for t in report.tickers):
+            record_quarantine(storage, cfg.quarantine_path, quarantined_bars(ranked, storage.run_id, cfg.source))
+    results = evaluate(stats, stored_days) + shrink_checks
+    write_checks(storage, cfg.checks_path, storage.run_id or "", results)
+    report.checks = CheckSummary.of(results)
+    report.seconds["checks"] = lap()
     write_splits(report, spark, storage, landing, cfg)
     report.seconds["splits"] = lap()
-    return report
+
+
+def check_source(storage: DeltaStorage, cfg: HarvestConfig) -> None:
+    """A table filled from the API takes no sample bars unless asked (--allow-mixed-source): sample prices beside
+    real ones would look real in every chart and query. The source of each commit is in its user metadata."""
+    if cfg.source != "sample" or cfg.allow_mixed_source or not storage.is_delta(cfg.table_path):
+        return
+    if any(entry.source == "api" for entry in storage.history(cfg.table_path)):
+        raise MixedSourceError(cfg.table_path)
+
+
+def guard_refetch(report: FixedReport, storage: DeltaStorage, cfg: HarvestConfig, stats: list[DayStats],
+                  stored_days: dict[str, list[dt.date]]) -> list[CheckResult]:
+    """Compare each stored day the run would replace with its new rows (see stockpipe.quality.guard). A shrinking day
+    is taken out of `stored_days` (so neither replaced nor written) unless --allow-shrink; its check rows say so."""
+    stored = stored_rows(storage, cfg.table_path, stored_days)
+    if not stored:
+        return []
+    answered = {(s.ticker, s.trade_date): s.rows for s in stats if s.trade_date is not None}
+    report.shrinks = shrinking_days(stored, answered)
+    by_ticker = {t.ticker: t for t in report.tickers}
+    for shrink in report.shrinks:
+        log.warning("%s", shrink.line(replaced=cfg.allow_shrink))
+        if not cfg.allow_shrink:
+            stored_days[shrink.ticker].remove(shrink.trade_date)
+            by_ticker[shrink.ticker].kept_back.append(shrink.trade_date)
+    return shrink_results(stored, answered, report.shrinks, cfg.allow_shrink)
 
 
 class Laps:
@@ -306,19 +365,22 @@ class Laps:
         return elapsed
 
 
-def record_counts(report: FixedReport, counts: dict[str, dict[str, int]]) -> None:
-    """Each ticker's landed, out-of-range, duplicate and stored counts (one Spark job made them all)."""
-    by_ticker = {t.ticker: t for t in report.tickers}
-    for ticker, found in counts.items():
-        item = by_ticker[ticker]
-        item.outside_range = found["outside"]
-        item.bars_landed = found["assigned"] + found["outside"]
-        item.rows_written, item.partitions = found["rows"], found["days"]
-        item.duplicates = found["assigned"] - found["rows"]
-        item.sanity_failures = found["violations"]
-        if item.sanity_failures:
-            log.warning("%s: %d bar(s) break OHLC sanity (kept, flagged in the summary)", ticker,
-                        item.sanity_failures)
+def record_counts(report: FixedReport, stats: list[DayStats], stored_days: dict[str, list[dt.date]]) -> None:
+    """Each ticker's landed, out-of-range, duplicate, quarantined and stored counts, from the per-day figures one
+    Spark job made (only the days the run stores count as stored)."""
+    requested = set(report.days)
+    for item in report.tickers:
+        mine = [s for s in stats if s.ticker == item.ticker]
+        storing = set(stored_days.get(item.ticker, ()))
+        item.bars_landed = sum(s.landed for s in mine)
+        item.outside_range = sum(s.landed for s in mine if s.trade_date is not None and s.trade_date not in requested)
+        item.quarantined = sum(s.quarantined for s in mine)
+        item.duplicates = sum(s.duplicates for s in mine if s.trade_date in storing)
+        item.rows_written = sum(s.rows for s in mine if s.trade_date in storing)
+        item.partitions = sum(1 for s in mine if s.trade_date in storing and s.rows)
+        if item.quarantined:
+            log.warning("%s: %d bar(s) broke a bar rule: kept out of the table, recorded in stocks_quarantine",
+                        item.ticker, item.quarantined)
 
 
 def write_splits(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
@@ -329,12 +391,15 @@ def write_splits(report: FixedReport, spark: SparkSession, storage: DeltaStorage
     report.splits_known = len(splits)
 
 
-def write_fetched(report: FixedReport, storage: DeltaStorage, rows: DataFrame, fetched: dict[str, TickerFetch],
+def write_fetched(report: FixedReport, storage: DeltaStorage, rows: DataFrame, stored_days: dict[str, list[dt.date]],
                   cfg: HarvestConfig) -> None:
-    """One commit replacing exactly the fetched tickers' requested days; the engine refuses any row outside them."""
-    replace = replace_predicate({t: list(f.assignment) for t, f in fetched.items() if not f.failed})
+    """One commit replacing exactly the days the run stores (the fetched tickers' requested days, less any the
+    refetch guard kept back); the engine refuses any row outside them."""
+    replace = replace_predicate(stored_days)
     if replace is None:
         return
+    if any(t.kept_back for t in report.tickers):
+        rows = rows.filter(replace.column())  # the kept-back days' new rows are not written
     layout = {"partition_by": PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
               "cluster_by": PARTITION_COLUMNS if cfg.layout == "clustered" else ()}
     # The rows match the predicate by construction (both come from the assignment); into an existing table the

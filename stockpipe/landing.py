@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -294,6 +294,10 @@ def _drop_orphan_pages(fetch: LandedFetch) -> None:
 
 # -------------------------------------------------------------------------------------------------------------------
 # Reading what landed, in bulk: the raw pages' schema, and the folder names above (ticker=, fetch=) parsed back.
+#
+# A page is read typed (the fast path, every well-formed page); a page whose typed read fails (a price sent as text, a
+# fractional `t`, a bar that is not an object) is read again bar by bar from its own text in the same pass, so one
+# bad bar costs its page a slower parse and never the run. The rules that judge each bar live in stockpipe.quality.
 BAR_SCHEMA = T.StructType(
     [
         T.StructField("t", T.LongType()),
@@ -307,70 +311,129 @@ BAR_SCHEMA = T.StructType(
         T.StructField("n", T.LongType()),
     ]
 )
+CORRUPT = "_corrupt_record"
 PAGE_SCHEMA = T.StructType(
     [
-        T.StructField("ticker", T.StringType()),
-        T.StructField("status", T.StringType()),
-        T.StructField("request_id", T.StringType()),
         T.StructField("results", T.ArrayType(BAR_SCHEMA)),
+        T.StructField(CORRUPT, T.StringType()),
     ]
 )
+# One bar read from its text: every field a double, so a fractional `t` or `n` reads as what it is, and a field that
+# is not a JSON number (or a bar that is not an object) marks the bar in its own corrupt column.
+_BAR_TEXT_SCHEMA = T.StructType([T.StructField(f.name, T.DoubleType()) for f in BAR_SCHEMA.fields]
+                                + [T.StructField(CORRUPT, T.StringType())])
+# A page's text, keeping each bar as its own JSON text.
+_PAGE_TEXT_SCHEMA = "results array<string>"
+# The raw text kept of a page that is not JSON at all (hand-edited, or a disk fault): enough to see what it was.
+UNREADABLE_TEXT_CHARS = 2_000
+_PAGE_NUMBER = r"page-(\d+)\.json$"
+
+
+def _typed_bar(bar: Column) -> Column:
+    """A bar of a well-formed page, in the shape both paths produce (no raw text: rebuilt from the fields only for a
+    bar that is quarantined)."""
+    return F.struct(
+        bar["t"].cast("double").alias("t"), bar["o"].alias("o"), bar["h"].alias("h"), bar["l"].alias("l"),
+        bar["c"].alias("c"), bar["v"].alias("v"), bar["vw"].alias("vw"), bar["n"].cast("double").alias("n"),
+        F.lit(None).cast("string").alias("raw"), F.lit(False).alias("not_numbers"), bar.isNull().alias("not_object"),
+    )
+
+
+def _bar_from_text(text: Column) -> Column:
+    """A bar of a page whose typed read failed, parsed from its own JSON text."""
+    parsed = F.from_json(text, _BAR_TEXT_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    return F.struct(
+        *[parsed[f.name].alias(f.name) for f in BAR_SCHEMA.fields],
+        text.alias("raw"), parsed[CORRUPT].isNotNull().alias("not_numbers"),
+        (parsed.isNull() | ~F.ltrim(text).startswith("{")).alias("not_object"),
+    )
+
+
+def _unreadable_page(page_text: Column) -> Column:
+    """A page that is not JSON at all: one pseudo-bar carrying the start of its text, so the quarantine says so."""
+    empty = [F.lit(None).cast("double").alias(f.name) for f in BAR_SCHEMA.fields]
+    return F.array(F.struct(*empty, F.substring(page_text, 1, UNREADABLE_TEXT_CHARS).alias("raw"),
+                            F.lit(True).alias("not_numbers"), F.lit(True).alias("not_object")))
 
 
 def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataFrame:
-    """Landed pages -> one row per bar with the API's fields renamed, plus the fetch each bar came from.
-
-    ticker and fetch come from the landing path (what we asked for), ingested_at from the fetch's start time.
-    """
+    """Landed pages -> one row per bar with the API's fields renamed, plus where it came from: ticker and fetch from
+    the landing path (what we asked for), page number and position on the page (later pages and later positions win a
+    duplicate), ingested_at from the fetch's start time. Nothing is judged here: `t_value` is `t` as sent (a double,
+    so a fractional one shows), `timestamp_ms` is set only when it is a whole number, and `raw`, `not_numbers` and
+    `not_object` say what a bar read from its text looked like (stockpipe.quality.rules reads them)."""
     files = list(page_files)
     if not files:
-        empty = T.StructType(
-            [T.StructField("ticker", T.StringType()), T.StructField("fetch_id", T.StringType())]
-            + [T.StructField(n, t) for n, t in _RAW_TYPES]
-            + [T.StructField("ingested_at", T.TimestampType())]
-        )
-        return spark.createDataFrame([], empty)
-    pages = spark.read.schema(PAGE_SCHEMA).option("multiLine", True).option("mode", "FAILFAST").json(files)
+        return spark.createDataFrame([], RAW_BARS_SCHEMA)
+    pages = (spark.read.schema(PAGE_SCHEMA).option("multiLine", True).option("mode", "PERMISSIVE")
+             .option("columnNameOfCorruptRecord", CORRUPT).json(files))
     # The file's own path, from the file source's hidden metadata column: the older file-name function is not
     # supported on Unity Catalog and is gone from recent Databricks runtimes. What the path says is worked out once
     # per page, before the bars are exploded out of it, not once per bar.
     path = F.col("_metadata.file_path")
     fetch_id = F.regexp_extract(path, r"fetch=([^/]+)/", 1)
+    page_text = F.col(CORRUPT)
+    from_text = F.from_json(page_text, _PAGE_TEXT_SCHEMA)["results"]
+    bars = (F.when(page_text.isNull(), F.transform("results", _typed_bar))
+            .when(from_text.isNull(), _unreadable_page(page_text))
+            .otherwise(F.transform(from_text, _bar_from_text)))
     per_page = pages.select(
         F.regexp_extract(path, r"ticker=([^/]+)/", 1).alias("ticker"),
         fetch_id.alias("fetch_id"),
+        F.regexp_extract(path, _PAGE_NUMBER, 1).cast("int").alias("page"),
         # The fetch id's stamp is UTC; its offset is parsed with it, so the session time zone cannot move it.
         F.to_timestamp(
             F.concat(F.regexp_extract(fetch_id, r"_(\d{8}T\d{12})Z_", 1), F.lit("+0000")),
             "yyyyMMdd'T'HHmmssSSSSSSZ",
         ).alias("ingested_at"),
-        "results",
+        bars.alias("bars"),
     )
+    t = F.col("bar.t")
+    whole_ms = t.isNotNull() & ~F.isnan(t) & (t == F.floor(t)) & (F.abs(t) < F.lit(2.0**62))
     return (
-        per_page.select("ticker", "fetch_id", "ingested_at", F.explode("results").alias("bar"))
+        per_page.select("ticker", "fetch_id", "page", "ingested_at", F.posexplode("bars").alias("position", "bar"))
         .select(
             "ticker",
             "fetch_id",
-            F.col("bar.t").alias("timestamp_ms"),
+            "page",
+            "position",
+            F.when(whole_ms, t.cast("long")).alias("timestamp_ms"),
             F.col("bar.o").alias("open"),
             F.col("bar.h").alias("high"),
             F.col("bar.l").alias("low"),
             F.col("bar.c").alias("close"),
             F.col("bar.v").alias("volume"),
             F.col("bar.vw").alias("vwap"),
-            F.col("bar.n").alias("num_transactions"),
+            F.col("bar.n").cast("long").alias("num_transactions"),
             "ingested_at",
+            t.alias("t_value"),
+            F.col("bar.n").alias("n_value"),
+            F.col("bar.raw").alias("raw"),
+            F.col("bar.not_numbers").alias("not_numbers"),
+            F.col("bar.not_object").alias("not_object"),
         )
     )
 
 
-_RAW_TYPES = [
-    ("timestamp_ms", T.LongType()),
-    ("open", T.DoubleType()),
-    ("high", T.DoubleType()),
-    ("low", T.DoubleType()),
-    ("close", T.DoubleType()),
-    ("volume", T.DoubleType()),
-    ("vwap", T.DoubleType()),
-    ("num_transactions", T.LongType()),
-]
+RAW_BARS_SCHEMA = T.StructType(
+    [
+        T.StructField("ticker", T.StringType()),
+        T.StructField("fetch_id", T.StringType()),
+        T.StructField("page", T.IntegerType()),
+        T.StructField("position", T.IntegerType()),
+        T.StructField("timestamp_ms", T.LongType()),
+        T.StructField("open", T.DoubleType()),
+        T.StructField("high", T.DoubleType()),
+        T.StructField("low", T.DoubleType()),
+        T.StructField("close", T.DoubleType()),
+        T.StructField("volume", T.DoubleType()),
+        T.StructField("vwap", T.DoubleType()),
+        T.StructField("num_transactions", T.LongType()),
+        T.StructField("ingested_at", T.TimestampType()),
+        T.StructField("t_value", T.DoubleType()),
+        T.StructField("n_value", T.DoubleType()),
+        T.StructField("raw", T.StringType()),
+        T.StructField("not_numbers", T.BooleanType()),
+        T.StructField("not_object", T.BooleanType()),
+    ]
+)

@@ -47,6 +47,7 @@ class SessionHours:
         return self.close.time() < dt.time(16, 0)
 
 
+@functools.lru_cache(maxsize=16_384)
 def session_hours(day: dt.date) -> SessionHours:
     cal = _xnys()
     ts = pd.Timestamp(day)
@@ -60,6 +61,13 @@ def session_hours(day: dt.date) -> SessionHours:
         close=regular_close,
         post_close=dt.datetime.combine(day, post, NEW_YORK),
     )
+
+
+def regular_minutes(day: dt.date) -> int:
+    """Minute bars the regular session can hold: one per minute stamp from the open up to the close (390 on a full
+    day, 210 on an early close)."""
+    hours = session_hours(day)
+    return int((hours.close - hours.open).total_seconds() // 60)
 
 
 def new_york_today(now: dt.datetime | None = None) -> dt.date:

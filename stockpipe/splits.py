@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pyspark.sql import SparkSession
 
 from stockpipe.landing import LandingZone
 from stockpipe.storage import DeltaStorage, ReplacePredicate
+
+log = logging.getLogger(__name__)
 
 SPLITS_SCHEMA = "ticker string, execution_date date, split_from double, split_to double, id string"
 
@@ -40,10 +44,23 @@ def landed_splits(landing: LandingZone, tickers: Iterable[str]) -> list[StoredSp
             continue
         for page in fetch.pages():
             for item in json.loads(page.read_bytes()).get("results") or []:
-                if item["ticker"] in wanted:
-                    by_id[item["id"]] = StoredSplit(item["ticker"], dt.date.fromisoformat(item["execution_date"]),
-                                                    float(item["split_from"]), float(item["split_to"]), item["id"])
+                split = _split_of(item)
+                if split is None:
+                    log.warning("a split in %s is malformed and was skipped: %s", page, json.dumps(item)[:200])
+                elif split.ticker in wanted:
+                    by_id[split.id] = split
     return sorted(by_id.values())
+
+
+def _split_of(item: Any) -> StoredSplit | None:
+    """One listed split, or None when a field is missing or not what the contract says (data, not a reason to
+    refetch the list)."""
+    try:
+        split = StoredSplit(str(item["ticker"]), dt.date.fromisoformat(item["execution_date"]),
+                            float(item["split_from"]), float(item["split_to"]), str(item["id"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return split if split.split_from > 0 and split.split_to > 0 else None
 
 
 def store_splits(spark: SparkSession, storage: DeltaStorage, path: str, tickers: Iterable[str],

@@ -11,6 +11,7 @@ import email.utils
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from stockpipe.market_calendar import NEW_YORK
@@ -52,6 +53,9 @@ class ApiBehaviour:
     plan_refuses_from: dt.date | None = None  # a range reaching this day gets the free tier's 403 "timeframe"
     canned: tuple[tuple[int, bytes], ...] | list[tuple[int, bytes]] = ()  # bodies served in order before anything
     splits: tuple[Split, ...] = SAMPLE_SPLITS  # what the API knows: adjusted bars and the splits list follow it
+    # Rewrites a minute page's bars on the way out (ticker, the page's bars as JSON objects) -> the bars to send: a
+    # test's own bad prints, gaps, duplicates or malformed bars, as real feeds send them.
+    rewrite: Callable[[str, list[Any]], list[Any]] | None = None
 
 
 @dataclasses.dataclass
@@ -129,6 +133,9 @@ class FakeMassiveServer(SampleApiServer):
             page["results"] = None
         if b.foreign_next_url and "next_url" in page:
             page["next_url"] = page["next_url"].replace(self.base_url, "https://api.polygon.io:443", 1)
+        if b.rewrite is not None and request.match is not None and page.get("results"):
+            page["results"] = b.rewrite(request.ticker, page["results"])
+            page.update(queryCount=len(page["results"]), resultsCount=len(page["results"]))
         fault = self._pending.get(id(request))
         if fault is not None and fault.kind == "missing_field" and page.get("results"):
             del page["results"][0]["c"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -83,15 +83,6 @@ def with_market_session(bars: DataFrame, bounds: DataFrame) -> DataFrame:
         .otherwise(F.lit("post"))
     )
     return joined.withColumn("market_session", session).drop("regular_open", "regular_close")
-
-
-def ohlc_violation() -> Column:
-    """True for a bar that breaks OHLC sanity: low <= min(open, close), high >= max(open, close), volume >= 0."""
-    return (
-        (F.col("low") > F.least("open", "close"))
-        | (F.col("high") < F.greatest("open", "close"))
-        | (F.col("volume") < 0)
-    )
 
 
 def to_silver(bars: DataFrame) -> DataFrame:

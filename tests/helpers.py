@@ -4,11 +4,14 @@ engine under test."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import socket
 from collections import defaultdict
 from pathlib import Path
 
-from stockpipe.market_calendar import trading_days
+from pyspark.sql import functions as F
+
+from stockpipe.market_calendar import NEW_YORK, trading_days
 from stockpipe.sample import range_bars
 from stockpipe.storage import DeltaStorage
 
@@ -49,18 +52,48 @@ def run_door(module, argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+STORED_COLUMNS = ("ticker", "timestamp_ms", "trade_ts", "trade_date", "market_session", "open", "high", "low",
+                  "close", "volume", "vwap", "num_transactions")
+
+
 def table_rows(storage: DeltaStorage, path: str | Path) -> list[tuple]:
-    frame = storage.read(str(path))
-    return sorted(tuple(r) for r in frame.select("ticker", "timestamp_ms", "close", "volume").collect())
+    """Every stored column of every row (ingested_at aside: it is the fetch's time, not the market's), trade_ts as
+    epoch microseconds so the session's time zone cannot change what is compared."""
+    frame = storage.read(str(path)).withColumn("trade_ts", F.unix_micros("trade_ts"))
+    return sorted(tuple(r) for r in frame.select(*STORED_COLUMNS).collect())
+
+
+@functools.lru_cache(maxsize=1)
+def _nyse():
+    import exchange_calendars
+
+    return exchange_calendars.get_calendar("XNYS", start="2000-01-03")
+
+
+def expected_session(ms: int) -> str:
+    """pre / regular / post for a bar starting at `ms`, from the exchange's own calendar and New York wall time,
+    without the pipeline's code."""
+    local = dt.datetime.fromtimestamp(ms / 1000, NEW_YORK)
+    close = _nyse().session_close(local.date().isoformat()).tz_convert(NEW_YORK).time()
+    if local.time() < dt.time(9, 30):
+        return "pre"
+    return "regular" if local.time() < close else "post"
 
 
 def expected_rows(tickers: list[str], date_from: dt.date, date_to: dt.date) -> list[tuple]:
-    """What the sample source holds for these tickers and New York days: every bar exactly once."""
+    """What the sample source holds for these tickers and New York days, as the table must store it: every bar
+    exactly once, every column, the time columns worked out here from the epoch milliseconds alone."""
     rows = []
     for ticker in tickers:
         columns = range_bars(ticker, date_from, date_to)
-        rows += [(ticker, int(t), float(c), float(v)) for t, c, v in zip(columns["t"], columns["c"], columns["v"],
-                                                                        strict=True)]
+        for i, t in enumerate(columns["t"].tolist()):
+            missing = bool(columns["optional_missing"][i])
+            rows.append((
+                ticker, t, t * 1000, dt.datetime.fromtimestamp(t / 1000, NEW_YORK).date(), expected_session(t),
+                float(columns["o"][i]), float(columns["h"][i]), float(columns["l"][i]), float(columns["c"][i]),
+                float(columns["v"][i]), None if missing else float(columns["vw"][i]),
+                None if missing else int(columns["n"][i]),
+            ))
     return sorted(rows)
 
 

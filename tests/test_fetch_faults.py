@@ -37,7 +37,6 @@ pytestmark = pytest.mark.slow
         pytest.param([Fault("delay", seconds=0.5, times=2)], id="read-timeouts"),
         pytest.param([Fault("reset", times=3)], id="connection-resets"),
         pytest.param([Fault("truncate", times=2)], id="cut-off-json"),
-        pytest.param([Fault("missing_field", times=1)], id="bar-missing-field-once"),
         pytest.param([Fault("429", times=4)], id="429-without-retry-after"),
         pytest.param([Fault("429", retry_after="3", times=2)], id="429-with-retry-after"),
     ],
@@ -62,13 +61,19 @@ def test_shared_key_with_35_percent_random_429s(storage, tmp_path, clock):
     assert every_bar_once(storage, tmp_path / "t", eight)
 
 
-def test_persistent_bad_bar_fails_that_ticker_only(storage, tmp_path, clock):
+def test_a_bar_missing_its_close_is_quarantined_without_a_retry_and_the_rest_stored(storage, tmp_path, clock):
+    """It used to cost the ticker eight calls and then fail it: a bar without `c` is data, not a transfer error."""
     bad_bars = [Fault("missing_field", ticker="MSFT", times=100)]
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=bad_bars)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO, max_attempts=3)
-    assert [t.ticker for t in report.failed] == ["MSFT"]
-    assert "lacks required field" in report.failed[0].stats.error
-    assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL", "NVDA"], MONDAY, FRIDAY)
+    assert not report.failed and sum(t.stats.retries for t in report.tickers) == 0
+    msft = {t.ticker: t for t in report.tickers}["MSFT"]
+    assert (msft.stats.calls, msft.quarantined) == (1, 1)
+    first = min(expected_rows(["MSFT"], MONDAY, FRIDAY), key=lambda row: row[1])  # the page's first bar lost its `c`
+    assert table_rows(storage, tmp_path / "t") == [row for row in expected_rows(list(TRIO), MONDAY, FRIDAY)
+                                                   if row != first]
+    quarantined = storage.read(str(tmp_path / "stocks_quarantine")).collect()
+    assert [(r.ticker, r.timestamp_ms, r.reason) for r in quarantined] == [("MSFT", first[1], "prices_present")]
 
 
 def test_rejected_key_mid_run_stops_calling_and_keeps_earlier_tickers(storage, tmp_path, clock):

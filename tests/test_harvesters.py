@@ -141,6 +141,10 @@ def test_ticker_without_bars_warns_and_exits_zero(tmp_path, capsys, monkeypatch,
             "--calls-per-minute", "100000", "--engine", storage.name], capsys)
     assert code == 0
     assert "warning: XYZ has no bars" in out
+    stored = table_rows(storage, tmp_path / "t")
+    assert stored == expected_rows(["AAPL"], dt.date(2024, 1, 8), dt.date(2024, 1, 12))  # no XYZ row, AAPL whole
+    checks = storage.read(str(tmp_path / "quality_checks")).filter("check = 'no_bars'").collect()
+    assert sorted((r.ticker, r.status) for r in checks) == [("AAPL", "pass")] * 5 + [("XYZ", "fail")] * 5
 
 
 def test_range_without_trading_days_writes_nothing(tmp_path, capsys, storage):

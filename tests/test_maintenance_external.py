@@ -62,14 +62,21 @@ def test_maintenance_compacts_vacuums_and_keeps_every_row(spark, storage, tmp_pa
     assert any(r.startswith("OPTIMIZE:") for r in report.before.recommendations)
 
 
-def test_report_fields_are_consistent_with_the_table(storage, harvested):
+def test_report_fields_match_the_disk_and_the_source(storage, harvested):
+    """The health report against facts it did not compute: the parquet files on disk after VACUUM (their count,
+    sizes and partition folders, by listing the folder), their rows (read from each file's own footer), and the
+    bars the sample source served for the two tickers' week."""
+    import pyarrow.parquet as pq
+
     report = run_maintenance(storage, str(harvested), retain_hours=0)
-    detail = storage.detail(str(harvested))
     after = report.after
-    assert after.live_files == detail.num_files == 10 and after.partitions == 10
-    assert after.total_bytes == detail.size_bytes == sum(after.file_sizes)
-    assert after.min_file_bytes == min(after.file_sizes) and after.max_file_bytes == max(after.file_sizes)
-    assert after.rows == storage.count(str(harvested)) == report.before.rows
+    on_disk = sorted(harvested.glob("ticker=*/trade_date=*/*.parquet"))
+    sizes = sorted(f.stat().st_size for f in on_disk)
+    served = sum(range_bars(t, dt.date(2024, 1, 8), dt.date(2024, 1, 12))["t"].size for t in ("AAPL", "MSFT"))
+    assert after.live_files == len(on_disk) == 10 and after.partitions == len({f.parent for f in on_disk}) == 10
+    assert after.file_sizes == sizes and after.total_bytes == sum(sizes)
+    assert (after.min_file_bytes, after.max_file_bytes) == (sizes[0], sizes[-1])
+    assert after.rows == report.before.rows == served == sum(pq.ParquetFile(f).metadata.num_rows for f in on_disk)
     assert report.before.files_on_disk == 20 and after.files_on_disk == 10  # the first run's files are gone
 
 

@@ -9,8 +9,6 @@ import pytest
 from chispa import assert_df_equality
 
 from stockpipe.transforms import (
-    SILVER_SCHEMA,
-    ohlc_violation,
     session_bounds,
     to_broken,
     to_silver,
@@ -93,43 +91,43 @@ def test_market_session_uses_the_calendar_including_early_closes(spark):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_ranked_bars_keep_one_assigned_bar_per_minute_the_latest_ingest(spark):
+def test_ranked_bars_keep_one_valid_assigned_bar_per_minute_the_latest_answer(spark):
     """The harvester's one de-duplication (harvest.ranked_bars): per (ticker, minute) the latest ingest among the
-    bars of the day's assigned fetch; a bar from any other fetch is never kept, however recent."""
+    valid bars of the day's assigned fetch, and within one answer the later page, then the later position on it; a
+    bar from any other fetch is never kept, however recent, and neither is a bar that broke a rule."""
     from stockpipe.harvest import ranked_bars
 
     schema = ("ticker string, fetch_id string, trade_date date, timestamp_ms long, close double, assigned boolean, "
-              "ingested_at timestamp")
+              "valid boolean, ingested_at timestamp, page int, position int")
     day = dt.date(2024, 1, 8)
     early, late, latest = (dt.datetime(2024, 1, d, 12) for d in (8, 9, 10))
     given = spark.createDataFrame(
-        [("AAPL", "a", day, 1, 10.0, True, early), ("AAPL", "b", day, 1, 11.0, True, late),
-         ("AAPL", "c", day, 1, 12.0, False, latest), ("AAPL", "a", day, 2, 13.0, True, early),
-         ("AAPL", "c", day, 3, 14.0, False, latest), ("MSFT", "a", day, 1, 20.0, True, early)],
+        [("AAPL", "a", day, 1, 10.0, True, True, early, 1, 0), ("AAPL", "b", day, 1, 11.0, True, True, late, 1, 0),
+         ("AAPL", "c", day, 1, 12.0, False, True, latest, 1, 0), ("AAPL", "a", day, 2, 13.0, True, True, early, 1, 1),
+         ("AAPL", "c", day, 3, 14.0, False, True, latest, 1, 1), ("MSFT", "a", day, 1, 20.0, True, True, early, 1, 0),
+         # one answer repeating a minute: on a later page, and later on the same page; the later one wins
+         ("MSFT", "a", day, 2, 21.0, True, True, early, 1, 5), ("MSFT", "a", day, 2, 22.0, True, True, early, 2, 0),
+         ("MSFT", "a", day, 3, 23.0, True, True, early, 1, 7), ("MSFT", "a", day, 3, 24.0, True, True, early, 1, 9),
+         # a newer bar that broke a rule never displaces a good one, and is never kept itself
+         ("MSFT", "a", day, 4, 25.0, True, True, early, 1, 2), ("MSFT", "b", day, 4, -1.0, True, False, late, 1, 0),
+         ("MSFT", "b", day, 5, -1.0, True, False, late, 1, 1)],
         schema,
     )
     kept = sorted((r.ticker, r.timestamp_ms, r.close) for r in ranked_bars(given).filter("_kept").collect())
-    assert kept == [("AAPL", 1, 11.0), ("AAPL", 2, 13.0), ("MSFT", 1, 20.0)]
+    assert kept == [("AAPL", 1, 11.0), ("AAPL", 2, 13.0), ("MSFT", 1, 20.0), ("MSFT", 2, 22.0), ("MSFT", 3, 24.0),
+                    ("MSFT", 4, 25.0)]
 
 
-def test_ohlc_violation_flags_each_broken_rule(spark):
-    rows = [
-        (10.0, 11.0, 9.0, 10.5, 100.0, False),  # sane
-        (10.0, 11.0, 10.2, 10.5, 100.0, True),  # low above open
-        (10.0, 10.4, 9.0, 10.5, 100.0, True),  # high below close
-        (10.0, 11.0, 9.0, 10.5, -1.0, True),  # negative volume
-    ]
+def test_silver_casts_the_landed_types_to_the_tables_schema(spark):
+    """to_silver takes rows as the harvest holds them (extra columns, other order, integer volume and counts, a
+    32-bit minute) and gives exactly the table's columns and types; the values survive the cast."""
     given = spark.createDataFrame(
-        rows, "open double, high double, low double, close double, volume double, bad boolean"
+        [(3, 303067, 1.5, 0.5, 2.0, 1.0, "regular", dt.date(2024, 1, 8), dt.datetime(2024, 1, 8, 14, 30), 1704724200000,
+          "AAPL", dt.datetime(2024, 1, 9), None, "x", 7)],
+        "num_transactions int, volume long, close double, low double, high double, open double, "
+        "market_session string, trade_date date, trade_ts timestamp, timestamp_ms long, ticker string, "
+        "ingested_at timestamp, vwap float, reason string, page int",
     )
-    flagged = [r["bad"] == r["flag"] for r in given.withColumn("flag", ohlc_violation()).collect()]
-    assert all(flagged)
-
-
-def test_silver_schema_and_types(spark):
-    row = ("AAPL", 1704724200000, dt.datetime(2024, 1, 8, 14, 30), dt.date(2024, 1, 8), "regular", 1.0, 2.0, 0.5,
-           1.5, 303067.656, None, None, dt.datetime(2024, 1, 9))
-    given = spark.createDataFrame([row], SILVER_SCHEMA)
     silver = to_silver(given)
     assert [(f.name, f.dataType.simpleString()) for f in silver.schema.fields] == [
         ("ticker", "string"), ("timestamp_ms", "bigint"), ("trade_ts", "timestamp"), ("trade_date", "date"),
@@ -137,7 +135,10 @@ def test_silver_schema_and_types(spark):
         ("close", "double"), ("volume", "double"), ("vwap", "double"), ("num_transactions", "bigint"),
         ("ingested_at", "timestamp"),
     ]
-    assert silver.first()["volume"] == 303067.656
+    row = silver.first()
+    assert (row["volume"], row["num_transactions"], row["open"], row["close"], row["vwap"]) == (303067.0, 3, 1.0,
+                                                                                               1.5, None)
+    assert isinstance(row["volume"], float) and row["timestamp_ms"] == 1704724200000
 
 
 def test_broken_shape_has_only_epoch_millis_and_a_minute_key(spark):

@@ -36,6 +36,7 @@ from stockpipe.storage.port import (
     MetricNames,
     TableDetail,
     WriteMode,
+    parse_user_metadata,
 )
 from stockpipe.storage.predicates import AnyOf, Replacement, ReplacePredicate, RowFilter, outside_predicate_error
 from stockpipe.storage.staged import (
@@ -183,7 +184,7 @@ class DeltaRsStorage(DeltaStorage):
 
     def _commit(self, app_transactions: list[Transaction] | None = None, **info: Any) -> CommitProperties | None:
         # userMetadata, the key Delta's own commitInfo uses: Spark's DESCRIBE HISTORY shows it too.
-        found = {**info, **({"userMetadata": self.run_id} if self.run_id else {})}
+        found = {**info, **({"userMetadata": self.user_metadata} if self.user_metadata else {})}
         if not found and not app_transactions:
             return None
         return CommitProperties(custom_metadata=found or None, app_transactions=app_transactions)
@@ -259,7 +260,8 @@ class DeltaRsStorage(DeltaStorage):
                     operation=str(item.get("operation", "")),
                     parameters=dict(item.get("operationParameters") or {}),
                     changes=self.changes(dict(item.get("operationMetrics") or {})),
-                    run_id=item.get("userMetadata") or None,
+                    run_id=(meta := parse_user_metadata(item.get("userMetadata")))[0],
+                    source=meta[1],
                 )
             )
         return sorted(entries, key=lambda e: e.version)

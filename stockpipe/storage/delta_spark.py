@@ -38,6 +38,7 @@ from stockpipe.storage.port import (
     MetricNames,
     TableDetail,
     WriteMode,
+    parse_user_metadata,
 )
 from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
 from stockpipe.storage.staged import count_files_under, folder_value
@@ -157,13 +158,13 @@ class DeltaSparkStorage(DeltaStorage):
         return self._version(path)
 
     def _tagged(self, writer: DataFrameWriter) -> DataFrameWriter:
-        return writer.option("userMetadata", self.run_id) if self.run_id else writer
+        return writer.option("userMetadata", self.user_metadata) if self.user_metadata else writer
 
     def _tag_commits(self, stack: contextlib.ExitStack) -> None:
         """OPTIMIZE and VACUUM take no writer option: the session conf tags their commits, for this call only and
         where the session lets it be set (a serverless session may not: those commits then go untagged)."""
-        if self.run_id:
-            stack.enter_context(conf_for_call(self.spark, USER_METADATA, self.run_id))
+        if self.user_metadata:
+            stack.enter_context(conf_for_call(self.spark, USER_METADATA, self.user_metadata))
 
     def _version(self, path: str) -> int:
         return int(self.spark.sql(f"DESCRIBE HISTORY delta.`{_sql_path(path)}` LIMIT 1").collect()[0]["version"])
@@ -252,7 +253,8 @@ class DeltaSparkStorage(DeltaStorage):
                 operation=str(row["operation"]),
                 parameters=dict(row["operationParameters"] or {}),
                 changes=self.changes(dict(row["operationMetrics"] or {})),
-                run_id=row["userMetadata"] or None,
+                run_id=(meta := parse_user_metadata(row["userMetadata"]))[0],
+                source=meta[1],
             )
             for row in rows
         ]

@@ -7,13 +7,14 @@ never see an engine's metric names or sentinels. Both engines answer one contrac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -126,6 +127,29 @@ class HistoryEntry:
     parameters: dict[str, Any] = field(default_factory=dict)
     changes: FileChanges = field(default_factory=FileChanges)
     run_id: str | None = None  # the pipeline run that made the commit (Delta's userMetadata)
+    source: str | None = None  # where the run's data came from: api or sample (None: not a harvest, or older)
+
+
+def user_metadata(run_id: str | None, source: str | None) -> str | None:
+    """What a commit carries as Delta's userMetadata: the run and, for a harvest, its source, as JSON text (one
+    string is all Delta keeps; DESCRIBE HISTORY shows it, `get_json_object` reads it)."""
+    found = {key: value for key, value in (("run_id", run_id), ("source", source)) if value}
+    return json.dumps(found, separators=(",", ":")) if found else None
+
+
+def parse_user_metadata(text: str | None) -> tuple[str | None, str | None]:
+    """(run_id, source) from a commit's userMetadata: JSON since runs recorded their source, a bare run id before."""
+    if not text:
+        return None, None
+    if text.startswith("{"):
+        try:
+            found = json.loads(text)
+        except ValueError:
+            return None, None
+        if isinstance(found, dict):
+            return found.get("run_id") or None, found.get("source") or None
+        return None, None
+    return text, None
 
 
 def shape_for_write(df: DataFrame, partition_by: Sequence[str], cluster_by: Sequence[str]) -> DataFrame:
@@ -157,6 +181,8 @@ class DeltaStorage(ABC):
         # Every commit this engine makes carries it as Delta's userMetadata, so DESCRIBE HISTORY says which
         # pipeline run wrote each version.
         self.run_id: str | None = None
+        # And the harvest's source (api or sample), so a table says which of its versions hold real data.
+        self.source: str | None = None
         # Long writes say how far they are (phase lines, files written); the harvester sets what it expects.
         self.progress = WorkProgress()
 
@@ -209,6 +235,21 @@ class DeltaStorage(ABC):
                 log.info("commit conflict on %s (attempt %d): retrying in %.1f s", path, number, pause)
                 self._sleep(pause)
         raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def tagged(self, run_id: str, source: str | None) -> Iterator[None]:
+        """Commits inside the block carry this run id and source; what was set before comes back after."""
+        before = self.run_id, self.source
+        self.run_id, self.source = run_id, source
+        try:
+            yield
+        finally:
+            self.run_id, self.source = before
+
+    @property
+    def user_metadata(self) -> str | None:
+        """This engine's commits' userMetadata (see `user_metadata`)."""
+        return user_metadata(self.run_id, self.source)
 
     def count(self, path: str) -> int:
         return self.read(path).count()

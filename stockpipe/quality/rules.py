@@ -1,0 +1,83 @@
+"""The rules one bar must keep to enter `stocks_fixed`, declared as data: a name, what it asks, and a Spark expression
+that is true when a bar breaks it. The list is evaluated in order and a bar's `reason` is the first rule it breaks, so
+each rule may assume the ones before it hold (prices are compared only once they are known to be numbers).
+
+The columns they read are what `landing.raw_bars_from_pages` produces: the API's fields renamed (`open`, ..., `t_value`
+for `t` as sent) plus `not_numbers` / `not_object` for a bar read from its own text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+MILLIS_PER_MINUTE = 60_000
+PRICES = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class BarRule:
+    name: str
+    asks: str  # what a bar must be, in one line (the README's table and the quarantine's readers use it)
+    broken: Callable[[], Column]  # true when a bar breaks the rule; null counts as kept (earlier rules cover nulls)
+
+
+def _finite(column: Column) -> Column:
+    return column.isNotNull() & ~F.isnan(column) & (F.abs(column) != F.lit(float("inf")))
+
+
+def _any(columns: Sequence[str], test: Callable[[Column], Column]) -> Column:
+    found = test(F.col(columns[0]))
+    for name in columns[1:]:
+        found = found | test(F.col(name))
+    return found
+
+
+BAR_RULES: tuple[BarRule, ...] = (
+    BarRule("readable", "the page is JSON and the bar is an object",
+            lambda: F.col("not_object")),
+    BarRule("fields_are_numbers", "every field the contract types as a number is a JSON number, not text",
+            lambda: F.col("not_numbers")),
+    BarRule("t_integer_ms", "t is a whole number of milliseconds",
+            lambda: F.col("timestamp_ms").isNull()),
+    BarRule("t_on_minute", "t falls on a minute",
+            lambda: F.col("timestamp_ms") % MILLIS_PER_MINUTE != 0),
+    BarRule("prices_present", "o, h, l and c are all present",
+            lambda: _any(PRICES, lambda c: c.isNull())),
+    BarRule("prices_finite", "o, h, l and c are finite (not NaN or Infinity)",
+            lambda: _any(PRICES, lambda c: ~_finite(c))),
+    BarRule("prices_positive", "o, h, l and c are above 0",
+            lambda: _any(PRICES, lambda c: c <= 0)),
+    BarRule("ohlc_order", "l <= min(o, c) <= max(o, c) <= h",
+            lambda: (F.col("low") > F.least("open", "close")) | (F.greatest("open", "close") > F.col("high"))),
+    BarRule("volume_valid", "v is present, finite and >= 0",
+            lambda: ~_finite(F.col("volume")) | (F.col("volume") < 0)),
+    BarRule("optional_finite", "vw, when present, is finite; n, when present, a finite whole number",
+            lambda: (F.col("vwap").isNotNull() & ~_finite(F.col("vwap")))
+            | (F.col("n_value").isNotNull() & (~_finite(F.col("n_value"))
+                                              | (F.col("n_value") != F.floor(F.col("n_value")))))),
+)
+RULE_NAMES = tuple(rule.name for rule in BAR_RULES)
+
+
+def first_broken_rule(rules: Sequence[BarRule] = BAR_RULES) -> Column:
+    """The name of the first rule a bar breaks, null for a bar that keeps them all. `coalesce` stops at the first
+    rule that answers, so later rules are never evaluated on a bar an earlier one rejected."""
+    return F.coalesce(*[F.when(rule.broken(), F.lit(rule.name)) for rule in rules])
+
+
+def with_reason(bars: DataFrame, rules: Sequence[BarRule] = BAR_RULES) -> DataFrame:
+    """Every bar, with `reason` (the first rule broken, or null) and `valid`."""
+    return bars.withColumn("reason", first_broken_rule(rules)).withColumn("valid", F.col("reason").isNull())
+
+
+def raw_text() -> Column:
+    """The bar as JSON text: as read for a bar of a page that was read from its text, else rebuilt from its fields
+    (which then hold exactly what the typed read found: a missing field is absent, NaN stays NaN)."""
+    fields = F.struct(F.col("t_value").alias("t"), F.col("open").alias("o"), F.col("high").alias("h"),
+                      F.col("low").alias("l"), F.col("close").alias("c"), F.col("volume").alias("v"),
+                      F.col("vwap").alias("vw"), F.col("n_value").alias("n"))
+    return F.coalesce(F.col("raw"), F.to_json(fields))
