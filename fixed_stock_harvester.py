@@ -2,11 +2,14 @@
 """Fixed harvester: all tickers in one idempotent write, partitioned by (ticker, trade_date), with real time columns.
 
 Fetches minute bars from the Massive aggregates API (or the offline sample source), lands every raw page, then
-writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched.
+writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched. Every bar is judged by
+the bar rules first: one that breaks a rule goes to stocks_quarantine instead; the quality checks of every stored
+day go to quality_checks (both beside the table).
 
 Exit codes: 0 everything requested was stored; 1 a ticker failed or a day was refused by the key's plan (all else
-is stored), or a runtime failure (key rejected, API unreachable); 2 bad input (including --layout clustered on an
-engine that cannot create it).
+is stored), the refetch guard kept stored days back, or a runtime failure (key rejected, API unreachable, no key on
+Databricks); 2 bad input (including --layout clustered on an engine that cannot create it, and a sample run into a
+table the API filled).
 """
 
 from __future__ import annotations
@@ -31,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="partitioned by (ticker, trade_date), or liquid clustering on them (delta-spark/Databricks only)",
     )
     parser.add_argument("--splits-path", help="the splits table [stocks_splits beside --table-path]")
+    parser.add_argument(
+        "--allow-shrink", action="store_true",
+        help="let an answer replace stored days it has no bars for, or fewer than half their rows (a real "
+        "correction); without it such days are kept, recorded as a failed check, and the run exits 1",
+    )
+    parser.add_argument(
+        "--allow-mixed-source", action="store_true",
+        help="let a sample run write into a table that holds bars from the API (refused by default: exit 2)",
+    )
     return parser
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from stockpipe import DEFAULT_TICKERS
 from stockpipe.config import FAST_CONCURRENCY, SPLITS_TABLE, HarvestConfig, Layout, Source
-from stockpipe.errors import MissingKeyError, PipelineError, UsageError
+from stockpipe.errors import KeyNotFoundError, MissingKeyError, PipelineError, UsageError
 from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import new_york_today
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE, redact
 from stockpipe.paths import beside, local_path, require_delta_log
 from stockpipe.runlog import Run
+from stockpipe.session import is_databricks
 
 log = logging.getLogger("stockpipe")
 
@@ -156,6 +157,11 @@ def add_harvest_args(parser: argparse.ArgumentParser, default_table: str) -> Non
     parser.add_argument("--table-path", help=f"Delta table folder [get_base_path('{default_table}')]")
     parser.add_argument("--landing-path", help="raw page landing zone [<table-path>_landing]")
     parser.add_argument("--refetch", action="store_true", help="ignore landed pages and fetch everything again")
+    parser.add_argument(
+        "--sample-faults", action="store_true",
+        help="with --source sample: inject the imperfections of real feeds (a bad print, missing minutes, a malformed "
+        "bar, a short answer) so the quality checks and the quarantine have something to show",
+    )
     parser.add_argument("--secret-scope", help="Databricks secret scope holding the API key")
     parser.add_argument("--secret-key", default="massive_api_key", help="key name in --secret-scope")
     add_engine_arg(parser)
@@ -262,6 +268,11 @@ def build_config(
     api_key = api_key_from_env() or ""
     if not api_key and args.secret_scope:
         api_key = secret(args.secret_scope, args.secret_key) or ""
+    if not api_key and args.source != "sample" and is_databricks():
+        # A job on a cluster that quietly harvested sample data into the real table would look like it worked.
+        looked = (f"secret scope {args.secret_scope!r}, key {args.secret_key!r}" if args.secret_scope else
+                  "no --secret-scope given, and neither " + " nor ".join(API_KEY_VARIABLES) + " is set")
+        raise KeyNotFoundError(looked)
     source: Source = "api" if args.source == "api" or (args.source is None and api_key) else "sample"
     if source == "api" and not api_key:
         raise MissingKeyError()
@@ -279,4 +290,7 @@ def build_config(
         source=source, base_url=base_url, api_key=api_key, calls_per_minute=args.calls_per_minute,
         layout=layout, refetch=args.refetch,
         concurrency=args.concurrency,
+        allow_shrink=getattr(args, "allow_shrink", False),
+        allow_mixed_source=getattr(args, "allow_mixed_source", False),
+        sample_faults=args.sample_faults,
     )

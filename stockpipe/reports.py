@@ -58,10 +58,10 @@ def render_fixed(report: FixedReport) -> str:
     for t in report.tickers:
         rows.append((t.ticker, t.status, t.stats.pages, t.stats.pages_from_landing, t.stats.calls, t.stats.retries,
                      t.stats.http_429, f"{t.stats.waited_s:.1f}", t.bars_landed, t.outside_range, t.duplicates,
-                     t.sanity_failures, t.rows_written, t.partitions))
+                     t.quarantined, t.rows_written, t.partitions))
     table = format_table(
         ["ticker", "status", "pages", "reused", "calls", "retries", "429s", "waited s", "bars", "outside range",
-         "duplicates", "OHLC fails", "rows", "partitions"],
+         "duplicates", "quarantined", "rows", "partitions"],
         rows, title="Summary",
     )
     lines = [table, ""]
@@ -90,9 +90,12 @@ def render_fixed(report: FixedReport) -> str:
         calls = report.splits.stats.calls
         lines.append(f"Splits: window {report.splits.date_from}..{report.splits.date_to} fetched in {calls} "
                      f"call{'s' if calls != 1 else ''}")
+    for shrink in report.shrinks:
+        lines.append(("warning: " if report.shrink_allowed else "KEPT ") + shrink.line(replaced=report.shrink_allowed))
+    lines += checks_lines(report)
     lines += [
         f"Table {shown(report.table_path)}: version {report.table_version}, layout {report.layout}, "
-        f"engine {report.engine}",
+        f"engine {report.engine}, source {report.source}",
         f"Partitions written: {report.partitions_written}, files written: {report.files_written}, "
         f"trading days: {len(report.days)}",
         f"Splits table {shown(report.splits_path)}: {report.splits_known} split(s) of these tickers known; "
@@ -231,10 +234,34 @@ def _deleted(files: int | None) -> str:
     return "done (the files it deleted cannot be counted from here)" if files is None else f"deleted {files:,} file(s)"
 
 
+# Problems listed one per line at the end of a harvest; beyond this many, a count and the query that lists them.
+PROBLEMS_SHOWN = 12
+
+
+def checks_lines(report: FixedReport) -> list[str]:
+    """The quality checks' end summary: counts by status, then the checks that did not pass, one line each."""
+    counts = report.checks.counts
+    if not sum(counts.values()):
+        return []
+    lines = [f"Quality checks ({shown(report.checks_path)}): {counts['pass']:,} pass, {counts['warn']:,} warn, "
+             f"{counts['fail']:,} fail"]
+    for item in report.checks.problems[:PROBLEMS_SHOWN]:
+        lines.append(f"  {item.status:<4} {item.ticker} {item.trade_date or '-'} {item.check}: {item.message}")
+    hidden = len(report.checks.problems) - PROBLEMS_SHOWN
+    if hidden > 0:
+        lines.append(f"  ... and {hidden:,} more: SELECT * FROM delta.`{shown(report.checks_path)}` WHERE status != "
+                     "'pass'")
+    quarantined = sum(t.quarantined for t in report.tickers)
+    if quarantined:
+        lines.append(f"Quarantined: {quarantined:,} bar(s) broke a bar rule and are in "
+                     f"{shown(report.quarantine_path)}, not in the table")
+    return lines
+
+
 def fixed_errors(report: FixedReport) -> list[str]:
     """Why a fixed run must exit 1 though it stored what it could: the fetch stopped (a rejected key, an unreachable
-    API), failed tickers, days the key's plan refused."""
-    errors = []
+    API), failed tickers, days the key's plan refused, stored days a refetch would have shrunk."""
+    errors = list(report.guard_errors)
     if report.stopped is not None:
         stored = "" if report.engine == "not started" else (
             f" (stored {len(report.tickers) - len(report.failed)} ticker(s) fetched before that)")
