@@ -1,13 +1,19 @@
 #!/usr/bin/env python
-"""The daily table: one row per (ticker, trade_date) in `stocks_daily`, rebuilt from the minute table and the
-splits table beside it in one commit, with no API call.
+"""The daily table: one row per (ticker, trade_date) in `stocks_daily`, derived from the tables beside the minute
+table (stocks_splits, stocks_dividends, stocks_official_daily), with no API call.
 
-As traded: the regular session's open, high, low, close, volume and VWAP (09:30 to the exchange's close, 13:00 on
-early-close days), pre- and post-market volume, and every bar counted. Split-adjusted: adj_open ... adj_volume, by
-every split in stocks_splits executed after the day, and daily_return from consecutive adjusted closes. A rerun
-changes no row; a split learned since re-adjusts every day before it.
+As traded: the regular session's open, high, low, close (the closing print: the bar stamped at the close, 16:00 or
+13:00 on early-close days, included), volume and VWAP, pre- and post-market volume, every bar counted. Split-adjusted:
+adj_open ... adj_volume. daily_return and total_return (with the day's dividend) are null after a trading day that is
+not stored; sma_20, sma_50 and volatility_20 over trading days, null unless the whole window is stored; official_*,
+the provider's daily bar, checked against the minutes into quality_checks.
 
-Exit codes: 0 built; 1 the minute table is not a Delta table, or a runtime failure; 2 bad input.
+Incremental: only the rows whose inputs changed since the last build (and the 50 trading days their windows reach)
+are rewritten; with nothing new, no commit. A split or dividend learned since re-derives that ticker's rows. --full
+rebuilds every row.
+
+Exit codes: 0 built (or already up to date); 1 the minute table is not a Delta table, or a runtime failure; 2 bad
+input.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import argparse
 
 import databricks_utils as du
 from stockpipe import cli
-from stockpipe.config import SPLITS_TABLE
+from stockpipe.config import CHECKS_TABLE, DIVIDENDS_TABLE, OFFICIAL_TABLE, SPLITS_TABLE
 from stockpipe.daily import DAILY_TABLE, build_daily
 from stockpipe.paths import beside
 from stockpipe.reports import render_daily
@@ -30,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--table-path", help="the minute table [get_base_path('stocks_fixed')]")
     parser.add_argument("--splits-path", help="the splits table [stocks_splits beside --table-path]")
     parser.add_argument("--daily-path", help="the daily table to build [stocks_daily beside --table-path]")
+    parser.add_argument("--full", action="store_true", help="rebuild every row, not only those whose inputs changed")
     cli.add_engine_arg(parser)
     return parser
 
@@ -45,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                                                "--daily-path")
         run.beside(minute_path)
         _, storage = run.using(open_storage(du.get_spark, args.engine, "daily_bars"))
-        report = build_daily(storage, minute_path, splits_path, daily_path)
-        run.wrote(rows=report.rows, version=report.version)
+        report = build_daily(storage, minute_path, splits_path, daily_path,
+                             dividends_path=beside(minute_path, DIVIDENDS_TABLE),
+                             official_path=beside(minute_path, OFFICIAL_TABLE),
+                             checks_path=beside(minute_path, CHECKS_TABLE), full=args.full)
+        run.wrote(rows=report.rewritten, version=report.version)
         print(render_daily(report))
         return 0
 

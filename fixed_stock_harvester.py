@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         run.beside(cfg.table_path)
         run.asked(cfg.tickers, cfg.date_from, cfg.date_to)
         report = run_fixed(cfg, lambda: run.using(open_storage(du.get_spark, args.engine, "fixed_stock_harvester")))
-        run.fetched([t.stats for t in report.tickers] + ([report.splits.stats] if report.splits else []))
+        run.fetched([t.stats for t in report.tickers] + [fetched.stats for fetched in report.references])
         run.wrote(rows=sum(t.rows_written for t in report.tickers), partitions=report.partitions_written,
                   files=report.files_written, version=report.table_version)
         print(render_fixed(report))

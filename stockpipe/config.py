@@ -13,6 +13,8 @@ from stockpipe.paths import beside
 Layout = Literal["partitioned", "clustered"]
 Source = Literal["api", "sample"]
 SPLITS_TABLE = "stocks_splits"
+DIVIDENDS_TABLE = "stocks_dividends"
+OFFICIAL_TABLE = "stocks_official_daily"
 CHECKS_TABLE = "quality_checks"
 QUARANTINE_TABLE = "stocks_quarantine"
 # Calls in flight when the network round trip, not the rate limit, bounds a run (a paid key, the sample source).
@@ -27,6 +29,8 @@ class HarvestConfig:
     table_path: str
     landing_path: str
     splits_path: str = ""  # the splits table; beside the minute table when empty
+    dividends_path: str = ""  # stocks_dividends; beside the minute table when empty
+    official_path: str = ""  # stocks_official_daily; beside the minute table when empty
     checks_path: str = ""  # quality_checks; beside the minute table when empty
     quarantine_path: str = ""  # stocks_quarantine; beside the minute table when empty
     source: Source = "sample"
@@ -49,7 +53,8 @@ class HarvestConfig:
     sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name, table in (("splits_path", SPLITS_TABLE), ("checks_path", CHECKS_TABLE),
+        for name, table in (("splits_path", SPLITS_TABLE), ("dividends_path", DIVIDENDS_TABLE),
+                            ("official_path", OFFICIAL_TABLE), ("checks_path", CHECKS_TABLE),
                             ("quarantine_path", QUARANTINE_TABLE)):
             if not getattr(self, name):
                 object.__setattr__(self, name, beside(self.table_path, table))

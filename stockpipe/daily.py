@@ -1,30 +1,54 @@
-"""The daily table: one row per (ticker, trade_date), derived from the minute table and the splits table alone.
+"""The daily table: one row per (ticker, trade_date), derived from stored tables alone (no API call): the minute table
+as traded, `stocks_splits`, `stocks_dividends` and the provider's official daily bars.
 
-The as-traded columns summarise the regular session (09:30 to the close the exchange calendar gives: 16:00, or 13:00
-on an early-close day, already in each bar's `market_session`); the extended sessions count only as volume. The
-adjusted columns divide by every split of the ticker executed after the day (prices divided, volume multiplied), so
-they change when a new split is known and the as-traded ones never do. `daily_return` compares adjusted closes of
-consecutive stored trading days.
+- As traded: the regular session's open, high, low, close, volume and VWAP, from the 09:30 bar through the bar
+  stamped at the exchange calendar's close (16:00, or 13:00 on an early close) inclusive: the closing auction prints
+  in that bar, so the close is the closing print, as the provider's own daily close is. Pre- and post-market volume
+  beside them. Sessions come from each bar's time and the calendar, not from the label stored with older rows.
+- Split-adjusted: adj_open ... adj_volume divide by every split executed after the day (volume multiplied).
+- Returns: `daily_return` (price) and `total_return` ((close + dividend) / previous close - 1, split-adjusted) are
+  null when the ticker's previous trading day by the exchange calendar is not stored: a return across a gap is not
+  daily. `dividend` is the cash going ex that day (0 when none), as declared.
+- Indicators over trading-day order, gaps honoured (null unless every day of the window is stored): `sma_20`,
+  `sma_50` of adj_close, `volatility_20` (annualised standard deviation of 20 consecutive daily log returns).
+- `official_*`: the provider's daily bar of the day, when one was fetched; checked against the minutes into
+  quality_checks (`official_close`: fail beyond a cent; `official_volume`: warn when the minutes hold under 90%).
+
+The build is incremental: it rewrites only the rows whose inputs changed since the last build (a minute partition
+rewritten, an official bar changed, every row of a ticker whose splits or dividends changed) plus the next 50
+trading days their windows reach; a build with nothing new writes nothing. Each row keeps the fingerprints it was
+built from (`source_fingerprint`: the minute partition's files; `actions_fingerprint`: the ticker's corporate actions).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from stockpipe.splits import SPLITS_SCHEMA
-from stockpipe.storage import DeltaStorage
+from stockpipe.market_calendar import sessions_between
+from stockpipe.quality.checks import CheckResult, CheckSummary, Status, write_checks
+from stockpipe.reference.corporate_actions import DIVIDENDS_SCHEMA, SPLITS_SCHEMA
+from stockpipe.reference.official_bars import OFFICIAL_SCHEMA
+from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate, RowFilter
 
 log = logging.getLogger(__name__)
 
 DAILY_TABLE = "stocks_daily"
+WINDOW_DAYS = 50  # the longest look-back of a column (sma_50): a changed day reaches this many trading days on
+TRADING_DAYS_A_YEAR = 252
+OFFICIAL_CLOSE_TOLERANCE = 0.01  # dollars: the closing print against the provider's close
+OFFICIAL_VOLUME_SHARE = 0.90  # the minutes hold less than this share of the official volume: warn
 DAILY_SCHEMA = T.StructType([
     T.StructField("ticker", T.StringType(), False),
     T.StructField("trade_date", T.DateType(), False),
@@ -43,21 +67,57 @@ DAILY_SCHEMA = T.StructType([
     T.StructField("adj_low", T.DoubleType()),
     T.StructField("adj_close", T.DoubleType()),
     T.StructField("adj_volume", T.DoubleType()),
+    T.StructField("dividend", T.DoubleType(), False),
     T.StructField("daily_return", T.DoubleType()),
+    T.StructField("total_return", T.DoubleType()),
+    T.StructField("sma_20", T.DoubleType()),
+    T.StructField("sma_50", T.DoubleType()),
+    T.StructField("volatility_20", T.DoubleType()),
+    T.StructField("official_open", T.DoubleType()),
+    T.StructField("official_high", T.DoubleType()),
+    T.StructField("official_low", T.DoubleType()),
+    T.StructField("official_close", T.DoubleType()),
+    T.StructField("official_volume", T.DoubleType()),
+    T.StructField("source_fingerprint", T.LongType()),
+    T.StructField("actions_fingerprint", T.LongType()),
 ])
+OFFICIAL_COLUMNS = ("official_open", "official_high", "official_low", "official_close", "official_volume")
+
+
+def calendar_frame(spark: SparkSession, first: dt.date, last: dt.date) -> DataFrame:
+    """Every exchange session from WINDOW_DAYS sessions before `first` through `last`: its index (trading-day
+    order), the session before it, and its regular session's bounds (the close stamp is the closing print's bar)."""
+    sessions = sessions_between(first - dt.timedelta(days=WINDOW_DAYS * 2), last)
+    table = pd.DataFrame({
+        "trade_date": [s.day for s in sessions],
+        "session_index": [s.index for s in sessions],
+        "previous_session": [s.previous for s in sessions],
+        "regular_open": pd.to_datetime([s.open for s in sessions], utc=True),
+        "regular_close": pd.to_datetime([s.close for s in sessions], utc=True),
+    })
+    schema = ("trade_date date, session_index int, previous_session date, regular_open timestamp, "
+              "regular_close timestamp")
+    return spark.createDataFrame(table, schema)
 
 
 def _in(session: str, value: str | Column) -> Column:
     column = F.col(value) if isinstance(value, str) else value
-    return F.when(F.col("market_session") == session, column)
+    return F.when(F.col("_session") == session, column)
 
 
-def session_summary(minute: DataFrame) -> DataFrame:
+def session_summary(minute: DataFrame, calendar: DataFrame) -> DataFrame:
     """As traded, per (ticker, trade_date): the regular session's OHLC, volume and VWAP (over the bars that carry
-    `vwap`), the extended sessions' volumes, and every bar counted. A day without a regular bar keeps its row, with
-    nulls where the regular session has nothing to say."""
-    with_vw = (F.col("market_session") == "regular") & F.col("vwap").isNotNull()
-    return minute.groupBy("ticker", "trade_date").agg(
+    `vwap`), the extended sessions' volumes, and every bar counted. The regular session runs from the open through
+    the bar stamped at the close, inclusive; a day without a regular bar keeps its row, with nulls."""
+    bounds = F.broadcast(calendar.select("trade_date", "regular_open", "regular_close"))
+    timed = minute.join(bounds, "trade_date", "left").withColumn(
+        "_session",
+        F.when(F.col("trade_ts") < F.col("regular_open"), F.lit("pre"))
+        .when(F.col("trade_ts") <= F.col("regular_close"), F.lit("regular"))
+        .otherwise(F.lit("post")),
+    )
+    with_vw = (F.col("_session") == "regular") & F.col("vwap").isNotNull()
+    return timed.groupBy("ticker", "trade_date").agg(
         F.min(_in("regular", F.struct("trade_ts", "open")))["open"].alias("open"),
         F.max(_in("regular", "high")).alias("high"),
         F.min(_in("regular", "low")).alias("low"),
@@ -83,18 +143,64 @@ def split_factors(days: DataFrame, splits: DataFrame) -> DataFrame:
     return joined.groupBy("ticker", "trade_date").agg(product.alias("split_factor"))
 
 
-def daily_bars(minute: DataFrame, splits: DataFrame) -> DataFrame:
-    """The daily table from the minute table (as traded) and the splits table, in DAILY_SCHEMA."""
-    summary = session_summary(minute)
+def dividends_by_day(dividends: DataFrame) -> DataFrame:
+    """(ticker, trade_date, dividend): the cash going ex that day (a regular and a special one add up)."""
+    return (dividends.groupBy("ticker", F.col("ex_dividend_date").alias("trade_date"))
+            .agg(F.sum("cash_amount").alias("dividend")))
+
+
+def daily_bars(minute: DataFrame, splits: DataFrame, dividends: DataFrame, official: DataFrame,
+               calendar: DataFrame) -> DataFrame:
+    """The daily table's columns from the stored tables (fingerprints left null: the build fills them)."""
+    summary = session_summary(minute, calendar)
     factors = split_factors(summary.select("ticker", "trade_date"), splits)
-    adjusted = summary.join(factors, ["ticker", "trade_date"]).select(
-        "*",
-        *[(F.col(c) / F.col("split_factor")).alias(f"adj_{c}") for c in ("open", "high", "low", "close")],
-        (F.col("volume") * F.col("split_factor")).alias("adj_volume"),
+    sessions = F.broadcast(calendar.select("trade_date", "session_index", "previous_session"))
+    official_days = official.select("ticker", "trade_date", *[F.col(c.removeprefix("official_")).alias(c)
+                                                               for c in OFFICIAL_COLUMNS])
+    days = (
+        summary.join(factors, ["ticker", "trade_date"])
+        .join(sessions, "trade_date", "left")
+        .join(dividends_by_day(dividends), ["ticker", "trade_date"], "left")
+        .join(official_days, ["ticker", "trade_date"], "left")
+        .withColumn("dividend", F.coalesce("dividend", F.lit(0.0)))
+        .select("*", *[(F.col(c) / F.col("split_factor")).alias(f"adj_{c}") for c in ("open", "high", "low", "close")],
+                (F.col("volume") * F.col("split_factor")).alias("adj_volume"))
     )
-    previous = F.lag("adj_close").over(Window.partitionBy("ticker").orderBy("trade_date"))
-    with_return = adjusted.withColumn("daily_return", F.col("adj_close") / previous - 1)
-    return with_return.select(*[F.col(f.name).cast(f.dataType) for f in DAILY_SCHEMA.fields])
+    by_date = Window.partitionBy("ticker").orderBy("trade_date")
+    # The previous stored day counts only when it is the previous trading day: a return across a gap is not daily.
+    previous_close = F.when(F.lag("trade_date").over(by_date) == F.col("previous_session"),
+                            F.lag("adj_close").over(by_date))
+    returns = (
+        days.withColumn("_previous_close", previous_close)
+        .withColumn("daily_return", F.col("adj_close") / F.col("_previous_close") - 1)
+        .withColumn("total_return", (F.col("adj_close") + F.col("dividend") / F.col("split_factor"))
+                    / F.col("_previous_close") - 1)
+        .withColumn("_log_return", F.log(F.col("adj_close") / F.col("_previous_close")))
+    )
+
+    def trailing(days_back: int) -> WindowSpec:
+        return Window.partitionBy("ticker").orderBy("session_index").rangeBetween(-(days_back - 1), 0)
+
+    def full(column: str, days_back: int, value: Column) -> Column:
+        """The window's value only when every trading day of it holds one."""
+        return F.when(F.count(column).over(trailing(days_back)) == days_back, value)
+
+    indicators = (
+        returns.withColumn("sma_20", full("adj_close", 20, F.avg("adj_close").over(trailing(20))))
+        .withColumn("sma_50", full("adj_close", 50, F.avg("adj_close").over(trailing(50))))
+        .withColumn("volatility_20", full("_log_return", 20, F.stddev_samp("_log_return").over(trailing(20))
+                                          * math.sqrt(TRADING_DAYS_A_YEAR)))
+        .withColumn("source_fingerprint", F.lit(None).cast("long"))
+        .withColumn("actions_fingerprint", F.lit(None).cast("long"))
+    )
+    return indicators.select(*[F.col(f.name).cast(f.dataType) for f in DAILY_SCHEMA.fields])
+
+
+# -- the incremental build -----------------------------------------------------------------------------------------
+def fingerprint(parts: Iterable[Any]) -> int:
+    """A stable signed 64-bit fingerprint of some values' text (the same in every process, unlike hash())."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass
@@ -106,32 +212,217 @@ class DailyReport:
     first_day: dt.date | None
     last_day: dt.date | None
     splits_known: int
-    version: int
+    dividends_known: int
+    version: int | None  # None: nothing had changed, no commit
     latest: list[dict[str, Any]]  # each ticker's last stored day, for the door to print
     seconds: float
+    rewritten: int = 0  # rows this build wrote (all of them on a full build)
+    removed: int = 0  # days gone from the minute table, removed here too
+    full: bool = False
+    checks: CheckSummary = field(default_factory=CheckSummary)
 
 
-def build_daily(storage: DeltaStorage, minute_path: str, splits_path: str, daily_path: str) -> DailyReport:
-    """Rebuild the daily table from the minute table and the splits table in one commit (no API call). The whole
-    table is replaced, so a rerun changes no row and a split learned since the last build re-adjusts every day
-    before it. A minute table without a splits table beside it (built before splits were kept) is taken as
-    having none, with a warning."""
-    started = time.monotonic()
-    storage.require_delta(minute_path)
-    if storage.is_delta(splits_path):
-        splits = storage.read(splits_path)
+@dataclass(frozen=True)
+class Inputs:
+    """What the daily table is derived from, as the build sees it now."""
+
+    sources: dict[tuple[str, dt.date], int]  # (ticker, day) -> fingerprint of its minute partition's files
+    actions: dict[str, int]  # ticker -> fingerprint of its splits and dividends
+    official: dict[tuple[str, dt.date], tuple[Any, ...]]
+
+
+def _read_or_empty(storage: DeltaStorage, path: str, schema: str, what: str) -> DataFrame:
+    if storage.is_delta(path):
+        return storage.read(path)
+    log.warning("no %s table at %s: taken as empty (the fixed harvester fills it)", what, path)
+    return storage.spark.createDataFrame([], schema)
+
+
+def current_inputs(storage: DeltaStorage, minute_path: str, splits: DataFrame, dividends: DataFrame,
+                   official: DataFrame) -> Inputs:
+    """Fingerprints of the inputs: each minute partition by its live files (a rewrite writes new ones; a table not
+    partitioned by (ticker, trade_date) gets its version instead, so any change rebuilds it), each ticker's corporate
+    actions by their rows, and the official bars' values."""
+    detail = storage.detail(minute_path)
+    by_day: dict[tuple[str, dt.date], list[str]] = {}
+    if detail.partition_columns == ["ticker", "trade_date"]:
+        for info in detail.files:
+            key = (info.partition["ticker"], dt.date.fromisoformat(info.partition["trade_date"]))
+            by_day.setdefault(key, []).append(info.path.rsplit("/", 1)[-1])
+        sources = {key: fingerprint(sorted(names)) for key, names in by_day.items()}
     else:
-        log.warning("no splits table at %s: the adjusted columns assume no split (run the fixed harvester to "
-                    "fetch them)", splits_path)
-        splits = storage.spark.createDataFrame([], SPLITS_SCHEMA)
-    daily = daily_bars(storage.read(minute_path), splits)
-    version = storage.write(daily, daily_path, mode="overwrite")
-    stored = storage.read(daily_path)
-    summary = stored.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("ticker").alias("tickers"),
-                         F.min("trade_date").alias("first"), F.max("trade_date").alias("last")).collect()[0]
+        days = storage.read(minute_path).select("ticker", "trade_date").distinct().collect()
+        sources = {(r.ticker, r.trade_date): fingerprint([detail.version]) for r in days}
+    actions_rows: dict[str, list[str]] = {}
+    for frame in (splits, dividends):
+        for row in frame.collect():
+            actions_rows.setdefault(row["ticker"], []).append(repr(tuple(row)))
+    actions = {ticker: fingerprint(sorted(rows)) for ticker, rows in actions_rows.items()}
+    official_values = {(r.ticker, r.trade_date): (r.open, r.high, r.low, r.close, r.volume)
+                       for r in official.collect()}
+    return Inputs(sources, actions, official_values)
+
+
+def days_to_rewrite(inputs: Inputs, stored: list[Any], sessions: Mapping[dt.date, int]
+                    ) -> tuple[dict[str, set[dt.date]], dict[str, set[dt.date]]]:
+    """(ticker -> days to rewrite, ticker -> days to remove): days whose inputs changed since they were built, and
+    the trading days their windows reach; days stored in the daily table that the minute table no longer has."""
+    built = {(r.ticker, r.trade_date): r for r in stored}
+    changed: dict[str, set[dt.date]] = {}
+    for (ticker, day), source in inputs.sources.items():
+        row = built.get((ticker, day))
+        actions = inputs.actions.get(ticker, fingerprint([]))
+        official = inputs.official.get((ticker, day), (None,) * len(OFFICIAL_COLUMNS))
+        if (row is None or row.source_fingerprint != source or row.actions_fingerprint != actions
+                or tuple(getattr(row, c) for c in OFFICIAL_COLUMNS) != official):
+            changed.setdefault(ticker, set()).add(day)
+    removed: dict[str, set[dt.date]] = {}
+    for ticker, day in built:
+        if (ticker, day) not in inputs.sources:
+            removed.setdefault(ticker, set()).add(day)
+            changed.setdefault(ticker, set())
+    rewrite: dict[str, set[dt.date]] = {}
+    by_ticker: dict[str, list[dt.date]] = {}
+    for ticker, day in inputs.sources:
+        by_ticker.setdefault(ticker, []).append(day)
+    for ticker, days in changed.items():
+        # A changed or removed day moves the windows of the next WINDOW_DAYS trading days: they are rewritten too.
+        starts = sorted(sessions[d] for d in days | removed.get(ticker, set()) if d in sessions)
+        if not starts:
+            continue
+        reach = [d for d in by_ticker.get(ticker, []) if d in sessions and any(
+            0 <= sessions[d] - s <= WINDOW_DAYS for s in starts)]
+        rewrite[ticker] = set(reach) | days
+    return rewrite, removed
+
+
+def replacement(days: Mapping[str, Iterable[dt.date]]) -> Replacement | None:
+    """The daily rows a write replaces: tickers grouped by their days."""
+    groups: dict[tuple[dt.date, ...], list[str]] = {}
+    for ticker, chosen in days.items():
+        key = tuple(sorted(chosen))
+        if key:
+            groups.setdefault(key, []).append(ticker)
+    predicates = tuple(ReplacePredicate.of(ticker=tickers, trade_date=key) for key, tickers in groups.items())
+    if not predicates:
+        return None
+    return predicates[0] if len(predicates) == 1 else AnyOf(predicates)
+
+
+def build_daily(storage: DeltaStorage, minute_path: str, splits_path: str, daily_path: str, *,
+                dividends_path: str | None = None, official_path: str | None = None, checks_path: str | None = None,
+                full: bool = False) -> DailyReport:
+    """Bring the daily table up to date with the stored tables (no API call), in at most one commit: only the rows
+    whose inputs changed (and the trading days their windows reach), or every row on a first build, a table from an
+    older version, or `full`. Days the minute table no longer holds are removed. The official-bar checks of the
+    rewritten days go to quality_checks."""
+    started = time.monotonic()
+    spark = storage.spark
+    storage.require_delta(minute_path)
+    base = minute_path.rstrip("/").rsplit("/", 1)[0]
+    splits = _read_or_empty(storage, splits_path, SPLITS_SCHEMA, "splits")
+    dividends = _read_or_empty(storage, dividends_path or f"{base}/stocks_dividends", DIVIDENDS_SCHEMA, "dividends")
+    official = _read_or_empty(storage, official_path or f"{base}/stocks_official_daily", OFFICIAL_SCHEMA,
+                              "official daily bars")
+    inputs = current_inputs(storage, minute_path, splits, dividends, official)
+    days = sorted({day for _, day in inputs.sources})
+    if not days:
+        raise_empty(minute_path)
+    calendar = calendar_frame(spark, days[0], days[-1])
+    sessions = {r.trade_date: r.session_index for r in calendar.select("trade_date", "session_index").collect()}
+    wanted = [f.name for f in DAILY_SCHEMA.fields]
+    current = storage.is_delta(daily_path) and storage.read(daily_path).columns == wanted
+    full = full or not current
+    if full:
+        stored: list[Any] = []
+        rewrite: dict[str, set[dt.date]] = {}
+        for ticker, day in inputs.sources:
+            rewrite.setdefault(ticker, set()).add(day)
+        removed: dict[str, set[dt.date]] = {}
+    else:
+        stored = storage.read(daily_path).select("ticker", "trade_date", "source_fingerprint", "actions_fingerprint",
+                                                 *OFFICIAL_COLUMNS).collect()
+        rewrite, removed = days_to_rewrite(inputs, stored, sessions)
+    report_days = sum(len(d) for d in rewrite.values())
+    version: int | None = None
+    results: list[CheckResult] = []
+    if report_days or any(removed.values()):
+        derived = derive(storage, minute_path, splits, dividends, official, calendar, rewrite, sessions, inputs, full)
+        replace = None if full else replacement({t: rewrite.get(t, set()) | removed.get(t, set())
+                                                 for t in set(rewrite) | set(removed)})
+        if full:
+            version = storage.write(derived, daily_path, mode="overwrite", overwrite_schema=True)
+        elif replace is not None:
+            version = storage.write(derived, daily_path, mode="overwrite", replace=replace)
+        results = official_checks(storage.read(daily_path), rewrite)
+        if checks_path is not None and results:
+            write_checks(storage, checks_path, storage.run_id or "", results)
+    stored_now = storage.read(daily_path)
+    summary = stored_now.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("ticker").alias("tickers"),
+                             F.min("trade_date").alias("first"), F.max("trade_date").alias("last")).collect()[0]
     last_of_each = Window.partitionBy("ticker").orderBy(F.col("trade_date").desc())
-    latest = (stored.withColumn("_n", F.row_number().over(last_of_each)).filter("_n = 1").drop("_n")
+    latest = (stored_now.withColumn("_n", F.row_number().over(last_of_each)).filter("_n = 1").drop("_n")
               .orderBy("ticker").collect())
     return DailyReport(daily_path, storage.name, int(summary["rows"]), int(summary["tickers"]), summary["first"],
-                       summary["last"], splits.count(), version, [row.asDict() for row in latest],
-                       time.monotonic() - started)
+                       summary["last"], splits.count(), dividends.count(), version, [row.asDict() for row in latest],
+                       time.monotonic() - started, rewritten=report_days,
+                       removed=sum(len(d) for d in removed.values()), full=full, checks=CheckSummary.of(results))
+
+
+def raise_empty(path: str) -> None:
+    from stockpipe.errors import PipelineError
+
+    raise PipelineError(f"{path} holds no bars: run the fixed harvester first")
+
+
+def derive(storage: DeltaStorage, minute_path: str, splits: DataFrame, dividends: DataFrame, official: DataFrame,
+           calendar: DataFrame, rewrite: Mapping[str, set[dt.date]], sessions: Mapping[dt.date, int], inputs: Inputs,
+           full: bool) -> DataFrame:
+    """The rows to write: the daily columns computed over the days to rewrite and the WINDOW_DAYS trading days
+    before each ticker's first one (their windows' context), kept to the days to rewrite, with fingerprints."""
+    spark = storage.spark
+    if full:
+        minute = storage.read(minute_path)
+    else:
+        by_index = {index: day for day, index in sessions.items()}
+        context: dict[str, set[dt.date]] = {}
+        for ticker, chosen in rewrite.items():
+            if not chosen:
+                continue
+            first = min(sessions[d] for d in chosen if d in sessions)
+            context[ticker] = set(chosen) | {by_index[i] for i in range(first - WINDOW_DAYS, first) if i in by_index}
+        every_day = sorted({d for chosen in context.values() for d in chosen})
+        minute = storage.read(minute_path, where=RowFilter.of(ticker=sorted(context), trade_date=every_day))
+    derived = daily_bars(minute, splits, dividends, official, calendar)
+    keep = pd.DataFrame(
+        [(t, d, inputs.sources[(t, d)], inputs.actions.get(t, fingerprint([]))) for t, chosen in rewrite.items()
+         for d in chosen if (t, d) in inputs.sources],
+        columns=["ticker", "trade_date", "source_fingerprint", "actions_fingerprint"],
+    )
+    marks = spark.createDataFrame(keep, "ticker string, trade_date date, source_fingerprint long, "
+                                        "actions_fingerprint long")
+    rows = derived.drop("source_fingerprint", "actions_fingerprint").join(F.broadcast(marks), ["ticker", "trade_date"])
+    return rows.select(*[F.col(f.name).cast(f.dataType) for f in DAILY_SCHEMA.fields])
+
+
+def official_checks(daily: DataFrame, rewrite: Mapping[str, set[dt.date]]) -> list[CheckResult]:
+    """The rewritten days' agreement with the provider's daily bar: the closing print against its close (fail beyond
+    a cent) and the minutes' volume against its volume (warn under 90%). Days without an official bar: no row."""
+    wanted = {(t, d) for t, chosen in rewrite.items() for d in chosen}
+    rows = daily.filter(F.col("official_close").isNotNull()).select(
+        "ticker", "trade_date", "close", "official_close", "volume", "pre_market_volume", "post_market_volume",
+        "official_volume").collect()
+    results: list[CheckResult] = []
+    for r in rows:
+        if (r.ticker, r.trade_date) not in wanted:
+            continue
+        gap = None if r.close is None else abs(r.close - r.official_close)
+        status: Status = "fail" if gap is None or gap > OFFICIAL_CLOSE_TOLERANCE + 1e-9 else "pass"
+        results.append(CheckResult(r.ticker, r.trade_date, "official_close", status, gap, OFFICIAL_CLOSE_TOLERANCE,
+                                   f"close {r.close} (the close-stamped bar) against the official {r.official_close}"))
+        minutes = (r.volume or 0.0) + r.pre_market_volume + r.post_market_volume
+        share = minutes / r.official_volume if r.official_volume else 1.0
+        status = "warn" if share < OFFICIAL_VOLUME_SHARE else "pass"
+        results.append(CheckResult(r.ticker, r.trade_date, "official_volume", status, share, OFFICIAL_VOLUME_SHARE,
+                                   f"the minutes hold {share:.1%} of the official volume {r.official_volume:,.0f}"))
+    return results

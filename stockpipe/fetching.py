@@ -1,5 +1,6 @@
-"""Fetch -> land: every ticker's requested days in the landing zone, through one paced client, then the splits
-list of the window since the last refresh.
+"""Fetch -> land: every ticker's requested days in the landing zone, through one paced client, then the reference
+data: the splits and dividends lists (the year before the run's first day and everything since the last refresh,
+unless already refreshed through today) and the official daily bars of the stored days that lack one.
 
 One client (so one rolling rate-limit window and one 429 back-off) and one progress display serve a whole run;
 tickers can be fetched several at a time. Finished past days already landed as traded are reused without a call.
@@ -23,16 +24,20 @@ from stockpipe.errors import (
     PlanRefusedError,
     StopError,
 )
-from stockpipe.landing import FetchWriter, LandedFetch, LandingZone
+from stockpipe.landing import GROUPED, FetchWriter, LandedFetch, LandingZone
 from stockpipe.market_calendar import NEW_YORK, new_york_today, trading_days
 from stockpipe.massive import ClientConfig, FetchStats, MassiveClient
 from stockpipe.progress import Progress
+from stockpipe.reference.official_bars import plan_official
 from stockpipe.sample import SampleApiServer
 
 log = logging.getLogger(__name__)
 
 # Continuations of an answer that stopped short before the ticker fails with the days it still lacks.
 MAX_CONTINUATIONS = 3
+# Corporate actions are re-read at least this far back from a run's first day: the provider adds splits it missed
+# after the fact (polygon-io/issues #21, #53, #238), and a split learned late must still re-adjust the days before it.
+ACTIONS_LOOKBACK = dt.timedelta(days=365)
 
 
 @dataclass
@@ -53,22 +58,25 @@ LandedCallback = Callable[[TickerFetch, float], None]
 
 
 @dataclass
-class SplitsFetch:
-    """The splits list of one execution-date window, landed raw; `error` when it could not be fetched (the bars
-    are stored all the same, and the run says the splits were not refreshed)."""
+class ReferenceFetch:
+    """Reference data fetched this run: a corporate-action list (splits, dividends) over one date window, or the
+    official daily bars (`official_daily`); `error` when it could not be fetched (the bars are stored all the same,
+    and the run says what was not refreshed)."""
 
+    kind: str
     date_from: dt.date
     date_to: dt.date
     stats: FetchStats
     landed: LandedFetch | None = None
     error: str | None = None
+    refused: bool = False  # the key's plan does not cover it (HTTP 403): a warning, not a failure
 
 
 @dataclass
 class FetchResult:
     tickers: dict[str, TickerFetch]  # in the order they were given
     stopped: StopError | None  # a rejected key or an unreachable API stopped the fetch early
-    splits: SplitsFetch | None  # None: no call was made, so the splits were not asked for
+    references: list[ReferenceFetch]  # what was fetched beside the bars (none when all was already refreshed)
     # Tickers whose landed days were split-adjusted (landed before bars were stored as traded), fetched again.
     refetched_adjusted: dict[str, int] = field(default_factory=dict)
 
@@ -155,23 +163,61 @@ class Fetcher:
         last_day = dt.datetime.fromtimestamp(last_t / 1000, NEW_YORK).date()
         return trading_days(last_day + dt.timedelta(days=1), min(hi, self.today - dt.timedelta(days=1)))
 
-    def refresh_splits(self, run_first_day: dt.date) -> SplitsFetch:
-        """The splits executed from the earlier of the run's first day and the day after the last refresh, through
-        today, for every ticker (no ticker filter: a daily window is one call), landed raw like the bars."""
-        refreshed = self.landing.splits_refreshed_through()
-        start = run_first_day if refreshed is None else min(run_first_day, refreshed + dt.timedelta(days=1))
-        result = SplitsFetch(start, self.today, FetchStats("splits"))
-        writer = self.landing.new_splits_fetch(start, self.today)
+    def refresh_actions(self, kind: str, run_first_day: dt.date) -> ReferenceFetch | None:
+        """A corporate-action list (`splits` or `dividends`) for every ticker, landed raw like the bars: the year
+        before the run's first day and everything since the last refresh, through today. Nothing when windows
+        fetched today already reach back that far; only the part they do not when some do."""
+        needed_from = run_first_day - ACTIONS_LOOKBACK
+        windows = [f for f in self.landing.reference_fetches(kind) if f.complete]
+        fresh = [f for f in windows if f.date_to >= self.today]
+        if fresh:
+            covered_from = min(f.date_from for f in fresh)
+            if covered_from <= needed_from:
+                return None
+            start, end = needed_from, covered_from - dt.timedelta(days=1)
+        else:
+            refreshed = max((f.date_to for f in windows), default=None)
+            start = needed_from if refreshed is None else min(needed_from, refreshed + dt.timedelta(days=1))
+            end = self.today
+        result = ReferenceFetch(kind, start, end, FetchStats(kind))
+        writer = self.landing.new_reference_fetch(kind, start, end)
         try:
-            for page in self.client.iter_splits(start, self.today, result.stats):
+            for page in self.client.iter_url(kind, self.client.reference_url(kind, start, end), result.stats):
                 writer.add(page)
             result.landed = writer.finish(final_through=self.today)
         except (FetchFailedError, StopError) as exc:
             writer.abandon_if_empty()
-            result.error = str(exc)
-            log.warning("splits were not refreshed: %s", exc)
+            result.error, result.refused = str(exc), isinstance(exc, PlanRefusedError)
+            log.warning("%s were not refreshed: %s", kind, exc)
         finally:
             writer.close()
+        return result
+
+    def fetch_official(self, stored: dict[str, list[dt.date]]) -> ReferenceFetch | None:
+        """The official daily bars of the stored days before today that have none landed yet (see
+        stockpipe.reference.official_bars), with the fewest calls; nothing when every one has."""
+        zone = self.landing.official()
+        plan = plan_official(zone, stored, self.today)
+        if not plan.calls:
+            return None
+        every = sorted({*plan.grouped, *(d for _, lo, hi in plan.ranges for d in (lo, hi))})
+        result = ReferenceFetch("official_daily", every[0], every[-1], FetchStats("official daily"))
+        final = self.today - dt.timedelta(days=1)
+        calls = [(GROUPED, day, day, self.client.grouped_url(day)) for day in plan.grouped] + [
+            (ticker, lo, hi, self.client.daily_url(ticker, lo, hi)) for ticker, lo, hi in plan.ranges]
+        for label, lo, hi, url in calls:
+            writer = zone.new_fetch(label, lo, hi)
+            try:
+                for page in self.client.iter_url(label, url, result.stats):
+                    writer.add(page)
+                result.landed = writer.finish(final_through=final)
+            except (FetchFailedError, StopError) as exc:
+                writer.abandon_if_empty()
+                result.error, result.refused = str(exc), isinstance(exc, PlanRefusedError)
+                log.warning("official daily bars were not fetched: %s", exc)
+                break  # the next call would meet the same refusal or outage
+            finally:
+                writer.close()
         return result
 
     def fetch(self, ticker: str) -> TickerFetch:
@@ -253,8 +299,9 @@ class Fetcher:
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
               on_landed: LandedCallback | None = None) -> FetchResult:
     """Every ticker, `cfg.in_flight` at a time, through one client: one rolling window, one 429 back-off, one
-    landing zone (each ticker lands in its own folders). Then, when any call was made, the splits since the last
-    refresh through the same client (a rerun served from the landing zone makes no call at all)."""
+    landing zone (each ticker lands in its own folders). Then, when anything is to be stored, the reference data
+    through the same client: splits and dividends not yet refreshed through today, and the official daily bars the
+    stored days lack (a rerun the same day, served from the landing zone, makes no call at all)."""
     with Fetcher(cfg, landing, days, on_landed) as fetcher:
         if cfg.in_flight <= 1 or len(cfg.tickers) <= 1:
             results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
@@ -262,10 +309,16 @@ def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
             workers = min(cfg.in_flight, len(cfg.tickers))
             with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
                 results = dict(zip(cfg.tickers, pool.map(fetcher.fetch, cfg.tickers), strict=True))
-        called = any(item.stats.calls for item in results.values())
-        splits = fetcher.refresh_splits(cfg.date_from) if called and fetcher.stop_error is None else None
+        stored = {t: sorted(item.assignment) for t, item in results.items() if not item.failed and item.assignment}
+        references: list[ReferenceFetch] = []
+        if stored and fetcher.stop_error is None:
+            for kind in ("splits", "dividends"):
+                if (found := fetcher.refresh_actions(kind, cfg.date_from)) is not None:
+                    references.append(found)
+            if (official := fetcher.fetch_official(stored)) is not None:
+                references.append(official)
         if fetcher.refetched_adjusted:
             log.warning("landed pages of %s were split-adjusted (landed before bars were stored as traded): %d day(s) "
                         "fetched again as traded", ", ".join(fetcher.refetched_adjusted),
                         sum(fetcher.refetched_adjusted.values()))
-        return FetchResult(results, fetcher.stop_error, splits, dict(fetcher.refetched_adjusted))
+        return FetchResult(results, fetcher.stop_error, references, dict(fetcher.refetched_adjusted))

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from stockpipe.compat import persisted, schema_tree, show_string
 from stockpipe.config import HarvestConfig, Layout
 from stockpipe.errors import ClusteringUnsupportedError, MixedSourceError, PipelineError, StopError
-from stockpipe.fetching import Fetcher, FetchResult, LandedCallback, SplitsFetch, TickerFetch, fetch_all
+from stockpipe.fetching import Fetcher, FetchResult, LandedCallback, ReferenceFetch, TickerFetch, fetch_all
 from stockpipe.landing import LandingZone, raw_bars_from_pages
 from stockpipe.market_calendar import trading_days
 from stockpipe.massive import FetchStats
@@ -35,8 +35,9 @@ from stockpipe.quality.checks import CheckResult, CheckSummary, DayStats, day_st
 from stockpipe.quality.guard import Shrink, shrink_results, shrinking_days, stored_rows
 from stockpipe.quality.quarantine import quarantined_bars, record_quarantine
 from stockpipe.quality.rules import raw_text, with_reason
+from stockpipe.reference.corporate_actions import ACTION_KINDS, landed_actions, store_actions
+from stockpipe.reference.official_bars import landed_official, store_official
 from stockpipe.session import is_databricks
-from stockpipe.splits import landed_splits, store_splits
 from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
 from stockpipe.transforms import (
     BROKEN_PARTITION_COLUMNS,
@@ -227,10 +228,10 @@ class FixedReport:
     partitions_written: int = 0
     # Why the fetch stopped early (a rejected key, an unreachable API); the tickers fetched before are stored.
     stopped: StopError | None = None
-    splits: SplitsFetch | None = None  # the splits window fetched this run (None: the run made no call)
-    splits_path: str = ""
-    splits_known: int = 0  # splits of the run's tickers in every landed window
-    splits_version: int | None = None  # the splits table's new version; None when nothing changed
+    references: list[ReferenceFetch] = field(default_factory=list)  # splits, dividends, official bars fetched
+    reference_paths: dict[str, str] = field(default_factory=dict)  # stocks_splits, stocks_dividends, ... by kind
+    reference_known: dict[str, int] = field(default_factory=dict)  # rows of the run's tickers landed, by kind
+    reference_versions: dict[str, int | None] = field(default_factory=dict)  # None: the table already matched
     refetched_adjusted: dict[str, int] = field(default_factory=dict)
     source: str = "sample"
     checks_path: str = ""
@@ -254,7 +255,9 @@ class FixedReport:
         tickers = [TickerReport(t, fetched[t].stats, not_in_plan=fetched[t].not_in_plan,
                                 plan_message=fetched[t].plan_message) for t in cfg.tickers]
         return cls(tickers, cfg.table_path, "not started", cfg.layout, days, {"fetch": fetch_s},
-                   stopped=result.stopped, splits=result.splits, splits_path=cfg.splits_path,
+                   stopped=result.stopped, references=result.references,
+                   reference_paths={"splits": cfg.splits_path, "dividends": cfg.dividends_path,
+                                    "official_daily": cfg.official_path},
                    refetched_adjusted=result.refetched_adjusted, source=cfg.source, checks_path=cfg.checks_path,
                    quarantine_path=cfg.quarantine_path, shrink_allowed=cfg.allow_shrink)
 
@@ -273,7 +276,8 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     the fetched (ticker, trade_date) partitions, report. A rejected key or an unreachable API stops the fetch; what
     landed before is still stored and the report says why it stopped."""
     refuse_foreign_folder(cfg.table_path)
-    refuse_foreign_folder(cfg.splits_path)
+    for path in (cfg.splits_path, cfg.dividends_path, cfg.official_path):
+        refuse_foreign_folder(path)
     days = trading_days(cfg.date_from, cfg.date_to)
     lap = Laps()
     landing = LandingZone(cfg.landing_path)
@@ -295,7 +299,7 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
 
 def store_fetched(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
                   cfg: HarvestConfig, fetched: dict[str, TickerFetch], days: list[dt.date], lap: Laps) -> None:
-    """Transform what landed, check it, write it, record the checks and the quarantine, then the splits."""
+    """Transform what landed, check it, write it, record the checks and the quarantine, then the reference data."""
     check_layout(storage, cfg)
     check_source(storage, cfg)
     work = storage.progress
@@ -322,8 +326,8 @@ def store_fetched(report: FixedReport, spark: SparkSession, storage: DeltaStorag
     write_checks(storage, cfg.checks_path, storage.run_id or "", results)
     report.checks = CheckSummary.of(results)
     report.seconds["checks"] = lap()
-    write_splits(report, spark, storage, landing, cfg)
-    report.seconds["splits"] = lap()
+    write_references(report, spark, storage, landing, cfg, stored_days)
+    report.seconds["reference data"] = lap()
 
 
 def check_source(storage: DeltaStorage, cfg: HarvestConfig) -> None:
@@ -383,12 +387,19 @@ def record_counts(report: FixedReport, stats: list[DayStats], stored_days: dict[
                         item.ticker, item.quarantined)
 
 
-def write_splits(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
-                 cfg: HarvestConfig) -> None:
-    """The run's tickers' splits, from every window landed so far, into the splits table beside the bars."""
-    splits = landed_splits(landing, cfg.tickers)
-    report.splits_version = store_splits(spark, storage, report.splits_path, cfg.tickers, splits)
-    report.splits_known = len(splits)
+def write_references(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
+                     cfg: HarvestConfig, stored_days: dict[str, list[dt.date]]) -> None:
+    """The run's tickers' splits and dividends (from every window landed so far) and the official daily bars of
+    the days it stored (those that have one landed), each into its table beside the bars."""
+    for kind in ACTION_KINDS:
+        actions = landed_actions(landing, kind, cfg.tickers)
+        report.reference_versions[kind.name] = store_actions(spark, storage, report.reference_paths[kind.name], kind,
+                                                             cfg.tickers, actions)
+        report.reference_known[kind.name] = len(actions)
+    official = landed_official(landing.official(), stored_days)
+    report.reference_versions["official_daily"] = store_official(spark, storage, cfg.official_path, official,
+                                                                 stored_days)
+    report.reference_known["official_daily"] = len(official)
 
 
 def write_fetched(report: FixedReport, storage: DeltaStorage, rows: DataFrame, stored_days: dict[str, list[dt.date]],
@@ -400,13 +411,14 @@ def write_fetched(report: FixedReport, storage: DeltaStorage, rows: DataFrame, s
         return
     if any(t.kept_back for t in report.tickers):
         rows = rows.filter(replace.column())  # the kept-back days' new rows are not written
-    layout = {"partition_by": PARTITION_COLUMNS if cfg.layout == "partitioned" else (),
-              "cluster_by": PARTITION_COLUMNS if cfg.layout == "clustered" else ()}
+    partition_by = PARTITION_COLUMNS if cfg.layout == "partitioned" else ()
+    cluster_by = PARTITION_COLUMNS if cfg.layout == "clustered" else ()
     # The rows match the predicate by construction (both come from the assignment); into an existing table the
     # engine still checks each row as it writes, where creating the table would cost a pass over them first.
-    storage.create_if_missing(cfg.table_path, rows.schema, **layout)
+    storage.create_if_missing(cfg.table_path, rows.schema, partition_by=partition_by, cluster_by=cluster_by)
     report.table_version = storage.write(rows, cfg.table_path, mode="overwrite", replace=replace,
-                                         shaped=cfg.layout == "partitioned", **layout)
+                                         shaped=cfg.layout == "partitioned", partition_by=partition_by,
+                                         cluster_by=cluster_by)
     report.files_written = storage.history(cfg.table_path, limit=1)[-1].changes.files_added or 0
     report.partitions_written = sum(t.partitions for t in report.tickers)
 

@@ -8,7 +8,10 @@ Layout, one folder per fetch of one ticker's date range:
                                fetched_at
         _complete.json         written last: the fetch finished; final_through = last day that was already over;
                                adjusted = whether any page came split-adjusted
-    <landing>/reference=splits/fetch=2024-01-08_2024-01-12_.../   the splits list of an execution-date window
+    <landing>/reference=splits/fetch=2023-01-09_2024-01-12_.../      the splits list of an execution-date window
+    <landing>/reference=dividends/fetch=2023-01-09_2024-01-12_.../   the dividends list of an ex-date window
+    <landing>/reference=official_daily/ticker=AAPL/fetch=...         one ticker's official daily bars over a range
+    <landing>/reference=official_daily/ticker=_grouped/fetch=...     every stock's official daily bar of one date
 
 A day can be served from the landing zone when a complete fetch covers it as traded and the day was over (before
 New York "today") when it was fetched: past minute bars as traded do not change; the current day's do, and so does
@@ -45,7 +48,10 @@ log = logging.getLogger(__name__)
 
 _FETCH_DIR = re.compile(r"^fetch=(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})_(\d{8}T\d{12}Z)_(\d+)-[0-9a-f]{8}$")
 COMPLETE_MARKER = "_complete.json"
-SPLITS = "splits"
+REFERENCE_LISTS = ("splits", "dividends")
+OFFICIAL_DAILY = "official_daily"
+# The grouped endpoint's answers are every ticker's: they land under a label no exchange symbol can take.
+GROUPED = "_grouped"
 WRITER_LOCK = ".writer.lock"
 
 
@@ -185,24 +191,24 @@ class LandingZone:
     def ticker_dir(self, ticker: str) -> Path:
         return self.root / f"ticker={ticker}"
 
-    @property
-    def splits_dir(self) -> Path:
-        return self.root / f"reference={SPLITS}"
+    def reference_dir(self, kind: str) -> Path:
+        return self.root / f"reference={kind}"
 
     def fetches(self, ticker: str) -> list[LandedFetch]:
         """Every fetch landed for the ticker, oldest first."""
         return _fetches_in(self.ticker_dir(ticker), ticker)
 
-    def splits_fetches(self) -> list[LandedFetch]:
-        """Every splits window landed, oldest first."""
-        return _fetches_in(self.splits_dir, SPLITS)
+    def reference_fetches(self, kind: str) -> list[LandedFetch]:
+        """Every window of a reference list (splits, dividends) landed, oldest first."""
+        return _fetches_in(self.reference_dir(kind), kind)
 
-    def splits_refreshed_through(self) -> dt.date | None:
-        """The last execution date a complete splits fetch asked for: the splits table's last refresh."""
-        return max((f.date_to for f in self.splits_fetches() if f.complete), default=None)
+    def new_reference_fetch(self, kind: str, date_from: dt.date, date_to: dt.date) -> FetchWriter:
+        return self._new_fetch(self.reference_dir(kind), kind, date_from, date_to)
 
-    def new_splits_fetch(self, date_from: dt.date, date_to: dt.date) -> FetchWriter:
-        return self._new_fetch(self.splits_dir, SPLITS, date_from, date_to)
+    def official(self) -> LandingZone:
+        """Where official daily bars land: a landing zone of its own, one folder per ticker (and one for the
+        grouped answers), so the minute bars' day assignment works for them unchanged."""
+        return LandingZone(self.reference_dir(OFFICIAL_DAILY))
 
     def resumable(self, ticker: str, date_from: dt.date, date_to: dt.date) -> FetchWriter | None:
         """A writer that resumes the newest incomplete fetch of exactly this range whose last page points on, and

@@ -64,10 +64,42 @@ def session_hours(day: dt.date) -> SessionHours:
 
 
 def regular_minutes(day: dt.date) -> int:
-    """Minute bars the regular session can hold: one per minute stamp from the open up to the close (390 on a full
-    day, 210 on an early close)."""
+    """Minute bars the regular session can hold: one per minute stamp from the open through the close stamp, whose
+    bar holds the closing auction's print (391 on a full day, 211 on an early close)."""
     hours = session_hours(day)
-    return int((hours.close - hours.open).total_seconds() // 60)
+    return int((hours.close - hours.open).total_seconds() // 60) + 1
+
+
+@dataclass(frozen=True)
+class Session:
+    """One trading day in trading-day order: its index among the calendar's sessions (consecutive sessions differ
+    by one, whatever weekends and holidays lie between), the session before it, and its regular bounds (UTC)."""
+
+    day: dt.date
+    index: int
+    previous: dt.date | None
+    open: dt.datetime
+    close: dt.datetime
+
+
+def sessions_between(date_from: dt.date, date_to: dt.date) -> list[Session]:
+    """Every NYSE session in [date_from, date_to], indexed from the calendar's first session (2000-01-03)."""
+    cal = _xnys()
+    lo = max(pd.Timestamp(date_from), cal.first_session)
+    hi = min(pd.Timestamp(date_to), cal.last_session)
+    if lo > hi:
+        return []
+    every = cal.sessions
+    first = int(every.get_indexer([cal.date_to_session(lo, direction="next")])[0])
+    last = int(every.get_indexer([cal.date_to_session(hi, direction="previous")])[0])
+    opens, closes = cal.opens, cal.closes
+    found = []
+    for index in range(first, last + 1):
+        found.append(Session(
+            day=every[index].date(), index=index, previous=every[index - 1].date() if index else None,
+            open=opens.iloc[index].to_pydatetime(), close=closes.iloc[index].to_pydatetime(),
+        ))
+    return found
 
 
 def new_york_today(now: dt.datetime | None = None) -> dt.date:

@@ -1,8 +1,10 @@
 """Massive (formerly Polygon.io) client: one session, one place for auth, pacing, retries, pagination.
 
-Contracts: ../shared/reference/massive-stock-aggs-openapi.json,
-`GET /v2/aggs/ticker/{T}/range/1/minute/{from}/{to}` (asked as traded, `adjusted=false`: adjusted history is
-rewritten after every split), and ../shared/reference/massive-splits-openapi.json, `GET /v3/reference/splits`.
+Contracts (the course's reference folder): massive-stock-aggs-openapi.json,
+`GET /v2/aggs/ticker/{T}/range/1/minute/{from}/{to}` and `/range/1/day/` (asked as traded, `adjusted=false`:
+adjusted history is rewritten after every split); massive-grouped-daily-openapi.json,
+`GET /v2/aggs/grouped/locale/us/market/stocks/{date}`; massive-splits-openapi.json and
+massive-dividends-openapi.json, `GET /v3/reference/splits` and `/v3/reference/dividends`.
 
 Unlike the official client, it waits as long as a per-minute window needs (a 0.1 s backoff cannot outlast it) and
 never turns a bad response into an empty result.
@@ -42,7 +44,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.massive.com"
 DATA_STATUSES = frozenset({"OK", "DELAYED"})
 MAX_LIMIT = 50_000
-SPLITS_LIMIT = 1_000  # the splits list's largest page
+REFERENCE_LIMIT = 1_000  # the splits and dividends lists' largest page
+# The reference lists the pipeline reads, each filtered and sorted by its own date: no ticker filter, so a short
+# window is one call whatever the ticker list.
+REFERENCE_DATES = {"splits": "execution_date", "dividends": "ex_dividend_date"}
 # The free tier allows 5 calls a minute per key; one key is shared by many students, so this is also the default pace.
 FREE_TIER_CALLS_PER_MINUTE = 5
 
@@ -372,18 +377,28 @@ class MassiveClient:
             f"?adjusted=false&sort=asc&limit={self.config.page_limit}"
         )
 
-    def splits_url(self, date_from: dt.date, date_to: dt.date) -> str:
-        """Every ticker's splits executed in the window: no ticker filter, so a short window is one call whatever
-        the ticker list."""
+    def reference_url(self, kind: str, date_from: dt.date, date_to: dt.date) -> str:
+        """Every ticker's splits (or dividends) dated in the window, by execution (or ex-dividend) date."""
         base = self.config.base_url.rstrip("/")
-        return (f"{base}/v3/reference/splits?execution_date.gte={date_from.isoformat()}"
-                f"&execution_date.lte={date_to.isoformat()}&sort=execution_date&order=asc&limit={SPLITS_LIMIT}")
+        field = REFERENCE_DATES[kind]
+        return (f"{base}/v3/reference/{kind}?{field}.gte={date_from.isoformat()}&{field}.lte={date_to.isoformat()}"
+                f"&sort={field}&order=asc&limit={REFERENCE_LIMIT}")
 
-    def iter_splits(self, date_from: dt.date, date_to: dt.date, stats: FetchStats) -> Iterator[Page]:
-        """Yield every page of the splits executed in the window, following next_url."""
-        url: str | None = self.splits_url(date_from, date_to)
+    def daily_url(self, ticker: str, date_from: dt.date, date_to: dt.date) -> str:
+        """One ticker's official daily bars over a range, as traded."""
+        base = self.config.base_url.rstrip("/")
+        return (f"{base}/v2/aggs/ticker/{ticker}/range/1/day/{date_from.isoformat()}/{date_to.isoformat()}"
+                f"?adjusted=false&sort=asc&limit={self.config.page_limit}")
+
+    def grouped_url(self, day: dt.date) -> str:
+        """Every stock's official daily bar of one date, as traded, in one call."""
+        return f"{self.config.base_url.rstrip('/')}/v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}" \
+               "?adjusted=false"
+
+    def iter_url(self, label: str, url: str | None, stats: FetchStats) -> Iterator[Page]:
+        """Every page from `url` on, following next_url (a reference list, or official daily bars)."""
         while url is not None:
-            page = self._get_page("splits", url, stats, bars=False)
+            page = self._get_page(label, url, stats, bars=False)
             stats.pages += 1
             yield page
             url = self.on_base(page.next_url) if page.next_url else None

@@ -86,10 +86,13 @@ def render_fixed(report: FixedReport) -> str:
         lines.append(f"Nothing to write to {shown(report.table_path)}: Spark was not started")
         lines.append("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return "\n".join(lines)
-    if report.splits is not None and report.splits.error is None:
-        calls = report.splits.stats.calls
-        lines.append(f"Splits: window {report.splits.date_from}..{report.splits.date_to} fetched in {calls} "
-                     f"call{'s' if calls != 1 else ''}")
+    for fetched in report.references:
+        if fetched.error is None:
+            calls = fetched.stats.calls
+            lines.append(f"{REFERENCE_NAMES[fetched.kind].capitalize()}: {fetched.date_from}..{fetched.date_to} "
+                         f"fetched in {calls} call{'s' if calls != 1 else ''}")
+        elif fetched.refused:
+            lines.append(f"warning: {REFERENCE_NAMES[fetched.kind]} not in your plan ({fetched.error})")
     for shrink in report.shrinks:
         lines.append(("warning: " if report.shrink_allowed else "KEPT ") + shrink.line(replaced=report.shrink_allowed))
     lines += checks_lines(report)
@@ -98,8 +101,7 @@ def render_fixed(report: FixedReport) -> str:
         f"engine {report.engine}, source {report.source}",
         f"Partitions written: {report.partitions_written}, files written: {report.files_written}, "
         f"trading days: {len(report.days)}",
-        f"Splits table {shown(report.splits_path)}: {report.splits_known} split(s) of these tickers known; "
-        + (f"version {report.splits_version} written" if report.splits_version is not None else "unchanged"),
+        *reference_lines(report),
         "Prices and volumes are stored as traded (adjusted=false); split adjustment is derived on read.",
         "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
         + f", total {sum(report.seconds.values()):.1f}",
@@ -172,16 +174,29 @@ def render_daily(report: DailyReport) -> str:
         return "" if value is None else f"{value:,.2f}"
 
     rows = [(r["ticker"], r["trade_date"].isoformat(), price(r["open"]), price(r["high"]), price(r["low"]),
-             price(r["close"]), "" if r["volume"] is None else f"{r['volume']:,.0f}", price(r["vwap"]),
-             price(r["adj_close"]), pct(r["daily_return"])) for r in report.latest]
+             price(r["close"]), "" if r["volume"] is None else f"{r['volume']:,.0f}", price(r["official_close"]),
+             price(r["adj_close"]), pct(r["daily_return"]), pct(r["total_return"]), price(r["sma_20"]),
+             pct(r["volatility_20"])) for r in report.latest]
     days = f"{report.first_day} to {report.last_day}" if report.first_day else "no day"
+    built = ("every row rebuilt" if report.full else f"{report.rewritten:,} row(s) rewritten"
+             + (f", {report.removed:,} removed" if report.removed else "")) if report.version is not None else \
+        "already up to date: nothing written"
     lines = [
-        format_table(["ticker", "day", "open", "high", "low", "close", "volume", "vwap", "adj close", "return"],
-                     rows, title="Each ticker's last day (regular session, as traded; adj close by stocks_splits)"),
+        format_table(["ticker", "day", "open", "high", "low", "close", "volume", "official close", "adj close",
+                      "return", "total return", "sma 20", "volatility 20"],
+                     rows, title="Each ticker's last day (regular session through the closing print, as traded; "
+                                 "adjusted by stocks_splits)"),
         "",
-        f"Table {shown(report.path)}: version {report.version}, engine {report.engine}; {report.rows:,} rows, "
-        f"{report.tickers} tickers, {days}; {report.splits_known} split(s) known; {report.seconds:.1f} s",
+        f"Table {shown(report.path)}: {built}; version {report.version if report.version is not None else '-'}, "
+        f"engine {report.engine}; {report.rows:,} rows, {report.tickers} tickers, {days}; "
+        f"{report.splits_known} split(s) and {report.dividends_known} dividend(s) known; {report.seconds:.1f} s",
     ]
+    counts = report.checks.counts
+    if sum(counts.values()):
+        lines.append(f"Checks against the official daily bars: {counts['pass']:,} pass, {counts['warn']:,} warn, "
+                     f"{counts['fail']:,} fail")
+        lines += [f"  {c.status:<4} {c.ticker} {c.trade_date} {c.check}: {c.message}"
+                  for c in report.checks.problems[:PROBLEMS_SHOWN]]
     return "\n".join(lines)
 
 
@@ -234,6 +249,22 @@ def _deleted(files: int | None) -> str:
     return "done (the files it deleted cannot be counted from here)" if files is None else f"deleted {files:,} file(s)"
 
 
+REFERENCE_NAMES = {"splits": "splits", "dividends": "dividends", "official_daily": "official daily bars"}
+
+
+def reference_lines(report: FixedReport) -> list[str]:
+    """One line per reference table: what of the run's tickers it knows, and whether this run changed it."""
+    lines = []
+    for kind, path in report.reference_paths.items():
+        if kind not in report.reference_known:
+            continue
+        version = report.reference_versions.get(kind)
+        lines.append(f"{REFERENCE_NAMES[kind].capitalize()} table {shown(path)}: {report.reference_known[kind]:,} "
+                     "row(s) of these tickers; "
+                     + (f"version {version} written" if version is not None else "unchanged"))
+    return lines
+
+
 # Problems listed one per line at the end of a harvest; beyond this many, a count and the query that lists them.
 PROBLEMS_SHOWN = 12
 
@@ -272,9 +303,10 @@ def fixed_errors(report: FixedReport) -> list[str]:
         refused = sorted({day for t in report.partial for day in t.not_in_plan})
         errors.append(f"not everything requested was stored: your plan refused {', '.join(map(str, refused))} for "
                       f"{len(report.partial)} ticker(s); the earlier days are stored")
-    if report.splits is not None and report.splits.error is not None:
-        errors.append(f"splits were not refreshed ({report.splits.error}); the bars are stored, and the next run that "
-                      "calls the API asks for the same window again")
+    for fetched in report.references:
+        if fetched.error is not None and not fetched.refused:
+            errors.append(f"{REFERENCE_NAMES[fetched.kind]} were not refreshed ({fetched.error}); the bars are stored, "
+                          "and the next run asks for them again")
     return errors
 
 

@@ -64,7 +64,8 @@ def with_trade_date(bars: DataFrame, tz: str = NEW_YORK_TZ) -> DataFrame:
 
 
 def session_bounds(spark: SparkSession, days: Iterable[dt.date]) -> DataFrame:
-    """(trade_date, regular_open, regular_close) per trading day, from the exchange calendar (early closes too)."""
+    """(trade_date, regular_open, regular_close) per trading day, from the exchange calendar (early closes too);
+    regular_close is the close's stamp: the bar stamped then holds the closing auction's print."""
     rows = []
     for day in days:
         hours = session_hours(day)
@@ -74,12 +75,13 @@ def session_bounds(spark: SparkSession, days: Iterable[dt.date]) -> DataFrame:
 
 
 def with_market_session(bars: DataFrame, bounds: DataFrame) -> DataFrame:
-    """market_session: pre (before the open), regular, or post (after the close, 13:00 on early-close days)."""
+    """market_session: pre (before the open), regular (from the open through the bar stamped at the close, 16:00 or
+    13:00 on early-close days: the closing auction prints at the close, in that bar), or post (after it)."""
     joined = bars.join(F.broadcast(bounds), "trade_date", "left")
     session = (
         F.when(F.col("regular_open").isNull(), F.lit("closed"))
         .when(F.col("trade_ts") < F.col("regular_open"), F.lit("pre"))
-        .when(F.col("trade_ts") < F.col("regular_close"), F.lit("regular"))
+        .when(F.col("trade_ts") <= F.col("regular_close"), F.lit("regular"))
         .otherwise(F.lit("post"))
     )
     return joined.withColumn("market_session", session).drop("regular_open", "regular_close")

@@ -207,7 +207,9 @@ DAY_CHECKS: tuple[DayCheck, ...] = (
     DayCheck("stale_price", stale_price),
     DayCheck("no_bars", no_bars),
 )
-CHECK_NAMES = (*(check.name for check in DAY_CHECKS), "refetch_shrink")
+# Recorded elsewhere: the refetch guard's (stockpipe.quality.guard) and the daily build's against the provider's daily
+# bar (stockpipe.daily).
+CHECK_NAMES = (*(check.name for check in DAY_CHECKS), "refetch_shrink", "official_close", "official_volume")
 
 
 def evaluate(stats: Iterable[DayStats], days: dict[str, list[dt.date]],

@@ -168,6 +168,10 @@ class DeltaRsStorage(DeltaStorage):
                             commit_properties=self._commit())
         return DeltaTable(path).version()
 
+    def _replace_table(self, df: DataFrame, path: str) -> int:
+        write_deltalake(path, to_arrow(df), mode="overwrite", schema_mode="overwrite", commit_properties=self._commit())
+        return DeltaTable(path).version()
+
     def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
                           cluster_by: Sequence[str] = ()) -> None:
         from pyspark.sql.pandas.types import to_arrow_schema

@@ -111,6 +111,11 @@ class DeltaSparkStorage(DeltaStorage):
             self._save(writer, path)
         return self._version(path)
 
+    def _replace_table(self, df: DataFrame, path: str) -> int:
+        writer = self._tagged(df.write.format("delta").mode("overwrite").option("overwriteSchema", "true"))
+        self._save(writer, path)
+        return self._version(path)
+
     def _save(self, writer: DataFrameWriter, path: str) -> None:
         """The write, with files written so far counted on a local table (Delta writes them in place)."""
         root = local_path(path)

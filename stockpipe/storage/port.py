@@ -197,12 +197,18 @@ class DeltaStorage(ABC):
         replace: Replacement | None = None,
         cluster_by: Sequence[str] = (),
         shaped: bool = False,
+        overwrite_schema: bool = False,
     ) -> int:
         """Write in one commit; return the new table version. `replace` overwrites only the rows it matches.
         `shaped`: the caller already holds each partition's rows in one Spark task (hash-partitioned by the
-        partition columns), so the write adds no shuffle of its own."""
+        partition columns), so the write adds no shuffle of its own. `overwrite_schema`: replace every row and the
+        table's schema with the frame's (a derived table whose columns changed between versions; unpartitioned)."""
         if replace is not None and mode != "overwrite":
             raise ValueError("a replace predicate needs mode='overwrite'")
+        if overwrite_schema:
+            if replace is not None or mode != "overwrite" or partition_by or cluster_by:
+                raise ValueError("overwrite_schema replaces a whole unpartitioned table")
+            return self._with_commit_retries(lambda: self._replace_table(df, path), path)
         if cluster_by and not self.supports_clustering:
             raise ClusteringUnsupportedError(self.name)
         if not shaped:
@@ -274,6 +280,10 @@ class DeltaStorage(ABC):
         replace: Replacement | None,
         cluster_by: list[str],
     ) -> int: ...
+
+    @abstractmethod
+    def _replace_table(self, df: DataFrame, path: str) -> int:
+        """Every row and the schema replaced by the frame's, in one commit (the table is created when missing)."""
 
     @abstractmethod
     def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
