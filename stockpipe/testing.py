@@ -14,7 +14,7 @@ import time
 from typing import Any, Literal
 
 from stockpipe.market_calendar import NEW_YORK
-from stockpipe.sample import SAMPLE_SPLITS, ApiRequest, SampleApiServer, Split
+from stockpipe.sample import SAMPLE_DIVIDENDS, SAMPLE_SPLITS, ApiRequest, Dividend, SampleApiServer, Split
 
 # short: the answer stops after the first trading day of the range, without a next_url (as users have seen).
 FaultKind = Literal["429", "500", "502", "503", "401", "403", "delay", "reset", "truncate", "missing_field",
@@ -23,8 +23,8 @@ FaultKind = Literal["429", "500", "502", "503", "401", "403", "delay", "reset", 
 
 @dataclasses.dataclass
 class Fault:
-    """One injected failure. `ticker` None matches any request; "splits" only the splits list's; `times` is how many
-    requests it hits."""
+    """One injected failure. `ticker` None matches any request; "splits", "dividends" or "grouped" only that
+    endpoint's (the reference lists, the grouped daily bars); `times` is how many requests it hits."""
 
     kind: FaultKind
     ticker: str | None = None
@@ -52,6 +52,8 @@ class ApiBehaviour:
     plan_refuses_from: dt.date | None = None  # a range reaching this day gets the free tier's 403 "timeframe"
     canned: tuple[tuple[int, bytes], ...] | list[tuple[int, bytes]] = ()  # bodies served in order before anything
     splits: tuple[Split, ...] = SAMPLE_SPLITS  # what the API knows: adjusted bars and the splits list follow it
+    dividends: tuple[Dividend, ...] = SAMPLE_DIVIDENDS  # what the dividends list serves
+    sample_faults: bool = False  # the sample market's feed faults (bad prints, missing minutes, ...) in minute pages
 
 
 @dataclasses.dataclass
@@ -68,7 +70,8 @@ class FakeMassiveServer(SampleApiServer):
 
     def __init__(self, behaviour: ApiBehaviour | None = None) -> None:
         self.behaviour = behaviour or ApiBehaviour()
-        super().__init__(self.behaviour.splits)
+        super().__init__(self.behaviour.splits, dividends=self.behaviour.dividends,
+                         faults=self.behaviour.sample_faults)
         self.api_key = self.behaviour.api_key
         self.log: list[ServerLog] = []
         self._faults = [dataclasses.replace(f) for f in self.behaviour.faults]  # counted down per server
@@ -98,8 +101,8 @@ class FakeMassiveServer(SampleApiServer):
         if canned is not None:
             request.reply(canned[0], raw=canned[1])
             return True
-        refused = b.plan_refuses_from is not None and request.match is not None and (
-            request.match["to"] >= b.plan_refuses_from.isoformat())
+        refused = b.plan_refuses_from is not None and request.last_day is not None and (
+            request.last_day >= b.plan_refuses_from)
         if refused:
             request.reply(403, {"status": "NOT_AUTHORIZED", "request_id": request_id,
                                 "message": "Your plan doesn't include this data timeframe. Please upgrade your plan "
@@ -110,7 +113,7 @@ class FakeMassiveServer(SampleApiServer):
             headers = {"Retry-After": str(max(1, int(wait + 0.999)))} if (wait and b.rate_limit_retry_after) else {}
             request.reply(429, too_many(request_id), headers)
             return True
-        fault = self._take_fault(request.ticker if request.match is not None else "splits")
+        fault = self._take_fault(request.ticker or str(request.endpoint))
         if fault is None:
             return False
         if self._inject(fault, request):
