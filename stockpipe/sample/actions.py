@@ -10,6 +10,8 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from stockpipe.market_calendar import trading_days
+
 # Since 2024-05-28 US trades settle T+1, so the ex-date is the record date; before, under T+2, the ex-date was one
 # business day before it.
 T_PLUS_ONE_FROM = dt.date(2024, 5, 28)
@@ -95,15 +97,16 @@ def split_factor(ticker: str, day: dt.date, splits: Iterable[Split] = SAMPLE_SPL
 
 
 def _business_day(day: dt.date, step: int) -> dt.date:
-    """`day` moved off a weekend in the direction of `step` (+1 later, -1 earlier)."""
-    while day.weekday() >= 5:
+    """`day`, or the nearest NYSE session in the direction of `step` (+1 later, -1 earlier): no payment on a
+    weekend or a market holiday."""
+    while not trading_days(day, day):
         day += dt.timedelta(days=step)
     return day
 
 
 def _quarterly(ticker: str, declared_before: int, paid_after: int, table: str) -> tuple[Dividend, ...]:
     """Dividends from "ex-date amount" pairs, with the ticker's habitual lead from declaration to ex-date and lag
-    from ex-date to payment (calendar days, moved off weekends)."""
+    from record date to payment (calendar days, moved to a session)."""
     dividends = []
     for ex_text, amount_text in zip(*[iter(table.split())] * 2, strict=True):
         ex = dt.date.fromisoformat(ex_text)

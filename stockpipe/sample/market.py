@@ -38,10 +38,12 @@ DAILY_COLUMNS = ("t", "o", "h", "l", "c", "v", "vw", "n")
 MINUTE_MS = 60_000
 FIRST_SESSION = dt.date(2000, 1, 3)
 ANCHOR_YEARS = tuple(range(2019, 2026))
-# Years before the first anchor where the walk is pinned to a smooth trend, so 19 unanchored years cannot wander
-# a price to pennies or thousands (the early sample has no real levels to follow).
-TREND_YEARS = (2000, 2005, 2010, 2015)
-LEVEL_IN_2000 = 0.3  # the 2000 level as a share of the 2019 one, on today's basis: growth like a large cap's
+# Before the first anchor the walk is pinned each year near a trend of a large cap's growth (LEVEL_IN_2000 of the
+# 2019 level in 2000, TREND_JITTER off it), so 19 unanchored years cannot wander a price to pennies or thousands
+# and the last of them leads into 2019 as a stock would (the early sample has no real levels to follow).
+TREND_YEARS = tuple(range(2000, ANCHOR_YEARS[0]))
+LEVEL_IN_2000 = 0.3
+TREND_JITTER = 0.15  # sd of a year's log level around the trend
 GROWTH_AFTER_ANCHORS = 0.08 / 252  # log drift a session after the last anchor
 SHARE_OF_DAY_REGULAR = 0.9  # of a day's minute volume; extended hours trade the rest
 CLOSING_PRINT = 8.0  # volume multiple of the close-stamped bar over its U-shape neighbours: the closing auction
@@ -136,9 +138,10 @@ class DailyPath:
         return rows
 
 
-def _anchors(profile: TickerProfile, days: np.ndarray, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _anchors(ticker: str, profile: TickerProfile, days: np.ndarray, factor: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
     """(session index, log level on today's basis) of every point the walk is pinned to: the real levels of
-    ANCHOR_YEARS and, before them, a smooth trend from LEVEL_IN_2000 of the first."""
+    ANCHOR_YEARS and, before them, one a year near a trend from LEVEL_IN_2000 of the first."""
     def first_session(year: int) -> int:
         return int(np.searchsorted(days, np.datetime64(f"{year}-01-01", "D")))
 
@@ -146,7 +149,9 @@ def _anchors(profile: TickerProfile, days: np.ndarray, factor: np.ndarray) -> tu
     level = [math.log(price / factor[i]) for price, i in zip(profile.anchors, index, strict=True)]
     trend_index = [first_session(year) for year in TREND_YEARS]
     start = level[0] + math.log(LEVEL_IN_2000)
-    trend = [start + (level[0] - start) * i / index[0] for i in trend_index]
+    jitter = np.random.default_rng(_seed("trend", ticker)).normal(0, TREND_JITTER, len(TREND_YEARS))
+    jitter[0] = 0.0
+    trend = [start + (level[0] - start) * i / index[0] + float(j) for i, j in zip(trend_index, jitter, strict=True)]
     return np.array(trend_index + index), np.array(trend + level)
 
 
@@ -177,7 +182,7 @@ def _ticker_path(ticker: str) -> DailyPath:
     for split in SAMPLE_SPLITS:
         if split.ticker == ticker:
             factor[days < np.datetime64(split.execution_date, "D")] *= split.ratio
-    anchor_index, anchor_level = _anchors(profile, days, factor)
+    anchor_index, anchor_level = _anchors(ticker, profile, days, factor)
 
     # The price falls by about the dividend at the open of its ex-date. The drop's size depends on the price, which
     # depends on the drops through the bridge: one pass without them gives the prices, a second puts them in (the
@@ -229,102 +234,150 @@ class _Block:
     daily: dict[str, np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class _DayShape:
+    """What a day's minutes look like whatever the ticker, for one layout of the session (a normal day, an early
+    close): computed once per layout, so a block of days only gathers rows of it."""
+
+    segment: np.ndarray  # per minute of the 04:00 grid: 0 pre-market, 1 regular (09:30..close stamp), 2 after hours
+    fill: np.ndarray  # chance that an extended-hours minute trades (a regular one always does)
+    open_minute: int
+    close_minute: int
+    volatility: np.ndarray  # a minute's share of the session's sd (regular), 0.4 of a quiet minute's (extended)
+    volume_share: np.ndarray  # of the day's regular volume per regular minute: U-shaped, with both prints
+    print_bar: np.ndarray  # the opening and closing prints: auction bars, less noisy than the rest
+
+
+@functools.cache
+def _day_shape(open_minute: int, close_minute: int, end_minute: int) -> _DayShape:
+    minute = np.arange(MINUTES_PER_DAY_MAX)
+    segment = (minute >= open_minute).astype(np.int64) + (minute > close_minute)
+    segment[minute >= end_minute] = 3  # no trading at all
+    regular = segment == 1
+    position, to_close = minute - open_minute, close_minute - minute
+    bars = close_minute - open_minute + 1
+    # A little more movement after the open and before the close, normalised so the session's variance is kept.
+    shape = np.where(regular, 1 + 0.3 * np.exp(-position / 15) + 0.15 * np.exp(-to_close / 20), 0.0)
+    shape /= np.sqrt((shape ** 2).sum() / bars)
+    volatility = np.where(regular, shape, 0.4)
+    # Busy first and last half hours; the 09:30 bar holds the opening auction, the close-stamped bar the closing one.
+    u_shape = 1 + 2.0 * np.exp(-position / 20) + 1.5 * np.exp(-to_close / 25)
+    u_shape *= np.where(position == 0, OPENING_PRINT, 1.0) * np.where(to_close == 0, CLOSING_PRINT, 1.0)
+    u_shape = np.where(regular, u_shape, 0.0)
+    print_bar = regular & ((position == 0) | (to_close == 0))
+    fill = np.where(segment == 0, PRE_MARKET_FILL, np.where(segment == 2, AFTER_HOURS_FILL, 0.0))
+    return _DayShape(segment, fill, open_minute, close_minute, volatility, u_shape / u_shape.sum(), print_bar)
+
+
 def _generate(ticker: str, days: Sequence[dt.date]) -> _Block:
-    """Minute bars and official daily bars of `days` (NYSE sessions), vectorised over a (day, minute) grid from
-    04:00; a minute's place in the grid decides its session, and only traded minutes are kept."""
+    """Minute bars and official daily bars of `days` (NYSE sessions): the price path on a (day, minute) grid from
+    04:00, then everything else on the traded minutes only (the extended hours' untraded two thirds cost nothing)."""
     path = _ticker_path(ticker)
     rows = path.rows(days)
-    layout = np.array([_day_layout(day) for day in days], dtype=np.int64).reshape(-1, 4)
-    base_ms, open_m, close_m, end_m = (layout[:, i:i + 1] for i in range(4))
+    layouts = [_day_layout(day) for day in days]
+    shapes = [_day_shape(*layout[1:]) for layout in layouts]
+    base_ms = np.array([layout[0] for layout in layouts], dtype=np.int64)[:, None]
+    open_m = np.array([shape.open_minute for shape in shapes])[:, None]
+    close_m = np.array([shape.close_minute for shape in shapes])[:, None]
+    segment = np.stack([shape.segment for shape in shapes])
     minute = np.arange(MINUTES_PER_DAY_MAX)
-    pre = minute < open_m
-    regular = (minute >= open_m) & (minute <= close_m)  # 09:30 through the close stamp, inclusive
-    post = (minute > close_m) & (minute < end_m)
 
-    size = (len(days), MINUTES_PER_DAY_MAX)
-    normal = np.empty((len(days), 5, MINUTES_PER_DAY_MAX))
-    uniform = np.empty((len(days), 5, MINUTES_PER_DAY_MAX))
+    # Each day's draws from its own seed: the path's steps and which extended minutes trade for every minute, the
+    # rest only for the minutes that trade (two thirds of the extended hours do not: no draws spent on them).
+    regular = segment == 1
+    fill = np.stack([shape.fill for shape in shapes])
+    steps = np.empty((len(days), MINUTES_PER_DAY_MAX))
+    chance = np.empty((len(days), MINUTES_PER_DAY_MAX))
+    traded = np.empty((len(days), MINUTES_PER_DAY_MAX), dtype=bool)
+    bar_normal, bar_uniform = [], []
     unreported = np.empty(len(days))
     for i, day in enumerate(days):
         rng = np.random.default_rng(_seed("minutes", ticker, day.isoformat()))
-        normal[i] = rng.standard_normal((5, MINUTES_PER_DAY_MAX))
-        uniform[i] = rng.random((5, MINUTES_PER_DAY_MAX))
+        steps[i] = rng.standard_normal(MINUTES_PER_DAY_MAX)
+        chance[i] = rng.random(MINUTES_PER_DAY_MAX)
+        traded[i] = regular[i] | (chance[i] < fill[i])
+        count = int(traded[i].sum())
+        bar_normal.append(rng.standard_normal((4, count)))  # open noise, high wick, low wick, volume noise
+        bar_uniform.append(rng.random((2, count)))  # fractional volume, where vw falls in the range
         unreported[i] = rng.random()
+    normal = np.concatenate(bar_normal, axis=1)
+    uniform = np.concatenate(bar_uniform, axis=1)
 
     log_prev, log_open, log_close = (a[rows][:, None] for a in (path.log_prev_close, path.log_open, path.log_close))
     factor = path.factor[rows][:, None]
     bars = close_m - open_m + 1
-    position = minute - open_m  # 0 at 09:30
-    to_close = close_m - minute  # 0 at the close stamp
-
-    # A minute's sd of log price: the day's session variance spread over its bars, a little higher after the open
-    # and before the close (normalised so the day's total is kept), and never below MIN_TICK_MOVE in dollars.
-    shape = np.where(regular, 1 + 0.3 * np.exp(-position / 15) + 0.15 * np.exp(-to_close / 20), 0.0)
-    shape /= np.sqrt((shape ** 2).sum(axis=1, keepdims=True) / bars)
-    price = np.exp(log_open) * factor
-    quiet = np.maximum(path.intraday_volatility / np.sqrt(bars), MIN_TICK_MOVE / price)
-    sigma = np.where(regular, quiet * shape, 0.4 * quiet)
+    # A quiet minute's sd of log price: the day's session variance spread over its bars, and never below
+    # MIN_TICK_MOVE in dollars, so rounding to cents cannot hold a low-priced stock still for half an hour.
+    quiet = np.maximum(path.intraday_volatility / np.sqrt(bars), MIN_TICK_MOVE / (np.exp(log_open) * factor))
+    sigma = quiet * np.stack([shape.volatility for shape in shapes])
     # Clipped shocks: no clean minute moves more than 3.5 of its sd, so the day's spike rule (10 MADs) never fires.
-    step = np.clip(normal[:, 0], -3.5, 3.5) * sigma
+    walk = np.cumsum(np.clip(steps, -3.5, 3.5) * sigma, axis=1)
 
-    # Regular session: a bridge from the open (the 09:30 bar's open) to the close (the close-stamped bar's close).
-    walk = np.cumsum(np.where(regular, step, 0.0), axis=1)
-    done = np.clip(position + 1, 0, bars)
-    x_regular = log_open + walk - done / bars * (walk[:, -1:] - (log_close - log_open))
-    # Pre-market: a bridge from the previous close to the open; after hours: a walk from the close.
-    walk = np.cumsum(np.where(pre, step, 0.0), axis=1)
-    x_pre = log_prev + walk - (minute + 1) / (open_m + 1) * (walk[:, -1:] - (log_open - log_prev))
-    x_post = log_close + np.cumsum(np.where(post, step, 0.0), axis=1)
-    log_c = np.where(pre, x_pre, np.where(regular, x_regular, x_post))
-    # A bar opens at about the last price of the minute before; the 09:30 bar opens at the day's official open.
-    log_o = np.concatenate([log_prev, log_c[:, :-1]], axis=1) + 0.2 * sigma * normal[:, 1]
-    log_o = np.where(position == 0, log_open, log_o)
+    # Each segment is the walk plus a straight line: pre-market a bridge from the previous close to the open,
+    # the regular session one from the open (the 09:30 bar's open) to the close (the close-stamped bar's close),
+    # after hours a free walk from the close.
+    before_open = np.take_along_axis(walk, open_m - 1, axis=1)
+    at_close = np.take_along_axis(walk, close_m, axis=1)
+    pre_slope = (before_open - (log_open - log_prev)) / (open_m + 1)
+    regular_slope = ((at_close - before_open) - (log_close - log_open)) / bars
+    intercept = np.concatenate([log_prev - pre_slope, log_open - before_open + regular_slope * (open_m - 1),
+                                log_close - at_close, log_close - at_close], axis=1)
+    slope = np.concatenate([-pre_slope, -regular_slope, 0 * bars, 0 * bars], axis=1)
+    log_c = walk + np.take_along_axis(intercept, segment, axis=1) + np.take_along_axis(slope, segment, axis=1) * minute
+    log_before = np.concatenate([log_prev, log_c[:, :-1]], axis=1)
 
-    close = np.round(np.exp(log_c) * factor, 2)
-    open_ = np.round(np.exp(log_o) * factor, 2)
-    top, bottom = np.maximum(open_, close), np.minimum(open_, close)
-    high = np.round(top * (1 + 0.5 * sigma * np.abs(normal[:, 2])), 2)
-    low = np.round(bottom * (1 - 0.5 * sigma * np.abs(normal[:, 3])), 2)
-
-    # Volume: U-shaped through the session, the opening and closing prints several times a midday bar, thin
-    # extended hours; as traded, so a day before a split traded fewer (larger) shares.
-    traded = regular | (pre & (uniform[:, 0] < PRE_MARKET_FILL)) | (post & (uniform[:, 0] < AFTER_HOURS_FILL))
-    u_shape = 1 + 2.0 * np.exp(-position / 20) + 1.5 * np.exp(-to_close / 25)
-    u_shape *= np.where(position == 0, OPENING_PRINT, 1.0) * np.where(to_close == 0, CLOSING_PRINT, 1.0)
-    u_shape = np.where(regular, u_shape, 0.0)
-    shares = (path.shares[rows] / path.factor[rows])[:, None]
-    prints = (position == 0) | (to_close == 0)
-    noise = np.exp(np.where(regular, np.where(prints, 0.15, 0.4), 0.9) * normal[:, 4])
-    extended_bars = np.maximum((traded & ~regular).sum(axis=1, keepdims=True), 1)
-    expected = np.where(regular, SHARE_OF_DAY_REGULAR * u_shape / u_shape.sum(axis=1, keepdims=True),
-                        (1 - SHARE_OF_DAY_REGULAR) / extended_bars)
-    volume = np.maximum(1.0, np.round(shares * expected * noise))
-    # The real feed sends whole numbers mostly, and fractional share volumes for some bars (303067.656...).
-    volume = np.where(uniform[:, 1] < 0.2, volume + np.round(uniform[:, 2], 6), volume)
-    vwap = np.round(low + (high - low) * (0.2 + 0.6 * uniform[:, 3]), 4)
-    trades = np.maximum(1, (volume / np.where(regular, 90.0, 40.0)).astype(np.int64))
-    # Thin extended-hours bars sometimes come without vw/n: the contract makes them optional.
-    optional_missing = ~regular & (uniform[:, 4] < 0.02)
-    t = base_ms + MINUTE_MS * minute
-
-    grid = {"t": t, "o": open_, "h": high, "l": low, "c": close, "v": volume, "vw": vwap, "n": trades,
-            "optional_missing": optional_missing}
-    minutes = {key: np.broadcast_to(grid[key], size)[traded] for key in COLUMNS}
     counts = traded.sum(axis=1)
 
+    # From here on, only traded minutes (flattened, ascending by t).
+    on_open = (minute == open_m)[traded]
+    regular_t = regular[traded]
+    sigma_t = sigma[traded]
+    # A bar opens at about the last price of the minute before; the 09:30 bar at the day's official open.
+    log_o = np.where(on_open, np.broadcast_to(log_open, traded.shape)[traded],
+                     log_before[traded] + 0.2 * sigma_t * normal[0])
+    factor_t = np.broadcast_to(factor, traded.shape)[traded]
+    close = np.round(np.exp(log_c[traded]) * factor_t, 2)
+    open_ = np.round(np.exp(log_o) * factor_t, 2)
+    top, bottom = np.maximum(open_, close), np.minimum(open_, close)
+    high = np.round(top * (1 + 0.5 * sigma_t * np.abs(normal[1])), 2)
+    low = np.round(bottom * (1 - 0.5 * sigma_t * np.abs(normal[2])), 2)
+
+    # Volume as traded (a day before a split traded fewer, dearer shares): the regular share of the day spread by
+    # the U shape, the rest over the day's few extended-hours bars.
+    shares = path.shares[rows] / path.factor[rows]
+    extended_bars = np.maximum(counts - bars[:, 0], 1)
+    per_bar = np.where(regular, SHARE_OF_DAY_REGULAR * np.stack([shape.volume_share for shape in shapes]),
+                       (1 - SHARE_OF_DAY_REGULAR) / extended_bars[:, None]) * shares[:, None]
+    prints = np.stack([shape.print_bar for shape in shapes])[traded]
+    spread = np.where(regular_t, np.where(prints, 0.15, 0.4), 0.9)
+    volume = np.maximum(1.0, np.round(per_bar[traded] * np.exp(spread * normal[3])))
+    # The real feed sends whole numbers mostly, and fractional share volumes for some bars (303067.656...).
+    fractional = uniform[0] < 0.2  # and, given that, uniform[0] / 0.2 is a uniform fraction
+    volume = np.where(fractional, volume + np.round(uniform[0] / 0.2, 6), volume)
+    vwap = np.round(low + (high - low) * (0.2 + 0.6 * uniform[1]), 4)
+    trades = np.maximum(1, (volume / np.where(regular_t, 90.0, 40.0)).astype(np.int64))
+    # Thin extended-hours bars sometimes come without vw/n: the contract makes them optional.
+    # (A traded extended minute's chance is uniform below its fill rate: its lowest 2 % decide.)
+    optional_missing = ~regular_t & (chance[traded] < 0.02 * fill[traded])
+    t = (base_ms + MINUTE_MS * minute)[traded]
+    minutes = {"t": t, "o": open_, "h": high, "l": low, "c": close, "v": volume, "vw": vwap, "n": trades,
+               "optional_missing": optional_missing}
+
     # The official daily bar: the 09:30 open, the closing print's close, the regular session's range, and every
-    # minute's volume plus the trades no minute aggregate saw.
-    day_volume = np.where(traded, volume, 0.0).sum(axis=1)
+    # minute's volume plus the trades no minute aggregate saw. Each day's regular bars are one run of `bars`.
+    day_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    regular_start = np.concatenate([[0], np.cumsum(bars[:, 0])[:-1]])
+    day_volume = np.add.reduceat(volume, day_start)
     extra = 1 + UNREPORTED_VOLUME[0] + (UNREPORTED_VOLUME[1] - UNREPORTED_VOLUME[0]) * unreported
     daily = {
         "t": base_ms[:, 0] - 4 * 3_600_000,  # midnight New York: 04:00 less four hours, never across a DST change
-        "o": np.take_along_axis(open_, open_m, axis=1)[:, 0],
-        "h": np.where(regular, high, -np.inf).max(axis=1),
-        "l": np.where(regular, low, np.inf).min(axis=1),
-        "c": np.take_along_axis(close, close_m, axis=1)[:, 0],
+        "o": open_[regular_t][regular_start],
+        "h": np.maximum.reduceat(high[regular_t], regular_start),
+        "l": np.minimum.reduceat(low[regular_t], regular_start),
+        "c": close[regular_t][regular_start + bars[:, 0] - 1],
         "v": np.round(day_volume * extra),
-        "vw": np.round(np.where(traded, vwap * volume, 0.0).sum(axis=1) / day_volume, 4),
-        "n": np.round(np.where(traded, trades, 0).sum(axis=1) * extra).astype(np.int64),
+        "vw": np.round(np.add.reduceat(vwap * volume, day_start) / day_volume, 4),
+        "n": np.round(np.add.reduceat(trades, day_start) * extra).astype(np.int64),
     }
     return _Block(ticker, tuple(days), minutes, counts, daily)
 
