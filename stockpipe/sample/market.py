@@ -48,7 +48,8 @@ GROWTH_AFTER_ANCHORS = 0.08 / 252  # log drift a session after the last anchor
 SHARE_OF_DAY_REGULAR = 0.9  # of a day's minute volume; extended hours trade the rest
 CLOSING_PRINT = 8.0  # volume multiple of the close-stamped bar over its U-shape neighbours: the closing auction
 OPENING_PRINT = 2.7  # the same for the 09:30 bar: the opening auction
-MIN_TICK_MOVE = 0.015  # a minute's price move (dollars, one sd) never smaller: cents rounding cannot freeze a price
+MIN_TICK_MOVE = 0.01  # a minute's price move (dollars, one sd) never smaller: cents rounding cannot freeze a price
+MIN_PIN_PRICE = 10.0  # no pin of the walk below this as traded: a large cap, not a penny stock cents would freeze
 UNREPORTED_VOLUME = (0.01, 0.06)  # the daily bar's volume above the minutes' sum: trades no aggregate saw
 
 
@@ -141,7 +142,8 @@ class DailyPath:
 def _anchors(ticker: str, profile: TickerProfile, days: np.ndarray, factor: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
     """(session index, log level on today's basis) of every point the walk is pinned to: the real levels of
-    ANCHOR_YEARS and, before them, one a year near a trend from LEVEL_IN_2000 of the first."""
+    ANCHOR_YEARS and, before them, one a year near a trend from LEVEL_IN_2000 of the first; none below
+    MIN_PIN_PRICE as traded (a checksum-priced ticker's early years could otherwise trade at a dollar)."""
     def first_session(year: int) -> int:
         return int(np.searchsorted(days, np.datetime64(f"{year}-01-01", "D")))
 
@@ -152,7 +154,8 @@ def _anchors(ticker: str, profile: TickerProfile, days: np.ndarray, factor: np.n
     jitter = np.random.default_rng(_seed("trend", ticker)).normal(0, TREND_JITTER, len(TREND_YEARS))
     jitter[0] = 0.0
     trend = [start + (level[0] - start) * i / index[0] + float(j) for i, j in zip(trend_index, jitter, strict=True)]
-    return np.array(trend_index + index), np.array(trend + level)
+    floor = np.log(MIN_PIN_PRICE / factor[trend_index + index])
+    return np.array(trend_index + index), np.maximum(np.array(trend + level), floor)
 
 
 def _bridge(increments: np.ndarray, anchor_index: np.ndarray, anchor_level: np.ndarray) -> np.ndarray:
@@ -376,7 +379,9 @@ def _generate(ticker: str, days: Sequence[dt.date]) -> _Block:
         "l": np.minimum.reduceat(low[regular_t], regular_start),
         "c": close[regular_t][regular_start + bars[:, 0] - 1],
         "v": np.round(day_volume * extra),
-        "vw": np.round(np.add.reduceat(vwap * volume, day_start) / day_volume, 4),
+        # Over the regular session, so it lies in the day's range even when pre-market traded far from it.
+        "vw": np.round(np.add.reduceat((vwap * volume)[regular_t], regular_start)
+                       / np.add.reduceat(volume[regular_t], regular_start), 4),
         "n": np.round(np.add.reduceat(trades, day_start) * extra).astype(np.int64),
     }
     return _Block(ticker, tuple(days), minutes, counts, daily)
