@@ -4,6 +4,7 @@ answers (minute and daily aggregates, grouped daily, splits and dividends lists)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 
 import numpy as np
@@ -263,7 +264,7 @@ def test_aapls_dividends_before_its_split_are_on_the_old_basis():
 def test_ids_are_stable_and_a_dividend_is_never_a_split():
     split = Split("AAPL", dt.date(2020, 8, 31), 1, 4)
     # The id the splits table already stores for this split: it must not move.
-    assert split.id == "E" + __import__("hashlib").blake2b(b"AAPL|2020-08-31", digest_size=32).hexdigest()
+    assert split.id == "E" + hashlib.blake2b(b"AAPL|2020-08-31", digest_size=32).hexdigest()
     dividend = Dividend("AAPL", dt.date(2020, 8, 31), 0.1, dt.date(2020, 8, 1), dt.date(2020, 9, 1),
                         dt.date(2020, 9, 10))
     assert dividend.id != split.id and dividend.id.startswith("E") and len(dividend.id) == 65

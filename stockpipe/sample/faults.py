@@ -24,7 +24,8 @@ from stockpipe.sample.market import _Block, _day_layout, _seed
 
 # bad_print: one regular minute whose low and close are BAD_PRINT_DROP below its neighbours' prices (a valid bar by
 #   itself; only a spike check flags it).
-# missing_minutes: 25-40 consecutive regular minutes without bars (the day stays 90-94 % complete).
+# missing_minutes: 25-40 consecutive regular minutes without bars (a normal day stays 90-94 % complete, an early
+#   close 81-88 %: a warning, not a failure).
 # malformed_bar: one regular bar whose close is a quoted string, or absent (the bar is served; the page parses).
 # short_answer: a minute-range answer that starts on this day stops after it, without a next_url, though the
 #   range asked for more days.

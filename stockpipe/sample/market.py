@@ -174,12 +174,12 @@ def _ticker_path(ticker: str) -> DailyPath:
     days = _sessions()
     count = days.size
     profile = _profile(ticker)
-    # A large cap moves about a quarter of its daily variance overnight (median gap about 0.4 %): the rest is the
-    # session's. TSLA-like names gap more, but not without limit.
+    # Overnight gaps carry an sd of 0.4 of the day's (a sixth of its variance; median gap about 0.4 % for a large
+    # cap), the session the rest. TSLA-like names gap more, but not without limit.
     gap_volatility = min(0.4 * profile.daily_volatility, 0.011)
     intraday_volatility = math.sqrt(profile.daily_volatility ** 2 - gap_volatility ** 2)
     gaps = _path_draws(ticker, "gap", count) * gap_volatility
-    sessions_moves = _path_draws(ticker, "session", count) * intraday_volatility
+    session_moves = _path_draws(ticker, "session", count) * intraday_volatility
 
     factor = np.ones(count)
     for split in SAMPLE_SPLITS:
@@ -199,12 +199,12 @@ def _ticker_path(ticker: str) -> DailyPath:
                 cash.append(dividend.cash_amount / factor[i])  # on today's basis, like the path
     drops = np.zeros(count)
     if ex_index:
-        first_pass = _bridge(gaps + sessions_moves, anchor_index, anchor_level)
+        first_pass = _bridge(gaps + session_moves, anchor_index, anchor_level)
         previous = np.exp(first_pass[np.array(ex_index) - 1])
         drops[ex_index] = np.log1p(-np.array(cash) / previous)
 
-    log_close = _bridge(gaps + drops + sessions_moves, anchor_index, anchor_level)
-    log_prev_close = np.concatenate([[log_close[0] - gaps[0] - sessions_moves[0]], log_close[:-1]])
+    log_close = _bridge(gaps + drops + session_moves, anchor_index, anchor_level)
+    log_prev_close = np.concatenate([[log_close[0] - gaps[0] - session_moves[0]], log_close[:-1]])
     log_open = log_prev_close + gaps + drops
     # Busier on days that move: volume rises with the size of the day's return.
     activity = np.exp(0.3 * _path_draws(ticker, "volume", count))
