@@ -169,7 +169,7 @@ def _bridge(increments: np.ndarray, anchor_index: np.ndarray, anchor_level: np.n
     return walk + correction
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # 0.3 MB and a few ms each: more tickers than a run fetches at once
 def _ticker_path(ticker: str) -> DailyPath:
     days = _sessions()
     count = days.size
