@@ -227,9 +227,10 @@ class SampleApiServer:
         start = int(np.searchsorted(columns["t"], from_ms)) if from_ms is not None else 0
         stop = min(start + limit, columns["t"].size)
         more = stop < columns["t"].size
-        if self.faults and from_ms is None and not cursor and (short := self._short_answer_end(ticker, date_from,
-                                                                                                date_to)):
-            stop, more = min(stop, int(np.searchsorted(columns["t"], short))), False
+        # A short answer is the first answer of a range only: its continuation after the last bar is served in full.
+        short_end = self._short_answer_end(ticker, date_from, date_to) if self.faults and not frm.isdigit() else None
+        if short_end is not None:
+            stop, more = min(stop, int(np.searchsorted(columns["t"], short_end))), False
         results = bars_as_json(columns, start, stop)
         if self.faults:
             _malform(results, ticker, date_from, date_to)
