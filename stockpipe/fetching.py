@@ -88,7 +88,8 @@ def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterato
     sleep = cfg.sleep or (progress.sleep if progress else time.sleep)
     with contextlib.ExitStack() as stack:
         if cfg.source == "sample":
-            server = stack.enter_context(SampleApiServer())
+            # The run's tickers are in the sample's grouped answers; --sample-faults makes its feed misbehave.
+            server = stack.enter_context(SampleApiServer(universe=cfg.tickers, faults=cfg.sample_faults))
             base_url, api_key = server.base_url, ""
         elif not cfg.api_key:
             raise MissingKeyError()

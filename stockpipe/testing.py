@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from stockpipe.market_calendar import NEW_YORK
-from stockpipe.sample import SAMPLE_SPLITS, ApiRequest, SampleApiServer, Split
+from stockpipe.sample import SAMPLE_DIVIDENDS, SAMPLE_SPLITS, ApiRequest, Dividend, SampleApiServer, Split
 
 # short: the answer stops after the first trading day of the range, without a next_url (as users have seen).
 FaultKind = Literal["429", "500", "502", "503", "401", "403", "delay", "reset", "truncate", "missing_field",
@@ -24,8 +24,8 @@ FaultKind = Literal["429", "500", "502", "503", "401", "403", "delay", "reset", 
 
 @dataclasses.dataclass
 class Fault:
-    """One injected failure. `ticker` None matches any request; "splits" only the splits list's; `times` is how many
-    requests it hits."""
+    """One injected failure. `ticker` None matches any request; "splits", "dividends" or "grouped" only that
+    endpoint's (the reference lists, the grouped daily bars); `times` is how many requests it hits."""
 
     kind: FaultKind
     ticker: str | None = None
@@ -53,6 +53,8 @@ class ApiBehaviour:
     plan_refuses_from: dt.date | None = None  # a range reaching this day gets the free tier's 403 "timeframe"
     canned: tuple[tuple[int, bytes], ...] | list[tuple[int, bytes]] = ()  # bodies served in order before anything
     splits: tuple[Split, ...] = SAMPLE_SPLITS  # what the API knows: adjusted bars and the splits list follow it
+    dividends: tuple[Dividend, ...] = SAMPLE_DIVIDENDS  # what the dividends list serves
+    sample_faults: bool = False  # the sample market's feed faults (bad prints, missing minutes, ...) in minute pages
     # Rewrites a minute page's bars on the way out (ticker, the page's bars as JSON objects) -> the bars to send: a
     # test's own bad prints, gaps, duplicates or malformed bars, as real feeds send them.
     rewrite: Callable[[str, list[Any]], list[Any]] | None = None
@@ -72,7 +74,8 @@ class FakeMassiveServer(SampleApiServer):
 
     def __init__(self, behaviour: ApiBehaviour | None = None) -> None:
         self.behaviour = behaviour or ApiBehaviour()
-        super().__init__(self.behaviour.splits)
+        super().__init__(self.behaviour.splits, dividends=self.behaviour.dividends,
+                         faults=self.behaviour.sample_faults)
         self.api_key = self.behaviour.api_key
         self.log: list[ServerLog] = []
         self._faults = [dataclasses.replace(f) for f in self.behaviour.faults]  # counted down per server
@@ -102,8 +105,8 @@ class FakeMassiveServer(SampleApiServer):
         if canned is not None:
             request.reply(canned[0], raw=canned[1])
             return True
-        refused = b.plan_refuses_from is not None and request.match is not None and (
-            request.match["to"] >= b.plan_refuses_from.isoformat())
+        refused = b.plan_refuses_from is not None and request.last_day is not None and (
+            request.last_day >= b.plan_refuses_from)
         if refused:
             request.reply(403, {"status": "NOT_AUTHORIZED", "request_id": request_id,
                                 "message": "Your plan doesn't include this data timeframe. Please upgrade your plan "
@@ -114,7 +117,7 @@ class FakeMassiveServer(SampleApiServer):
             headers = {"Retry-After": str(max(1, int(wait + 0.999)))} if (wait and b.rate_limit_retry_after) else {}
             request.reply(429, too_many(request_id), headers)
             return True
-        fault = self._take_fault(request.ticker if request.match is not None else "splits")
+        fault = self._take_fault(request.ticker or str(request.endpoint))
         if fault is None:
             return False
         if self._inject(fault, request):
@@ -133,7 +136,8 @@ class FakeMassiveServer(SampleApiServer):
             page["results"] = None
         if b.foreign_next_url and "next_url" in page:
             page["next_url"] = page["next_url"].replace(self.base_url, "https://api.polygon.io:443", 1)
-        if b.rewrite is not None and request.match is not None and page.get("results"):
+        minutes = request.endpoint == "aggs" and request.match is not None and request.match["span"] == "minute"
+        if b.rewrite is not None and minutes and page.get("results"):
             page["results"] = b.rewrite(request.ticker, page["results"])
             page.update(queryCount=len(page["results"]), resultsCount=len(page["results"]))
         fault = self._pending.get(id(request))
