@@ -72,12 +72,12 @@ def _nyse():
 
 def expected_session(ms: int) -> str:
     """pre / regular / post for a bar starting at `ms`, from the exchange's own calendar and New York wall time,
-    without the pipeline's code."""
+    without the pipeline's code: the bar stamped at the close holds the closing auction, so it is regular."""
     local = dt.datetime.fromtimestamp(ms / 1000, NEW_YORK)
     close = _nyse().session_close(local.date().isoformat()).tz_convert(NEW_YORK).time()
     if local.time() < dt.time(9, 30):
         return "pre"
-    return "regular" if local.time() < close else "post"
+    return "regular" if local.time() <= close else "post"
 
 
 def expected_rows(tickers: list[str], date_from: dt.date, date_to: dt.date) -> list[tuple]:
@@ -130,8 +130,14 @@ def every_bar_once(storage: DeltaStorage, path: str | Path, tickers: tuple[str, 
 
 
 def aggs_calls(server) -> list:
-    """The calls a test server answered for minute bars (the splits call is counted apart)."""
-    return [entry for entry in server.log if entry.path.startswith("/v2/aggs/")]
+    """The calls a test server answered for minute bars (reference data and official daily bars counted apart)."""
+    return [entry for entry in server.log if entry.path.startswith("/v2/aggs/ticker/") and "/range/1/minute/" in
+            entry.path]
+
+
+def reference_calls(server) -> list:
+    """Every call beside the minute bars: splits, dividends, official daily bars (grouped or ranged)."""
+    return [entry for entry in server.log if entry not in aggs_calls(server)]
 
 
 def splits_calls(server) -> list:

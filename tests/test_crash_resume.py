@@ -36,7 +36,8 @@ def test_rerun_of_finished_days_makes_no_call(storage, tmp_path, clock):
         harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
         first = len(server.log)
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
-        assert len(server.log) == first == 4  # three tickers and one splits call, then none at all
+        # three tickers, the splits and dividends lists, one ranged official-bars call a ticker; then none at all
+        assert len(server.log) == first == 3 + 2 + 3
     assert all(t.stats.pages_from_landing == 1 and t.stats.calls == 0 for t in report.tickers)
     assert every_bar_once(storage, tmp_path / "t")
 
@@ -51,7 +52,7 @@ def test_the_current_day_is_always_fetched_again(storage, tmp_path, clock):
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), today=FRIDAY + dt.timedelta(days=1))
         assert len(aggs_calls(server)) == 3
         assert aggs_calls(server)[-1].path.endswith("/2024-01-12/2024-01-12")
-        assert len(splits_calls(server)) == 3  # one for each run that called the API, none for the last
+        assert len(splits_calls(server)) == 2  # one on each new day; the same day's reruns find them refreshed
     assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
 
 

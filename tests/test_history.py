@@ -56,32 +56,32 @@ def test_the_splits_table_holds_each_split_once_after_repeated_runs(storage, tmp
         for refetch in (False, True, True):
             report = harvest(storage, path, server, clock, tickers=("NVDA", "MSFT"), date_from="2024-06-05",
                              date_to="2024-06-12", refetch=refetch)
-        assert len(splits_calls(server)) == 3
+        assert len(splits_calls(server)) == 1  # refreshed through today by the first run: not asked again
     assert stored_splits(storage, splits_path) == [("NVDA", NVDA_SPLIT, 1.0, 10.0)]
-    assert report.splits_version is None  # the last two runs found the rows already right: no new version
+    assert report.reference_versions["splits"] is None  # the last two runs found the rows already right
     assert len(storage.history(str(splits_path))) <= 2  # created (delta-rs: empty first), then written once
 
 
-def test_a_daily_window_costs_one_splits_call_a_rerun_none_and_a_gap_misses_no_split(storage, tmp_path, clock):
-    """Day runs: the window runs from the day after the last refresh, so a split executed while no run happened
-    (NVDA's, during a week without runs) is found by the next run, in one call; a rerun served from the landing
-    zone makes no call at all."""
+def test_a_daily_run_rereads_the_year_before_it_a_rerun_none_and_a_gap_misses_no_split(storage, tmp_path, clock):
+    """Day runs: each re-reads the splits of the year before its first day through today (the provider lists some
+    late), so a split executed while no run happened (NVDA's, during a week without runs) is found by the next run,
+    in one call; a rerun the same day, served from the landing zone, makes no call at all."""
     path = tmp_path / "t"
     with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         harvest(storage, path, server, clock, tickers=("NVDA",), date_from="2024-06-03", date_to="2024-06-03",
                 today=dt.date(2024, 6, 4))
         assert [e.query for e in splits_calls(server)] == [
-            "execution_date.gte=2024-06-03&execution_date.lte=2024-06-04&sort=execution_date&order=asc&limit=1000"]
+            "execution_date.gte=2023-06-04&execution_date.lte=2024-06-04&sort=execution_date&order=asc&limit=1000"]
         assert stored_splits(storage, tmp_path / "stocks_splits") == []
         before = len(server.log)
         harvest(storage, path, server, clock, tickers=("NVDA",), date_from="2024-06-03", date_to="2024-06-03",
                 today=dt.date(2024, 6, 4))
-        assert len(server.log) == before  # served from the landing zone: no call, not even for splits
+        assert len(server.log) == before  # served from the landing zone: no call, not even for reference data
         harvest(storage, path, server, clock, tickers=("NVDA",), date_from="2024-06-12", date_to="2024-06-12",
                 today=dt.date(2024, 6, 13))
         gap_window = splits_calls(server)[-1].query
         assert len(splits_calls(server)) == 2
-    assert gap_window.startswith("execution_date.gte=2024-06-05&execution_date.lte=2024-06-13")
+    assert gap_window.startswith("execution_date.gte=2023-06-13&execution_date.lte=2024-06-13")
     assert stored_splits(storage, tmp_path / "stocks_splits") == [("NVDA", NVDA_SPLIT, 1.0, 10.0)]
 
 
@@ -92,10 +92,12 @@ def test_a_failed_splits_call_stores_the_bars_and_says_so(storage, tmp_path, clo
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("503", ticker="splits", times=100)])) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL",), max_attempts=2)
     assert table_rows(storage, path) == expected_rows(["AAPL"], dt.date(2024, 1, 8), dt.date(2024, 1, 12))
-    assert report.splits is not None and report.splits.error is not None
+    splits = next(f for f in report.references if f.kind == "splits")
+    assert splits.error is not None and not splits.refused
     assert any(line.startswith("splits were not refreshed (") for line in fixed_errors(report))
     assert stored_splits(storage, tmp_path / "stocks_splits") == []  # what earlier windows knew: nothing yet
-    assert LandingZone(default_landing_path(str(path))).splits_refreshed_through() is None  # asked again next run
+    landed = LandingZone(default_landing_path(str(path))).reference_fetches("splits")
+    assert not [f for f in landed if f.complete]  # nothing counts as refreshed: asked again next run
 
 
 def test_an_answer_that_stops_short_is_continued_and_every_bar_lands(storage, tmp_path, clock):

@@ -109,15 +109,18 @@ def test_marker_of_a_fetch_from_before_as_traded_has_no_adjusted_and_counts_as_a
     assert zone.assign_days("AAPL", [MON]) == ({}, [MON])
 
 
-def test_splits_windows_land_beside_the_tickers_and_say_how_far_they_reach(tmp_path):
+def test_reference_windows_land_beside_the_tickers_each_list_apart(tmp_path):
     zone = LandingZone(tmp_path)
-    assert zone.splits_refreshed_through() is None
-    for lo, hi in ((MON, TUE), (TUE, WED)):
-        writer = zone.new_splits_fetch(lo, hi)
-        writer.add(Page("splits", "http://127.0.0.1/v3/reference/splits", b'{"status": "OK"}', "r", "OK", 0, None))
+    assert zone.reference_fetches("splits") == []
+    for kind, (lo, hi) in (("splits", (MON, TUE)), ("splits", (TUE, WED)), ("dividends", (MON, WED))):
+        writer = zone.new_reference_fetch(kind, lo, hi)
+        writer.add(Page(kind, f"http://127.0.0.1/v3/reference/{kind}", b'{"status": "OK"}', "r", "OK", 0, None))
         writer.finish(final_through=hi)
-    unfinished = zone.new_splits_fetch(MON, dt.date(2024, 1, 31))
+    unfinished = zone.new_reference_fetch("splits", MON, dt.date(2024, 1, 31))
     unfinished.close()
-    assert zone.splits_refreshed_through() == WED  # an unfinished window does not count
-    assert all(f.path.parent.name == "reference=splits" for f in zone.splits_fetches())
-    assert zone.fetches("AAPL") == []
+    splits = zone.reference_fetches("splits")
+    assert [(f.date_from, f.date_to, f.complete) for f in splits] == [(MON, TUE, True), (TUE, WED, True),
+                                                                       (MON, dt.date(2024, 1, 31), False)]
+    assert all(f.path.parent.name == "reference=splits" for f in splits)
+    assert [f.path.parent.name for f in zone.reference_fetches("dividends")] == ["reference=dividends"]
+    assert zone.fetches("AAPL") == [] and zone.official().fetches("AAPL") == []

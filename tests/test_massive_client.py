@@ -369,8 +369,9 @@ def test_key_is_in_no_log_record_or_exception(clock, caplog):
 # -- concurrency -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurrency):
-    """Real time, short window: 9 tickers and the splits call, a server allowing 3 calls a second. Every call goes
-    through the one limiter, so however many are in flight the server never refuses one, and every ticker lands."""
+    """Real time, short window: 9 tickers, then the splits, dividends and official-bar calls, a server allowing 3
+    calls a second. Every call goes through the one limiter, so however many are in flight the server never refuses
+    one, and every ticker lands."""
     from stockpipe.config import HarvestConfig
     from stockpipe.fetching import fetch_all
     from stockpipe.landing import LandingZone
@@ -387,5 +388,9 @@ def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurre
     fetched = result.tickers
     assert result.stopped is None and not [t for t, item in fetched.items() if item.failed]
     assert list(fetched) == list(tickers)  # results in the order asked, whatever order they finished in
-    assert statuses == [200] * (len(tickers) + 1)  # not one 429, the splits call counted: never overrun
-    assert paths[-1] == "/v3/reference/splits" and result.splits is not None and result.splits.stats.calls == 1
+    # not one 429 with the reference calls counted: never overrun (one day for nine tickers: one grouped call)
+    assert statuses == [200] * (len(tickers) + 3)
+    assert paths[-3:] == ["/v3/reference/splits", "/v3/reference/dividends",
+                          f"/v2/aggs/grouped/locale/us/market/stocks/{MONDAY}"]
+    assert [(f.kind, f.stats.calls) for f in result.references] == [("splits", 1), ("dividends", 1),
+                                                                     ("official_daily", 1)]

@@ -151,7 +151,7 @@ def test_every_check_of_every_stored_day_is_recorded_with_the_expected_status(st
     spike = next(r for r in rows if (r.ticker, r.trade_date, r.check) == ("MSFT", MON, "price_spike"))
     assert spike.observed == pytest.approx(0.15, abs=0.01) and "15." in spike.message
     gap = next(r for r in rows if (r.ticker, r.trade_date, r.check) == ("MSFT", TUE, "completeness"))
-    assert gap.observed == pytest.approx(350 / 390) and gap.threshold == 0.95
+    assert gap.observed == pytest.approx((391 - 40) / 391) and gap.threshold == 0.95  # 09:30 through the 16:00 print
     flat = next(r for r in rows if (r.ticker, r.trade_date, r.check) == ("MSFT", FRI, "stale_price"))
     assert flat.observed >= 35
 

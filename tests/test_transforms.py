@@ -81,9 +81,11 @@ def test_market_session_uses_the_calendar_including_early_closes(spark):
         (dt.datetime(2024, 1, 8, 14, 29), dt.date(2024, 1, 8), "pre"),
         (dt.datetime(2024, 1, 8, 14, 30), dt.date(2024, 1, 8), "regular"),
         (dt.datetime(2024, 1, 8, 20, 59), dt.date(2024, 1, 8), "regular"),
-        (dt.datetime(2024, 1, 8, 21, 0), dt.date(2024, 1, 8), "post"),
+        (dt.datetime(2024, 1, 8, 21, 0), dt.date(2024, 1, 8), "regular"),  # 16:00 NY: the closing print's bar
+        (dt.datetime(2024, 1, 8, 21, 1), dt.date(2024, 1, 8), "post"),
         (dt.datetime(2024, 11, 29, 17, 59), friday_after_thanksgiving, "regular"),
-        (dt.datetime(2024, 11, 29, 18, 0), friday_after_thanksgiving, "post"),
+        (dt.datetime(2024, 11, 29, 18, 0), friday_after_thanksgiving, "regular"),  # 13:00: the early close's print
+        (dt.datetime(2024, 11, 29, 18, 1), friday_after_thanksgiving, "post"),
     ]
     given = spark.createDataFrame([r[:2] for r in rows], "trade_ts timestamp, trade_date date")
     expected = spark.createDataFrame(rows, "trade_ts timestamp, trade_date date, market_session string")

@@ -31,7 +31,7 @@ COMPLETE_WARN_BELOW = 0.95  # share of the regular session's minutes with a bar
 COMPLETE_FAIL_BELOW = 0.50
 SPIKE_MADS = 10.0  # a one-minute jump beyond this many median absolute deviations of the day's minute returns ...
 SPIKE_MIN_JUMP = 0.05  # ... and beyond 5%: flagged, the bar kept (real prints can be extreme)
-STALE_MINUTES = 30  # a price unchanged for this many regular minutes
+STALE_MINUTES = 30  # a close unchanged for this many consecutive regular bars (minutes)
 SHRINK_BELOW = 0.5  # a refetch answering fewer than half the stored rows of a day is kept back
 
 CHECKS_SCHEMA = pa.schema([
@@ -58,7 +58,7 @@ class DayStats:
     max_jump: float | None = None  # the largest flagged one-minute jump (a fraction)
     first_spike_ms: int | None = None
     spike_threshold: float | None = None  # the day's SPIKE_MADS x MAD
-    longest_flat: int = 0  # regular minutes of the longest unchanged-price run
+    longest_flat: int = 0  # regular bars in the longest run at one close
     flat_from_ms: int | None = None
 
     @property
@@ -112,9 +112,12 @@ def day_stats(ranked: DataFrame, bounds: DataFrame) -> list[DayStats]:
                     & (F.col("_jump") - F.abs(F.col("_median")) > SPIKE_MADS * F.col("_mad")))
         .withColumn("_changed", F.col("_regular") & (F.col("_previous").isNull()
                                                      | (F.col("close") != F.col("_previous"))))
+        # A flat run counts consecutive regular bars at one close (a gap in the minutes is completeness's to flag,
+        # not a stale price): the bar's position among the day's regular bars less the position where it began.
+        .withColumn("_position", F.sum(F.when(F.col("_regular"), 1).otherwise(0)).over(through))
         .withColumn("_run_from", F.max(F.when(F.col("_changed"), F.col("timestamp_ms"))).over(through))
-        .withColumn("_flat", F.when(F.col("_regular"),
-                                    ((F.col("timestamp_ms") - F.col("_run_from")) / 60_000 + 1).cast("int")))
+        .withColumn("_run_start", F.max(F.when(F.col("_changed"), F.col("_position"))).over(through))
+        .withColumn("_flat", F.when(F.col("_regular"), F.col("_position") - F.col("_run_start") + 1).cast("int"))
     )
     rows = staged.groupBy("ticker", "trade_date").agg(
         F.count(F.lit(1)).alias("landed"),
@@ -189,7 +192,7 @@ def stale_price(stats: DayStats, day: dt.date) -> CheckResult:
     status: Status = "warn" if stats.longest_flat >= STALE_MINUTES else "pass"
     where = f" from {_at(stats.flat_from_ms)} New York" if status == "warn" else ""
     return _result(stats, "stale_price", status, stats.longest_flat, STALE_MINUTES,
-                   f"longest unchanged close: {stats.longest_flat} regular minute(s){where}")
+                   f"longest unchanged close: {stats.longest_flat} consecutive regular bar(s){where}")
 
 
 def no_bars(stats: DayStats, day: dt.date) -> CheckResult:
