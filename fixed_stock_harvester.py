@@ -2,11 +2,15 @@
 """Fixed harvester: all tickers in one idempotent write, partitioned by (ticker, trade_date), with real time columns.
 
 Fetches minute bars from the Massive aggregates API (or the offline sample source), lands every raw page, then
-writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched.
+writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched. The run's row in
+pipeline_runs is written as it starts (status running) and replaced as it ends, with one outcome per ticker.
 
-Exit codes: 0 everything requested was stored; 1 a ticker failed or a day was refused by the key's plan (all else
-is stored), or a runtime failure (key rejected, API unreachable); 2 bad input (including --layout clustered on an
-engine that cannot create it).
+Exit codes:
+  0  everything asked was stored, or what is missing was refused by the key's plan (the free tier refuses the
+     current day): status partial, one warning line naming the days; --strict makes that exit 1
+  1  a real failure: key rejected, API unreachable, a ticker's retries exhausted, a guard tripped (what could be
+     stored is stored)
+  2  bad input (including --layout clustered on an engine that cannot create it)
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import databricks_utils as du
 from stockpipe import cli
 from stockpipe.errors import ClusteringUnsupportedError
 from stockpipe.harvest import run_fixed
-from stockpipe.reports import fixed_errors, render_fixed
+from stockpipe.reports import fixed_errors, fixed_warnings, render_fixed, ticker_outcomes
 from stockpipe.runlog import Run
 from stockpipe.storage import open_storage
 
@@ -31,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="partitioned by (ticker, trade_date), or liquid clustering on them (delta-spark/Databricks only)",
     )
     parser.add_argument("--splits-path", help="the splits table [stocks_splits beside --table-path]")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when the key's plan refused a day (default: exit 0 with a warning)")
     return parser
 
 
@@ -42,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ClusteringUnsupportedError("delta-rs")  # known before any call: refused before any call
         cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
                                secret=du.get_secret, layout=args.layout)
-        run.beside(cfg.table_path)
         run.asked(cfg.tickers, cfg.date_from, cfg.date_to)
+        run.calls_api(cfg.source, cfg.base_url, cfg.api_key)
+        run.beside(cfg.table_path)
         report = run_fixed(cfg, lambda: run.using(open_storage(du.get_spark, args.engine, "fixed_stock_harvester")))
         run.fetched([t.stats for t in report.tickers] + ([report.splits.stats] if report.splits else []))
         run.wrote(rows=sum(t.rows_written for t in report.tickers), partitions=report.partitions_written,
                   files=report.files_written, version=report.table_version)
+        run.outcomes(ticker_outcomes(report))
         print(render_fixed(report))
-        return cli.report_errors(fixed_errors(report), run)
+        return cli.report_errors(fixed_errors(report), run, warnings=fixed_warnings(report), strict=args.strict)
 
     return cli.door(parser, argv, body, "fixed_stock_harvester")
 

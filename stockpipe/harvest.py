@@ -208,6 +208,7 @@ class TickerReport:
     sanity_failures: int = 0
     rows_written: int = 0
     partitions: int = 0
+    quarantined: int = 0  # bars set aside in stocks_quarantine (data quality); carried into the run's row
 
     @property
     def status(self) -> str:

@@ -14,7 +14,7 @@ from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
 from stockpipe.health import MaintenanceReport
 from stockpipe.paths import local_path
-from stockpipe.runlog import RunRecord
+from stockpipe.runlog import RunRecord, TickerOutcome
 from stockpipe.storage import RETENTION_HOURS, FileChanges
 
 
@@ -53,15 +53,28 @@ def render_broken(report: BrokenReport) -> str:
     return "\n".join(lines)
 
 
+def ticker_outcomes(report: FixedReport) -> list[TickerOutcome]:
+    """Each ticker's outcome, as the run's row in pipeline_runs records it and the end summary prints it."""
+    outcomes = []
+    for t in report.tickers:
+        status = ("failed" if t.stats.error else "partial" if t.not_in_plan else "success" if t.rows_written
+                  else "no_bars")
+        outcomes.append(TickerOutcome(
+            t.ticker, status, days_stored=t.partitions, days_refused=list(t.not_in_plan), calls=t.stats.calls,
+            rate_limited=t.stats.http_429, retries=t.stats.retries, quarantined=t.quarantined, error=t.stats.error,
+        ))
+    return outcomes
+
+
 def render_fixed(report: FixedReport) -> str:
     rows = []
-    for t in report.tickers:
-        rows.append((t.ticker, t.status, t.stats.pages, t.stats.pages_from_landing, t.stats.calls, t.stats.retries,
-                     t.stats.http_429, f"{t.stats.waited_s:.1f}", t.bars_landed, t.outside_range, t.duplicates,
-                     t.sanity_failures, t.rows_written, t.partitions))
+    for t, o in zip(report.tickers, ticker_outcomes(report), strict=True):
+        rows.append((o.ticker, o.status, o.days_stored, len(o.days_refused), o.calls, o.rate_limited, o.retries,
+                     o.quarantined, t.stats.pages, t.stats.pages_from_landing, f"{t.stats.waited_s:.1f}",
+                     t.bars_landed, t.outside_range, t.duplicates, t.sanity_failures, t.rows_written))
     table = format_table(
-        ["ticker", "status", "pages", "reused", "calls", "retries", "429s", "waited s", "bars", "outside range",
-         "duplicates", "OHLC fails", "rows", "partitions"],
+        ["ticker", "status", "days stored", "days refused", "calls", "429s", "retries", "quarantined", "pages",
+         "reused", "waited s", "bars", "outside range", "duplicates", "OHLC fails", "rows"],
         rows, title="Summary",
     )
     lines = [table, ""]
@@ -232,8 +245,8 @@ def _deleted(files: int | None) -> str:
 
 
 def fixed_errors(report: FixedReport) -> list[str]:
-    """Why a fixed run must exit 1 though it stored what it could: the fetch stopped (a rejected key, an unreachable
-    API), failed tickers, days the key's plan refused."""
+    """Why a fixed run exits 1 though it stored what it could: the fetch stopped (a rejected key, an unreachable
+    API), tickers failed (retries exhausted, a past range refused), the splits were not refreshed."""
     errors = []
     if report.stopped is not None:
         stored = "" if report.engine == "not started" else (
@@ -241,14 +254,20 @@ def fixed_errors(report: FixedReport) -> list[str]:
         errors.append(f"{report.stopped}{stored}")
     elif report.failed:
         errors.append(f"{len(report.failed)} ticker(s) failed: {', '.join(t.ticker for t in report.failed)}")
-    elif report.partial:
-        refused = sorted({day for t in report.partial for day in t.not_in_plan})
-        errors.append(f"not everything requested was stored: your plan refused {', '.join(map(str, refused))} for "
-                      f"{len(report.partial)} ticker(s); the earlier days are stored")
     if report.splits is not None and report.splits.error is not None:
         errors.append(f"splits were not refreshed ({report.splits.error}); the bars are stored, and the next run that "
                       "calls the API asks for the same window again")
     return errors
+
+
+def fixed_warnings(report: FixedReport) -> list[str]:
+    """What the key's plan refused (the free tier refuses the current day), named by day: the run is `partial` and
+    exits 0 (1 with --strict); everything else asked was stored."""
+    if not report.partial:
+        return []
+    refused = sorted({day for t in report.partial for day in t.not_in_plan})
+    return [f"your plan refused {', '.join(map(str, refused))} for {len(report.partial)} ticker(s) "
+            f"({', '.join(t.ticker for t in report.partial)}); the other days are stored (--strict makes this exit 1)"]
 
 
 # -------------------------------------------------------------------------------------------------------------------
