@@ -12,7 +12,7 @@ from stockpipe.daily import DailyReport
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
-from stockpipe.health import MaintenanceReport
+from stockpipe.health import MaintenanceReport, TableMaintenance
 from stockpipe.paths import local_path
 from stockpipe.runlog import RunRecord, TickerOutcome
 from stockpipe.storage import RETENTION_HOURS, FileChanges
@@ -171,6 +171,43 @@ def render_maintenance(report: MaintenanceReport) -> str:
         lines.append("")
         lines.append(f"{title} (score {snap.score}):")
         lines += [f"  - {r}" for r in snap.recommendations] or ["  - none: the table is healthy"]
+    return "\n".join(lines)
+
+
+def render_maintenance_all(results: list[TableMaintenance], retain_hours: float) -> str:
+    """`maintenance.py --all`: one before/after health table for every pipeline table, then the calls that ran."""
+
+    def change(before: object, after: object) -> str:
+        return f"{before} -> {after}"
+
+    rows: list[tuple[object, ...]] = []
+    for item in results:
+        if item.report is None:
+            rows.append((item.name, f"skipped: {item.skipped}" if item.skipped else "FAILED", "", "", "", "", "", "",
+                         "", ""))
+            continue
+        b, a = item.report.before, item.report.after
+        rows.append((
+            item.name, "maintained", item.optimize_kind, change(b.live_files, a.live_files),
+            change(b.files_on_disk, a.files_on_disk), change(human_bytes(b.total_bytes), human_bytes(a.total_bytes)),
+            f"{a.rows:,}", change(b.score, a.score),
+            "" if item.report.vacuumed.files_removed is None else item.report.vacuumed.files_removed,
+            f"{item.report.optimize_seconds + item.report.vacuum_seconds:.1f}",
+        ))
+    kept = {r.report.retain_hours for r in results if r.report is not None} or {retain_hours}
+    lines = [format_table(
+        ["table", "status", "OPTIMIZE", "live files", "files on disk", "size (live)", "rows", "health score",
+         "VACUUM deleted", "seconds"], rows,
+        title=f"Health check of every pipeline table: before -> after OPTIMIZE and VACUUM RETAIN "
+              f"{', '.join(f'{h:g}' for h in sorted(kept))} HOURS (rows checked equal before and after)",
+    )]
+    lines += [f"FAILED {item.name} ({shown(item.path)}): {item.error}" for item in results if item.error]
+    if retain_hours < RETENTION_HOURS:
+        lines.append(f"Note: {retain_hours:g} h retention is for this homework; production keeps at least "
+                     f"{RETENTION_HOURS} h (7 days) of time travel.")
+    calls = [(item, call) for item in results if item.report is not None for call in item.report.calls]
+    if calls:
+        lines += ["", "Calls run:", *[f"  {shown_in(call, item.path)}" for item, call in calls]]
     return "\n".join(lines)
 
 
