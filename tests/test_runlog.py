@@ -16,6 +16,7 @@ import time
 
 import pyarrow as pa
 import pytest
+from pyspark.sql.pandas.types import from_arrow_schema
 
 import fixed_stock_harvester
 import maintenance
@@ -153,7 +154,7 @@ def record(run_id: str, started_at: dt.datetime, **values) -> RunRecord:
     return RunRecord(run_id, "fixed_stock_harvester", started_at, **values)
 
 
-def test_which_running_rows_are_abandoned(storage, tmp_path):
+def test_which_running_rows_are_abandoned(spark, storage, tmp_path):
     """On this machine the process decides (gone, or its pid reused by a later process); from another machine the
     age does, against the longest a run may last; a finished row is never touched."""
     path = str(tmp_path / "pipeline_runs")
@@ -171,8 +172,8 @@ def test_which_running_rows_are_abandoned(storage, tmp_path):
         record("far-young", now - dt.timedelta(minutes=10), host="elsewhere", pid=1),
         record("done", now - dt.timedelta(days=2), host="elsewhere", status="success", exit_code=0),
     ]
-    for row in rows:
-        start_run(path, row, storage, delta_rs_first=via_delta_rs)
+    frame = spark.createDataFrame([row.as_row() for row in rows], from_arrow_schema(RUNS_SCHEMA))
+    storage.upsert(frame, path, ["run_id"])  # the rows in one commit; what is under test is what comes next
     marked = dict(abandon_gone_runs(path, storage, now=now, delta_rs_first=via_delta_rs))
     assert set(marked) == {"dead", "reused", "far-old"}
     assert marked["dead"] == f"its process {gone.pid} on {HERE} is gone"
@@ -190,8 +191,6 @@ def test_a_log_from_before_the_lifecycle_gains_its_columns_and_stays_readable(sp
     """A pipeline_runs written by the previous version (20 columns, status `ok`): a run's start evolves it, the end
     replaces the row, and the old row reads with nulls in the new columns, through Spark and through the dashboard's
     reader alike; `ok` reads as `success`."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     path = str(tmp_path / "pipeline_runs")
     old_schema = from_arrow_schema(pa.schema(list(RUNS_SCHEMA)[:20]))  # up to `message`, as it was
     old = record("old", dt.datetime(2024, 1, 8, 21, tzinfo=dt.UTC), status="ok", exit_code=0)

@@ -168,7 +168,10 @@ class DeltaRsStorage(DeltaStorage):
         return DeltaTable(path).version()
 
     def _upsert(self, df: DataFrame, path: str, keys: list[str], update_if: str | None, insert: bool) -> int:
+        # Rebuilt by `take`: Spark's Arrow gives a list nested in a struct whose every value is null an empty offsets
+        # buffer, which delta-rs's MERGE reads past and panics on (an upsert is rows, not a table: the copy is free).
         source = to_arrow(df)
+        source = source.take(pa.array(range(source.num_rows), pa.int64()))
         if not self.is_delta(path):
             if not insert:
                 self.require_delta(path)
