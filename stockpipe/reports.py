@@ -233,15 +233,17 @@ def render_daily(report: DailyReport) -> str:
 
 
 def render_runs(runs: list[RunRecord], path: str) -> str:
-    """The last runs, newest first, as `pipeline_runs` has them (this run's row is appended as it ends)."""
+    """The last runs, newest first, as `pipeline_runs` has them (this run's own row still says `running`: it is
+    replaced as the run ends)."""
     if not runs:
         return f"Last runs ({shown(path)}): none logged yet"
-    rows = [(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.script, r.status, r.exit_code, r.engine or "-",
-             r.calls, r.rate_limited, f"{r.waited_s:.1f}", "" if r.rows_written is None else r.rows_written,
+    rows = [(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.script, r.status, "" if r.exit_code is None else r.exit_code,
+             "" if r.duration_s is None else f"{r.duration_s:.1f}", r.engine or "-", r.calls, r.rate_limited,
+             f"{r.waited_s:.1f}", "" if r.rows_written is None else r.rows_written,
              "" if r.table_version is None else r.table_version, r.run_id[:8], (r.message or "")[:60])
             for r in runs]
-    return format_table(["started (UTC)", "script", "status", "exit", "engine", "calls", "429s", "waited s", "rows",
-                         "version", "run", "message"], rows, title=f"Last runs ({shown(path)}, newest first)")
+    return format_table(["started (UTC)", "script", "status", "exit", "seconds", "engine", "calls", "429s", "waited s",
+                         "rows", "version", "run", "message"], rows, title=f"Last runs ({shown(path)}, newest first)")
 
 
 def render_external(report: ExternalReport) -> str:
