@@ -4,8 +4,10 @@
     streamlit run dashboard.py      # tables under STOCKS_BASE_PATH (default delta_tables)
 
 Daily candlesticks from stocks_daily (as traded or split-adjusted) with volume; one day's minute bars from
-stocks_fixed with the pre-market, regular and post-market sessions shaded; the run log; each table's health. Each
-view reads only what it shows: the daily view stocks_daily, the intraday view one (ticker, trade_date) file.
+stocks_fixed with the pre-market, regular and post-market sessions shaded; operations: the last harvest at a glance
+and the last runs from pipeline_runs, each run's outcome per ticker and its failing checks from quality_checks; each
+table's health. Each view reads only what it shows: the daily view stocks_daily, the intraday view one
+(ticker, trade_date) file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import altair as alt
 import pandas as pd
+import pyarrow.compute as pc
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `streamlit run` puts the script's folder first anyway
@@ -31,6 +34,13 @@ MAKES = {
     "stocks_daily": "python daily_bars.py",
     "pipeline_runs": "any script (every run appends a row)",
 }
+# The operations view: how many runs it lists, and what rows written before the run lifecycle call a status
+# (stockpipe.runlog.OLD_STATUSES; imported from there, this page would load Spark's modules).
+LAST_RUNS = 20
+OLD_STATUSES = {"ok": "success"}
+RUN_COLUMNS = ("run_id", "script", "started_at", "status", "exit_code", "duration_s", "tickers", "rows_written",
+               "calls", "rate_limited", "engine", "message", "ticker_outcomes")
+CHECK_COLUMNS = ("run_id", "ticker", "trade_date", "check", "status", "observed", "threshold", "message")
 # The daily chart's span, in months back from the last stored day (None: everything stored).
 RANGES: dict[str, int | None] = {"3 months": 3, "1 year": 12, "5 years": 60, "all": None}
 SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#eef5ea", "post": "#fbe3d6"}
@@ -68,6 +78,98 @@ def table_health(base: str, name: str, version: int | None) -> Health | None:
 def minutes(base: str, version: int, ticker: str, day: str) -> pd.DataFrame:
     return read(Path(base) / "stocks_fixed", where={"ticker": ticker, "trade_date": day},
                 columns=["trade_ts", "open", "high", "low", "close", "volume", "market_session"]).to_pandas()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def run_log(base: str, version: int) -> pd.DataFrame:
+    """pipeline_runs, newest first; a log written before the run lifecycle lacks its columns (they read empty) and
+    says `ok` for `success`."""
+    runs = read(Path(base) / "pipeline_runs").to_pandas()
+    for column in RUN_COLUMNS:
+        if column not in runs:
+            runs[column] = None
+    runs["status"] = runs["status"].replace(OLD_STATUSES)
+    return runs.sort_values("started_at", ascending=False)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def failing_checks(base: str, version: int) -> pd.DataFrame:
+    """The checks that did not pass (fail or warn), of every run: what a person has to look at."""
+    checks = read(Path(base) / "quality_checks", columns=CHECK_COLUMNS)
+    return checks.filter(pc.field("status") != "pass").to_pandas()
+
+
+def outcomes_of(run: pd.Series) -> list[dict]:
+    """A run's per-ticker outcomes as plain lists (Arrow hands lists to pandas as arrays); none for a run that
+    fetched nothing, or was logged before outcomes were."""
+    found = run["ticker_outcomes"]
+    if found is None or isinstance(found, float):  # null, or NaN where the column came in empty
+        return []
+    return [{**o, "days_refused": list(o["days_refused"]) if o["days_refused"] is not None else []} for o in found]
+
+
+def total(run: pd.Series, key: str) -> int:
+    return sum(int(o.get(key) or 0) for o in outcomes_of(run))
+
+
+def duration(seconds: object) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "-"
+    minutes, rest = divmod(round(float(seconds)), 60)  # type: ignore[arg-type]
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def operations(runs: pd.DataFrame, checks: pd.DataFrame | None) -> None:
+    """Last night at a glance: the newest harvest's status and numbers, the last runs of every script, and one
+    harvest's outcome per ticker and failing checks."""
+    fails = (checks[checks["status"] == "fail"].groupby("run_id").size() if checks is not None
+             else pd.Series(dtype="int64"))
+    harvests = runs[runs["script"] == "fixed_stock_harvester"].head(LAST_RUNS)
+    if len(harvests):
+        last = harvests.iloc[0]
+        outcomes = outcomes_of(last)
+        st.subheader(f"Last harvest: {last['status']}")
+        cells = st.columns(6)
+        cells[0].metric("started (UTC)", f"{last['started_at']:%Y-%m-%d %H:%M}")
+        cells[1].metric("duration", duration(last["duration_s"]))
+        cells[2].metric("tickers stored", f"{sum(o['status'] in ('success', 'partial') for o in outcomes)} of "
+                                          f"{len(outcomes)}")
+        cells[3].metric("days refused by the plan", sum(len(o["days_refused"]) for o in outcomes))
+        cells[4].metric("quarantined bars", total(last, "quarantined"))
+        cells[5].metric("failing checks", int(fails.get(last["run_id"], 0)))
+        if last["message"]:
+            say = {"failed": st.error, "abandoned": st.error, "partial": st.warning}.get(last["status"], st.info)
+            say(str(last["message"]))
+    else:
+        st.info("No harvest logged yet: `python fixed_stock_harvester.py` writes its row as it starts.")
+    shown = runs.head(LAST_RUNS)
+    table = shown.assign(
+        duration=[duration(s) for s in shown["duration_s"]],
+        quarantined=[total(run, "quarantined") for _, run in shown.iterrows()],
+        failing_checks=[int(fails.get(run_id, 0)) for run_id in shown["run_id"]],
+    )
+    st.caption("Last runs, newest first (`running`: at work, or killed before its end; the next run marks a run "
+               "whose process is gone `abandoned`)")
+    st.dataframe(table[["started_at", "script", "status", "exit_code", "duration", "tickers", "rows_written",
+                        "quarantined", "failing_checks", "calls", "rate_limited", "engine", "message"]]
+                 .rename(columns={"rate_limited": "429s", "failing_checks": "failing checks"}), hide_index=True)
+    if not len(harvests):
+        return
+    labels = {run["run_id"]: f"{run['started_at']:%Y-%m-%d %H:%M} {run['status']} (run {run['run_id'][:8]})"
+              for _, run in harvests.iterrows()}
+    chosen = st.selectbox("Harvest run", list(labels), format_func=labels.__getitem__, key="ops_run")
+    run = harvests[harvests["run_id"] == chosen].iloc[0]
+    outcomes = pd.DataFrame(outcomes_of(run), columns=["ticker", "status", "days_stored", "days_refused", "calls",
+                                                       "rate_limited", "retries", "quarantined", "error"])
+    outcomes["days_refused"] = [", ".join(map(str, days)) for days in outcomes["days_refused"]]
+    st.dataframe(outcomes.rename(columns={"days_stored": "days stored", "days_refused": "days refused",
+                                          "rate_limited": "429s"}), hide_index=True)
+    if checks is None:
+        st.caption("No `quality_checks` table yet: the harvest's data-quality checks write it.")
+    else:
+        mine = checks[checks["run_id"] == chosen].drop(columns=["run_id"])
+        st.caption(f"Checks of this run that did not pass: {len(mine)}")
+        st.dataframe(mine.sort_values(["status", "ticker", "check"]), hide_index=True)
 
 
 def candlesticks(frame: pd.DataFrame, adjusted: bool) -> alt.VConcatChart:
@@ -125,7 +227,7 @@ def main() -> None:
     # Each table's snapshot is loaded once per redraw (the 5-year minute table's log lists 10,064 files).
     opened = {name: open_table(base / name) for name in TABLES}
     daily_table = opened["stocks_daily"]
-    daily_tab, intraday_tab, runs_tab, health_tab = st.tabs(["Daily", "Intraday", "Runs", "Table health"])
+    daily_tab, intraday_tab, ops_tab, health_tab = st.tabs(["Daily", "Intraday", "Operations", "Table health"])
     with daily_tab:
         if daily_table is None:
             missing("stocks_daily")
@@ -158,14 +260,14 @@ def main() -> None:
             st.altair_chart(intraday(bars, dt.date.fromisoformat(day)), use_container_width=True)
             counts = bars["market_session"].value_counts()
             st.caption(f"{len(bars):,} bars: " + ", ".join(f"{s} {counts.get(s, 0):,}" for s in SESSION_COLOURS))
-    with runs_tab:
-        if opened["pipeline_runs"] is None:
+    with ops_tab:
+        runs_table = opened["pipeline_runs"]
+        if runs_table is None:
             missing("pipeline_runs")
         else:
-            runs = read(base / "pipeline_runs").to_pandas().sort_values("started_at", ascending=False)
-            st.dataframe(runs[["started_at", "script", "status", "exit_code", "engine", "tickers", "calls",
-                               "rate_limited", "waited_s", "rows_written", "table_version", "message"]]
-                         .rename(columns={"rate_limited": "429s"}), hide_index=True)
+            checks_table = open_table(base / "quality_checks")
+            operations(run_log(str(base), runs_table.version()),
+                       failing_checks(str(base), checks_table.version()) if checks_table is not None else None)
     with health_tab:
         rows = []
         for name in TABLES:

@@ -3,13 +3,18 @@
 
 Fetches minute bars from the Massive aggregates API (or the offline sample source), lands every raw page, then
 writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched. Every bar is judged by
-the bar rules first: one that breaks a rule goes to stocks_quarantine instead; the quality checks of every stored
-day go to quality_checks (both beside the table).
+the bar rules first: one that breaks a rule goes to stocks_quarantine instead; the quality checks of every stored day
+go to quality_checks, and the splits, dividends and official daily bars to their tables (all beside the table). The
+run's row in pipeline_runs is written as it starts (status running) and replaced as it ends, with one outcome per
+ticker.
 
-Exit codes: 0 everything requested was stored; 1 a ticker failed or a day was refused by the key's plan (all else
-is stored), the refetch guard kept stored days back, or a runtime failure (key rejected, API unreachable, no key on
-Databricks); 2 bad input (including --layout clustered on an engine that cannot create it, and a sample run into a
-table the API filled).
+Exit codes:
+  0  everything asked was stored, or what is missing was refused by the key's plan (the free tier refuses the
+     current day): status partial, one warning line naming the days; --strict makes that exit 1
+  1  a real failure: key rejected, API unreachable, a ticker's retries exhausted, no key on Databricks, the refetch
+     guard kept stored days back (what could be stored is stored)
+  2  bad input (including --layout clustered on an engine that cannot create it, and a sample run into a table the
+     API filled)
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import databricks_utils as du
 from stockpipe import cli
 from stockpipe.errors import ClusteringUnsupportedError
 from stockpipe.harvest import run_fixed
-from stockpipe.reports import fixed_errors, render_fixed
+from stockpipe.reports import fixed_errors, fixed_warnings, render_fixed, ticker_outcomes
 from stockpipe.runlog import Run
 from stockpipe.storage import open_storage
 
@@ -43,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-mixed-source", action="store_true",
         help="let a sample run write into a table that holds bars from the API (refused by default: exit 2)",
     )
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when the key's plan refused a day (default: exit 0 with a warning)")
     return parser
 
 
@@ -54,14 +61,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ClusteringUnsupportedError("delta-rs")  # known before any call: refused before any call
         cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
                                secret=du.get_secret, layout=args.layout)
-        run.beside(cfg.table_path)
         run.asked(cfg.tickers, cfg.date_from, cfg.date_to)
+        run.calls_api(cfg.source, cfg.base_url, cfg.api_key)
+        run.beside(cfg.table_path)
         report = run_fixed(cfg, lambda: run.using(open_storage(du.get_spark, args.engine, "fixed_stock_harvester")))
         run.fetched([t.stats for t in report.tickers] + [fetched.stats for fetched in report.references])
         run.wrote(rows=sum(t.rows_written for t in report.tickers), partitions=report.partitions_written,
                   files=report.files_written, version=report.table_version)
+        run.outcomes(ticker_outcomes(report))
         print(render_fixed(report))
-        return cli.report_errors(fixed_errors(report), run)
+        return cli.report_errors(fixed_errors(report), run, warnings=fixed_warnings(report), strict=args.strict)
 
     return cli.door(parser, argv, body, "fixed_stock_harvester")
 

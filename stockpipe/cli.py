@@ -201,17 +201,19 @@ def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> None:
 
 def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[argparse.Namespace, Run], int],
          script: str) -> int:
-    """Every door's main(): parse, set up logging, run the body with its `Run`, and append the run's row to
-    pipeline_runs whatever happened; a user-facing failure is one line and an exit code (see `run`)."""
+    """Every door's main(): parse, set up logging, run the body with its `Run` (whose row in pipeline_runs is written
+    as it starts and replaced as it ends, whatever happened); a user-facing failure is one line and an exit code
+    (see `run`)."""
 
     def main() -> int:
+        arguments = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         setup_logging(args.verbose)
-        this_run = Run(script)
+        this_run = Run(script, arguments, secrets=[api_key_from_env() or ""])
         code, message = 1, None
         try:
             code = body(args, this_run)
-            message = this_run.errors[0] if this_run.errors else None
+            message = next(iter(this_run.errors or this_run.warnings), None)
             return code
         except PipelineError as exc:
             code, message = exc.exit_code, str(exc)
@@ -223,18 +225,25 @@ def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable
             code, message = 1, f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            this_run.finish(code, redact(message, api_key_from_env() or "") if message else None)
+            this_run.finish(code, message)
 
     return run(main)
 
 
-def report_errors(lines: Sequence[str], this_run: Run | None = None) -> int:
-    """Print why a run that did what it could still failed, one `error:` line each (the key masked); its exit code."""
+def report_errors(lines: Sequence[str], this_run: Run | None = None, *, warnings: Sequence[str] = (),
+                  strict: bool = False) -> int:
+    """The run's exit code, after one stderr line for each reason: every `lines` entry (a real failure: a rejected
+    key, an unreachable API, retries exhausted, a guard tripped) is an `error:` and makes it 1; every `warnings`
+    entry (what the key's plan refused) is a `warning:` and leaves it 0, or, with `strict`, an `error:` that makes
+    it 1. The key is masked."""
+    key = api_key_from_env() or ""
+    for line in warnings:
+        print(f"{'error' if strict else 'warning'}: {redact(line, key)}", file=sys.stderr)
     for line in lines:
-        print(f"error: {redact(line, api_key_from_env() or '')}", file=sys.stderr)
+        print(f"error: {redact(line, key)}", file=sys.stderr)
     if this_run is not None:
-        this_run.errors = list(lines)
-    return 1 if lines else 0
+        this_run.errors, this_run.warnings = list(lines), list(warnings)
+    return 1 if lines or (strict and warnings) else 0
 
 
 def run(main: Callable[[], int]) -> int:

@@ -263,14 +263,19 @@ class Fetcher:
             try:
                 complete = self._land_range(ticker, min(missing), max(missing), stats)
             except PlanRefusedError as refusal:
+                if max(missing) < self.today:
+                    raise  # the refusal is not about today
+                # Today refused (also when it is all a rerun still lacks): not in the plan, not a failure.
                 earlier = [day for day in missing if day < self.today]
-                if max(missing) < self.today or not earlier:
-                    raise  # the refusal is not about today, or today was all that was asked
                 result.not_in_plan = [day for day in missing if day >= self.today]
                 result.plan_message = refusal.reason
-                log.warning("%s: %s; fetching %s..%s without today", ticker, refusal.reason, earlier[0], earlier[-1])
                 missing = earlier
-                complete = self._land_range(ticker, min(missing), max(missing), stats)
+                if earlier:
+                    log.warning("%s: %s; fetching %s..%s without today", ticker, refusal.reason, earlier[0],
+                                earlier[-1])
+                    complete = self._land_range(ticker, min(missing), max(missing), stats)
+                else:
+                    log.warning("%s: %s", ticker, refusal.reason)
             for day in missing:
                 assigned[day] = complete
         reused = {f.path: f for day, f in assigned.items() if day not in missing}

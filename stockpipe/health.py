@@ -1,11 +1,13 @@
 """Table health: a snapshot computed from the table's detail, a score and recommendations in the spirit of the
-course's DeltaTableHealthCheck, and the maintenance run (OPTIMIZE, VACUUM) with before/after snapshots."""
+course's DeltaTableHealthCheck, and the maintenance run (OPTIMIZE, VACUUM) with before/after snapshots, of one table
+or of every table the pipeline writes (`maintain_all`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import json
+import logging
 import statistics
 import time
 from collections import Counter
@@ -15,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from stockpipe.errors import DataLossError, UsageError
+from stockpipe.paths import beside
 from stockpipe.storage import DeltaStorage, FileChanges, HistoryEntry
 
+log = logging.getLogger(__name__)
+
+# Every table the pipeline writes, side by side in one folder: each run appends a small file to most of them, so
+# each needs OPTIMIZE and VACUUM like the minute table.
+PIPELINE_TABLES = ("stocks_fixed", "stocks_splits", "stocks_dividends", "stocks_official_daily", "stocks_daily",
+                   "pipeline_runs", "quality_checks", "stocks_quarantine")
+NOT_CREATED = "not created yet"
 SMALL_FILE_BYTES = 16 * 1024 * 1024  # well under Delta's 128 MiB-1 GiB compaction targets
 MANY_PARTITIONS = 1_000
 
@@ -168,6 +178,60 @@ def run_maintenance(
         retain_hours=retain_hours if vacuumed.retain_hours is None else vacuumed.retain_hours,
         zorder_by=list(zorder_by), history=storage.history(path), calls=[*optimized.calls, *vacuumed.calls],
     )
+
+
+@dataclass
+class TableMaintenance:
+    """One table of `maintain_all`: its report, or why it was skipped or failed."""
+
+    name: str
+    path: str
+    report: MaintenanceReport | None = None
+    skipped: str | None = None
+    error: str | None = None
+
+    @property
+    def optimize_kind(self) -> str:
+        """What its OPTIMIZE did: Z-ORDER, liquid clustering (a clustered table's OPTIMIZE clusters) or compaction."""
+        if self.report is None:
+            return ""
+        if self.report.zorder_by:
+            return f"Z-ORDER BY ({', '.join(self.report.zorder_by)})"
+        if self.report.before.clustering_columns:
+            return f"clustering ({', '.join(self.report.before.clustering_columns)})"
+        return "compaction"
+
+
+def pipeline_tables(table_path: str) -> list[tuple[str, str]]:
+    """The given table first, then every other pipeline table beside it: (name, path)."""
+    found = [(table_path.rstrip("/").rpartition("/")[2], table_path)]
+    found += [(name, beside(table_path, name)) for name in PIPELINE_TABLES if beside(table_path, name) != table_path]
+    return found
+
+
+def maintain_all(storage: DeltaStorage, table_path: str, *, retain_hours: float = 0,
+                 zorder_by: Sequence[str] = ()) -> list[TableMaintenance]:
+    """`run_maintenance` on every pipeline table beside `table_path`, which comes first and alone takes `zorder_by`
+    (the others are small unpartitioned tables: compaction, or clustering where a table is clustered). A table not
+    created yet is skipped; one that fails is reported and the others are still maintained. Bad input (--zorder-by
+    on a partition column) stops at the first table, before anything ran."""
+    results = []
+    for name, path in pipeline_tables(table_path):
+        if not storage.is_delta(path):
+            results.append(TableMaintenance(name, path, skipped=NOT_CREATED))
+            continue
+        try:
+            report = run_maintenance(storage, path, retain_hours=retain_hours,
+                                     zorder_by=zorder_by if path == table_path else ())
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one table's failure is its line in the report, not the others' end
+            log.debug("maintenance of %s failed", path, exc_info=True)
+            results.append(TableMaintenance(name, path, error=str(exc).strip().splitlines()[0][:300] if str(exc)
+                                            else type(exc).__name__))
+            continue
+        results.append(TableMaintenance(name, path, report=report))
+    return results
 
 
 def write_chart(report: MaintenanceReport, path: str | Path) -> None:

@@ -37,7 +37,7 @@ def read(path: str | Path, *, columns: Sequence[str] | None = None,
         values = {c: action.get(f"partition.{c}") for c in partitions}
         if where and any(str(values.get(k)) != str(v) for k, v in where.items()):
             continue
-        piece = pq.read_table(Path(path) / unquote(action["path"]), columns=data_columns)
+        piece = _read_file(Path(path) / unquote(action["path"]), [schema.field(c) for c in data_columns])
         for column in partitions:
             if column in wanted:
                 value = pa.array([values[column]] * piece.num_rows, pa.string()).cast(schema.field(column).type)
@@ -46,6 +46,19 @@ def read(path: str | Path, *, columns: Sequence[str] | None = None,
     if not pieces:
         return schema.empty_table().select(wanted)
     return pa.concat_tables(pieces, promote_options="permissive")
+
+
+def _read_file(file: Path, fields: Sequence[pa.Field]) -> pa.Table:
+    """These columns of one data file, in the table's types: a column the table gained after the file was written
+    (the run log's lifecycle columns in an older run's file) reads as nulls, as Delta readers read it, and Spark's
+    timestamps (written without a zone) read as the UTC instants they are."""
+    source = pq.ParquetFile(file)
+    present = set(source.schema_arrow.names)
+    piece = source.read(columns=[f.name for f in fields if f.name in present])
+    for index, spec in enumerate(fields):
+        if spec.name not in present:
+            piece = piece.add_column(index, spec, pa.nulls(piece.num_rows, spec.type))
+    return piece.select([f.name for f in fields]).cast(pa.schema(fields))
 
 
 def partitions(path: str | Path, columns: Sequence[str]) -> list[tuple[str, ...]]:

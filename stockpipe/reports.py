@@ -12,9 +12,9 @@ from stockpipe.daily import DailyReport
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
-from stockpipe.health import MaintenanceReport
+from stockpipe.health import MaintenanceReport, TableMaintenance
 from stockpipe.paths import local_path
-from stockpipe.runlog import RunRecord
+from stockpipe.runlog import RunRecord, TickerOutcome
 from stockpipe.storage import RETENTION_HOURS, FileChanges
 
 
@@ -53,15 +53,28 @@ def render_broken(report: BrokenReport) -> str:
     return "\n".join(lines)
 
 
+def ticker_outcomes(report: FixedReport) -> list[TickerOutcome]:
+    """Each ticker's outcome, as the run's row in pipeline_runs records it and the end summary prints it."""
+    outcomes = []
+    for t in report.tickers:
+        status = ("failed" if t.stats.error else "partial" if t.not_in_plan else "success" if t.rows_written
+                  else "no_bars")
+        outcomes.append(TickerOutcome(
+            t.ticker, status, days_stored=t.partitions, days_refused=list(t.not_in_plan), calls=t.stats.calls,
+            rate_limited=t.stats.http_429, retries=t.stats.retries, quarantined=t.quarantined, error=t.stats.error,
+        ))
+    return outcomes
+
+
 def render_fixed(report: FixedReport) -> str:
     rows = []
-    for t in report.tickers:
-        rows.append((t.ticker, t.status, t.stats.pages, t.stats.pages_from_landing, t.stats.calls, t.stats.retries,
-                     t.stats.http_429, f"{t.stats.waited_s:.1f}", t.bars_landed, t.outside_range, t.duplicates,
-                     t.quarantined, t.rows_written, t.partitions))
+    for t, o in zip(report.tickers, ticker_outcomes(report), strict=True):
+        rows.append((o.ticker, o.status, o.days_stored, len(o.days_refused), o.calls, o.rate_limited, o.retries,
+                     t.stats.pages, t.stats.pages_from_landing, f"{t.stats.waited_s:.1f}", t.bars_landed,
+                     t.outside_range, t.duplicates, o.quarantined, t.rows_written))
     table = format_table(
-        ["ticker", "status", "pages", "reused", "calls", "retries", "429s", "waited s", "bars", "outside range",
-         "duplicates", "quarantined", "rows", "partitions"],
+        ["ticker", "status", "days stored", "days refused", "calls", "429s", "retries", "pages", "reused",
+         "waited s", "bars", "outside range", "duplicates", "quarantined", "rows"],
         rows, title="Summary",
     )
     lines = [table, ""]
@@ -166,6 +179,43 @@ def render_maintenance(report: MaintenanceReport) -> str:
     return "\n".join(lines)
 
 
+def render_maintenance_all(results: list[TableMaintenance], retain_hours: float) -> str:
+    """`maintenance.py --all`: one before/after health table for every pipeline table, then the calls that ran."""
+
+    def change(before: object, after: object) -> str:
+        return f"{before} -> {after}"
+
+    rows: list[tuple[object, ...]] = []
+    for item in results:
+        if item.report is None:
+            rows.append((item.name, f"skipped: {item.skipped}" if item.skipped else "FAILED", "", "", "", "", "", "",
+                         "", ""))
+            continue
+        b, a = item.report.before, item.report.after
+        rows.append((
+            item.name, "maintained", item.optimize_kind, change(b.live_files, a.live_files),
+            change(b.files_on_disk, a.files_on_disk), change(human_bytes(b.total_bytes), human_bytes(a.total_bytes)),
+            f"{a.rows:,}", change(b.score, a.score),
+            "" if item.report.vacuumed.files_removed is None else item.report.vacuumed.files_removed,
+            f"{item.report.optimize_seconds + item.report.vacuum_seconds:.1f}",
+        ))
+    kept = {r.report.retain_hours for r in results if r.report is not None} or {retain_hours}
+    lines = [format_table(
+        ["table", "status", "OPTIMIZE", "live files", "files on disk", "size (live)", "rows", "health score",
+         "VACUUM deleted", "seconds"], rows,
+        title=f"Health check of every pipeline table: before -> after OPTIMIZE and VACUUM RETAIN "
+              f"{', '.join(f'{h:g}' for h in sorted(kept))} HOURS (rows checked equal before and after)",
+    )]
+    lines += [f"FAILED {item.name} ({shown(item.path)}): {item.error}" for item in results if item.error]
+    if retain_hours < RETENTION_HOURS:
+        lines.append(f"Note: {retain_hours:g} h retention is for this homework; production keeps at least "
+                     f"{RETENTION_HOURS} h (7 days) of time travel.")
+    calls = [(item, call) for item in results if item.report is not None for call in item.report.calls]
+    if calls:
+        lines += ["", "Calls run:", *[f"  {shown_in(call, item.path)}" for item, call in calls]]
+    return "\n".join(lines)
+
+
 def render_daily(report: DailyReport) -> str:
     def pct(value: float | None) -> str:
         return "" if value is None else f"{100 * value:+.2f}%"
@@ -201,15 +251,17 @@ def render_daily(report: DailyReport) -> str:
 
 
 def render_runs(runs: list[RunRecord], path: str) -> str:
-    """The last runs, newest first, as `pipeline_runs` has them (this run's row is appended as it ends)."""
+    """The last runs, newest first, as `pipeline_runs` has them (this run's own row still says `running`: it is
+    replaced as the run ends)."""
     if not runs:
         return f"Last runs ({shown(path)}): none logged yet"
-    rows = [(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.script, r.status, r.exit_code, r.engine or "-",
-             r.calls, r.rate_limited, f"{r.waited_s:.1f}", "" if r.rows_written is None else r.rows_written,
+    rows = [(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.script, r.status, "" if r.exit_code is None else r.exit_code,
+             "" if r.duration_s is None else f"{r.duration_s:.1f}", r.engine or "-", r.calls, r.rate_limited,
+             f"{r.waited_s:.1f}", "" if r.rows_written is None else r.rows_written,
              "" if r.table_version is None else r.table_version, r.run_id[:8], (r.message or "")[:60])
             for r in runs]
-    return format_table(["started (UTC)", "script", "status", "exit", "engine", "calls", "429s", "waited s", "rows",
-                         "version", "run", "message"], rows, title=f"Last runs ({shown(path)}, newest first)")
+    return format_table(["started (UTC)", "script", "status", "exit", "seconds", "engine", "calls", "429s", "waited s",
+                         "rows", "version", "run", "message"], rows, title=f"Last runs ({shown(path)}, newest first)")
 
 
 def render_external(report: ExternalReport) -> str:
@@ -290,8 +342,9 @@ def checks_lines(report: FixedReport) -> list[str]:
 
 
 def fixed_errors(report: FixedReport) -> list[str]:
-    """Why a fixed run must exit 1 though it stored what it could: the fetch stopped (a rejected key, an unreachable
-    API), failed tickers, days the key's plan refused, stored days a refetch would have shrunk."""
+    """Why a fixed run exits 1 though it stored what it could: the fetch stopped (a rejected key, an unreachable
+    API), tickers failed (retries exhausted, a past range refused), stored days a refetch would have shrunk,
+    reference data not refreshed."""
     errors = list(report.guard_errors)
     if report.stopped is not None:
         stored = "" if report.engine == "not started" else (
@@ -299,15 +352,21 @@ def fixed_errors(report: FixedReport) -> list[str]:
         errors.append(f"{report.stopped}{stored}")
     elif report.failed:
         errors.append(f"{len(report.failed)} ticker(s) failed: {', '.join(t.ticker for t in report.failed)}")
-    elif report.partial:
-        refused = sorted({day for t in report.partial for day in t.not_in_plan})
-        errors.append(f"not everything requested was stored: your plan refused {', '.join(map(str, refused))} for "
-                      f"{len(report.partial)} ticker(s); the earlier days are stored")
     for fetched in report.references:
         if fetched.error is not None and not fetched.refused:
             errors.append(f"{REFERENCE_NAMES[fetched.kind]} were not refreshed ({fetched.error}); the bars are stored, "
                           "and the next run asks for them again")
     return errors
+
+
+def fixed_warnings(report: FixedReport) -> list[str]:
+    """What the key's plan refused (the free tier refuses the current day), named by day: the run is `partial` and
+    exits 0 (1 with --strict); everything else asked was stored."""
+    if not report.partial:
+        return []
+    refused = sorted({day for t in report.partial for day in t.not_in_plan})
+    return [f"your plan refused {', '.join(map(str, refused))} for {len(report.partial)} ticker(s) "
+            f"({', '.join(t.ticker for t in report.partial)}); the other days are stored (--strict makes this exit 1)"]
 
 
 # -------------------------------------------------------------------------------------------------------------------

@@ -106,25 +106,67 @@ def test_the_job_runs_after_the_close_on_weekdays_on_serverless_with_only_what_t
     assert installs and not {"pyspark", "delta-spark", "pyspark[connect]"} & set(installs)
     targets = load(ROOT / "databricks.yml")["targets"]
     assert targets["dev"]["mode"] == "development" and targets["prod"]["mode"] == "production"
-    assert set(defaults()) == {"catalog", "schema", "volume_path", "secret_scope", "secret_key", "tickers"}
+    assert set(defaults()) == {"catalog", "schema", "volume_path", "secret_scope", "secret_key", "tickers",
+                               "alert_email"}
+
+
+def test_the_job_can_be_operated_timeouts_alerts_a_retried_harvest_and_no_failure_workaround():
+    """Every task times out within the run log's abandon rule, so a task killed by its timeout is marked abandoned by
+    the next run; a failure or a long night emails someone; the harvest retries once (it resumes from the landing
+    zone) on the real API; no task runs after a failure (a plan refusal is exit 0 now, not a failure to step over);
+    maintenance keeps every pipeline table."""
+    from stockpipe.runlog import ABANDONED_AFTER
+
+    spec = job()
+    tasks = {t["task_key"]: t for t in spec["tasks"]}
+    assert all(0 < t["timeout_seconds"] <= ABANDONED_AFTER.total_seconds() for t in tasks.values())
+    assert not any("run_if" in t for t in tasks.values())
+    assert spec["email_notifications"]["on_failure"] == ["${var.alert_email}"]
+    assert spec["email_notifications"]["on_duration_warning_threshold_exceeded"] == ["${var.alert_email}"]
+    (rule,) = spec["health"]["rules"]
+    assert rule["metric"] == "RUN_DURATION_SECONDS" and rule["op"] == "GREATER_THAN" and 0 < rule["value"] < sum(
+        t["timeout_seconds"] for t in tasks.values())
+    assert defaults()["alert_email"] == "${workspace.current_user.userName}"
+    harvest = tasks["harvest"]
+    assert (harvest["max_retries"], harvest["retry_on_timeout"]) == (1, True)
+    assert harvest["min_retry_interval_millis"] >= 60_000  # the rate limit's window has passed
+    params = harvest["spark_python_task"]["parameters"]
+    assert params[params.index("--source") + 1] == "api"
+    assert "--all" in tasks["maintenance"]["spark_python_task"]["parameters"]
 
 
 @pytest.mark.slow
-def test_a_local_dry_run_executes_the_tasks_in_order_on_the_sample_source(spark, tmp_path, monkeypatch):
+def test_a_local_dry_run_executes_the_tasks_in_order_against_a_loopback_api(spark, tmp_path, monkeypatch):
     """The job as Databricks would run it, here: each task's door main() with its parameters, the variables
-    resolved to local values (a temporary folder for the volume, no secret scope here, so the sample source)."""
+    resolved to local values (a temporary folder for the volume, the key from the environment as no secret scope is
+    here), the harvest's `--source api` served by a loopback fake whose plan refuses the current day as the free
+    tier does: the harvest is partial and exits 0, so the tasks after it run without a `run_if`."""
+    from stockpipe.market_calendar import new_york_today, trading_days
+    from stockpipe.testing import ApiBehaviour, FakeMassiveServer
+    from tests.helpers import KEY
+
+    today = new_york_today()
     monkeypatch.setenv("STOCKS_BASE_PATH", str(tmp_path))
+    monkeypatch.setenv("MASSIVE_API_KEY", KEY)
     values = {**defaults(), "volume_path": str(tmp_path), "tickers": "AAPL,NVDA"}
     codes = {}
-    for task in tasks_in_order():
-        params = [resolve(p, values) for p in task["spark_python_task"].get("parameters", [])]
-        codes[task["task_key"]] = door_of(task).main([*params, "--no-drop-demo"] if task["task_key"] ==
-                                                      "external_table" else params)
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, plan_refuses_from=today)) as server:
+        api = server.base_url
+        monkeypatch.setenv("MASSIVE_BASE_URL", api)
+        for task in tasks_in_order():
+            params = [resolve(p, values) for p in task["spark_python_task"].get("parameters", [])]
+            codes[task["task_key"]] = door_of(task).main([*params, "--no-drop-demo"] if task["task_key"] ==
+                                                          "external_table" else params)
     assert codes == {"harvest": 0, "daily_bars": 0, "maintenance": 0, "external_table": 0}
     for table in ("stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs"):
         assert (tmp_path / table / "_delta_log").is_dir(), table
     from stockpipe.storage import choose_engine
 
     storage, _ = choose_engine(spark, "auto")
-    scripts = [r["script"] for r in storage.read(str(tmp_path / "pipeline_runs")).orderBy("started_at").collect()]
-    assert scripts == ["fixed_stock_harvester", "daily_bars", "maintenance", "external_table"]
+    rows = storage.read(str(tmp_path / "pipeline_runs")).orderBy("started_at").collect()
+    assert [r["script"] for r in rows] == ["fixed_stock_harvester", "daily_bars", "maintenance", "external_table"]
+    harvest = rows[0]
+    assert (harvest["source"], harvest["api_host"]) == ("api", api.removeprefix("http://"))
+    # The plan refuses a range reaching today, which it does when today is a trading day.
+    assert harvest["status"] == ("partial" if today in trading_days(today, today) else "success")
+    assert all(r["status"] in ("success", "partial") and r["exit_code"] == 0 for r in rows)

@@ -50,15 +50,17 @@ def test_every_view_renders_from_the_tables(tables, monkeypatch):
     at = app(tables, monkeypatch)
     assert not at.exception
     assert at.title[0].value == "Stock pipeline"
-    ticker, intraday_ticker, day = at.selectbox
+    ticker, intraday_ticker, day = list(at.selectbox)[:3]
     assert ticker.options == ["AAPL", "NVDA"] and intraday_ticker.options == ["AAPL", "NVDA"]
     assert day.options == ["2024-01-08", "2024-01-09", "2024-01-10", "2024-01-11", "2024-01-12"]
     assert day.value == "2024-01-12"  # the latest day first
     assert len(charts(at)) == 2  # daily candlesticks, intraday with its sessions
-    daily, runs, tables_health = (frame.value for frame in at.dataframe)
+    daily, runs, outcomes, tables_health = (frame.value for frame in at.dataframe)
     assert len(daily) == 5 and len(runs) == 2 and list(tables_health["table"]) == [
         "stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs"]
-    assert set(runs["status"]) == {"ok"} and (tables_health["status"] == "ok").all()
+    assert set(runs["status"]) == {"success"} and (tables_health["status"] == "ok").all()
+    assert list(outcomes["ticker"]) == ["AAPL", "NVDA"] and set(outcomes["status"]) == {"success"}
+    assert at.subheader[0].value == "Last harvest: success"
     assert any("bars: pre" in caption.value for caption in at.caption)
 
 
@@ -73,6 +75,51 @@ def test_switching_ticker_and_basis_redraws_without_error(tables, monkeypatch):
     # (the page shows them to the cent, so ten times one is within 5 cents of the traded close).
     assert (daily["adj_close"] * 10 - daily["close"]).abs().max() <= 0.05 + 1e-9
     assert (daily["close"] > 100).all() and (daily["adj_close"] < daily["close"] / 5).all()
+
+
+def test_the_operations_view_shows_last_night_at_a_glance(tables, storage, spark, tmp_path, monkeypatch):
+    """A night whose harvest failed one ticker, with bars quarantined and a failing check, after a run killed the
+    night before (abandoned) and a row from before the run lifecycle: the headline says failed with its numbers,
+    the runs say each status, the chosen harvest's tickers and failing check are listed. The rows are written by the
+    engine under test (delta-spark MERGEs into the log delta-rs created) and read by the page with delta-rs."""
+    import datetime as dt
+
+    from stockpipe.runlog import RunRecord, TickerOutcome, end_run
+    from tests.ops_tables import check_row, write_quality
+
+    base = tmp_path / "base"
+    shutil.copytree(tables, base)
+    log, via_delta_rs = str(base / "pipeline_runs"), storage.name == "delta-rs"
+    night = dt.datetime.now(dt.UTC)
+    killed = RunRecord("k" * 32, "fixed_stock_harvester", night - dt.timedelta(days=1), status="abandoned",
+                       message="its process 4242 on runner is gone")
+    failed = RunRecord("f" * 32, "fixed_stock_harvester", night, status="failed", exit_code=1, duration_s=95.0,
+                       message="1 ticker(s) failed: NVDA", ticker_outcomes=[
+                           TickerOutcome("AAPL", "partial", 4, [dt.date(2024, 1, 12)], 2, 1, 1, quarantined=3),
+                           TickerOutcome("NVDA", "failed", 0, [], 8, 0, 7, error="HTTP 503 after 8 attempts")])
+    for row in (killed, failed):
+        end_run(log, row, storage, delta_rs_first=via_delta_rs)
+    write_quality(spark, storage, base, [check_row("f" * 32, "AAPL", "spike", "fail"),
+                                         check_row("f" * 32, "AAPL", "completeness", "pass"),
+                                         check_row("k" * 32, "NVDA", "staleness", "fail")], [])
+    at = app(base, monkeypatch)
+    assert not at.exception
+    assert at.subheader[0].value == "Last harvest: failed"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"started (UTC)": f"{night:%Y-%m-%d %H:%M}", "duration": "1 min 35 s",
+                       "tickers stored": "1 of 2", "days refused by the plan": "1", "quarantined bars": "3",
+                       "failing checks": "1"}
+    assert at.error[0].value == "1 ticker(s) failed: NVDA"
+    runs, outcomes, checks = (frame.value for frame in at.dataframe[1:4])
+    assert list(runs["status"])[:2] == ["failed", "success"] and "abandoned" in set(runs["status"])
+    assert (runs["failing checks"].iloc[0], runs["quarantined"].iloc[0]) == (1, 3)
+    assert outcomes.to_dict("records")[1] == {"ticker": "NVDA", "status": "failed", "days stored": 0,
+                                              "days refused": "", "calls": 8, "429s": 0, "retries": 7,
+                                              "quarantined": 0, "error": "HTTP 503 after 8 attempts"}
+    assert outcomes.to_dict("records")[0]["days refused"] == "2024-01-12"
+    assert list(checks["check"]) == ["spike"] and list(checks["status"]) == ["fail"]
+    at.selectbox(key="ops_run").set_value("k" * 32).run()  # the night before: killed, no tickers, its own check
+    assert not at.exception and list(at.dataframe[3].value["check"]) == ["staleness"]
 
 
 def test_an_empty_base_path_names_the_commands_instead_of_failing(tmp_path, monkeypatch):

@@ -101,7 +101,8 @@ def test_rerun_changes_no_row(storage, tmp_path, capsys):
     assert code == 0
     assert sorted(tuple(r) for r in storage.read(str(path)).collect()) == first
     assert {len(files) for files in live_files_by_partition(storage, path).values()} == {1}
-    assert "AAPL    ok          0       1      0" in out  # no call: the landed page was reused
+    # success, 5 days stored, none refused, no call (0 pages fetched): the landed page was reused
+    assert "AAPL    success            5             0      0     0        0            0      0       1" in out
 
 
 def test_narrower_rerun_leaves_other_partitions_untouched(storage, tmp_path):

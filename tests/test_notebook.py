@@ -57,8 +57,29 @@ def test_the_notebooks_cells_run_the_pipeline_in_order_on_the_sample_source(spar
         exec(compile(cell, str(NOTEBOOK), "exec"), namespace)  # the notebook under test, cell by cell
     assert dbutils.widgets.declared == ["volume_path", "secret_scope", "secret_key", "catalog"]
     assert namespace["exit_codes"] == {"fixed harvester": 0, "daily table": 0, "maintenance": 0, "external table": 0}
-    daily, runs = shown
+    daily, runs, outcomes = shown
     today = new_york_today()
-    assert daily.count() == 8 * len(trading_days(today - dt.timedelta(days=4), today))  # the default range
-    assert {r["script"] for r in runs.collect()} == {"fixed_stock_harvester", "daily_bars", "maintenance",
-                                                      "external_table"}
+    days = len(trading_days(today - dt.timedelta(days=4), today))  # the default range
+    assert daily.count() == 8 * days
+    assert {(r["script"], r["status"]) for r in runs.collect()} == {
+        ("fixed_stock_harvester", "success"), ("daily_bars", "success"), ("maintenance", "success"),
+        ("external_table", "success")}
+    assert sorted((r["ticker"], r["status"], r["days_stored"]) for r in outcomes.collect()) == sorted(
+        (ticker, "success", days) for ticker in ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM"))
+
+
+def test_a_failing_step_stops_the_notebook_before_the_next(spark, tmp_path, monkeypatch):
+    """A harvest that fails (exit 1) must not be followed by the daily table built on what it did not store."""
+    import daily_bars
+    import fixed_stock_harvester
+
+    monkeypatch.setattr(fixed_stock_harvester, "main", lambda argv: 1)
+    monkeypatch.setattr(daily_bars, "main", lambda argv: pytest.fail("the daily table ran after a failed harvest"))
+    monkeypatch.chdir(NOTEBOOK.parent)
+    namespace = {"dbutils": DbUtils({"volume_path": str(tmp_path), "catalog": "workspace"}), "spark": spark,
+                 "display": lambda frame: None}
+    steps = [c for c in cells() if not c.startswith(("# Databricks notebook source", "# MAGIC"))]
+    with pytest.raises(RuntimeError, match=r"the pipeline stopped at the fixed harvester \(exit 1\)"):
+        for cell in steps:
+            exec(compile(cell, str(NOTEBOOK), "exec"), namespace)
+    assert namespace["exit_codes"] == {"fixed harvester": 1}

@@ -172,6 +172,18 @@ class DeltaRsStorage(DeltaStorage):
         write_deltalake(path, to_arrow(df), mode="overwrite", schema_mode="overwrite", commit_properties=self._commit())
         return DeltaTable(path).version()
 
+    def _upsert(self, df: DataFrame, path: str, keys: list[str], update_if: str | None, insert: bool) -> int:
+        # Rebuilt by `take`: Spark's Arrow gives a list nested in a struct whose every value is null an empty offsets
+        # buffer, which delta-rs's MERGE reads past and panics on (an upsert is rows, not a table: the copy is free).
+        source = to_arrow(df)
+        source = source.take(pa.array(range(source.num_rows), pa.int64()))
+        if not self.is_delta(path):
+            if not insert:
+                self.require_delta(path)
+            self._create_empty(path, source.schema, ())  # then merged into, so a concurrent creator conflicts
+        merge_arrow(path, source, keys, update_if=update_if, insert=insert, commit_properties=self._commit())
+        return DeltaTable(path).version()
+
     def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
                           cluster_by: Sequence[str] = ()) -> None:
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -287,6 +299,22 @@ class DeltaRsStorage(DeltaStorage):
 
     def register_view(self, path: str, name: str) -> None:
         self.read(path).createOrReplaceTempView(name)
+
+
+def merge_arrow(path: str, source: pa.Table, keys: Sequence[str], *, update_if: str | None = None, insert: bool = True,
+                commit_properties: CommitProperties | None = None) -> dict[str, Any]:
+    """delta-rs's MERGE of an Arrow table into an existing table on `keys` (the port's `upsert`, also used by the run
+    log where no Spark runs): matched rows take the source's columns, unmatched ones are inserted when `insert`.
+    `merge_schema` adds the source's new columns (nested ones too: the run log's array of structs). A lost commit
+    race raises CommitFailedError; the caller retries."""
+    on = " AND ".join(f"t.{key} = s.{key}" for key in keys)
+    columns = {name: f"s.{name}" for name in source.column_names}
+    merger = DeltaTable(path).merge(source, on, source_alias="s", target_alias="t", merge_schema=True,
+                                    commit_properties=commit_properties)
+    merger = merger.when_matched_update(updates=columns, predicate=update_if)
+    if insert:
+        merger = merger.when_not_matched_insert(updates=columns)
+    return dict(merger.execute())
 
 
 def _claims(partition_by: list[str], files: list[StagedFile], replaced: list[dict[str, Any]]) -> list[Transaction]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,6 +55,7 @@ DELTA_CONFLICT_MARKERS = (
     "DELTA_METADATA_CHANGED",
 )
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+DELETION_VECTORS = "delta.enableDeletionVectors"
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
@@ -123,6 +125,53 @@ class DeltaSparkStorage(DeltaStorage):
         self.progress.phase("write", "Delta writes a file per partition")
         with self.progress.ticking((lambda: count_files_under(root) - before) if root is not None else None):
             writer.save(path)
+
+    def _upsert(self, df: DataFrame, path: str, keys: list[str], update_if: str | None, insert: bool) -> int:
+        """`MERGE INTO delta.`path``, in SQL so it runs through Spark Connect too (Delta's Python merge builder needs
+        Delta's Connect plugin). The source is a temporary view of `df`."""
+        table = f"delta.`{_sql_path(path)}`"
+        names = [f.name for f in df.schema.fields]
+        with contextlib.ExitStack() as stack:
+            self._tag_commits(stack)
+            if not self.is_delta(path):
+                if not insert:
+                    self.require_delta(path)
+                columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema.fields)
+                self.spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING DELTA "
+                               f"TBLPROPERTIES ('{DELETION_VECTORS}' = 'false')")
+            else:
+                self._without_deletion_vectors(path)
+                self._add_missing_columns(path, df.schema)
+            view = f"stockpipe_upsert_{uuid.uuid4().hex}"
+            df.createOrReplaceTempView(view)
+            stack.callback(self.spark.catalog.dropTempView, view)
+            on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+            statement = (
+                f"MERGE INTO {table} AS t USING {view} AS s ON {on} "
+                f"WHEN MATCHED{f' AND ({update_if})' if update_if else ''} THEN UPDATE SET "
+                + ", ".join(f"t.`{name}` = s.`{name}`" for name in names)
+            )
+            if insert:
+                statement += (f" WHEN NOT MATCHED THEN INSERT ({', '.join(f'`{n}`' for n in names)}) "
+                              f"VALUES ({', '.join(f's.`{n}`' for n in names)})")
+            self.spark.sql(statement)
+        return self._version(path)
+
+    def _without_deletion_vectors(self, path: str) -> None:
+        """Databricks turns deletion vectors on for new tables, and a MERGE then writes them, which delta-rs readers
+        of this table may not follow: a table merged into is kept without (before the first MERGE writes one)."""
+        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{_sql_path(path)}`").collect()[0].asDict()
+        if str((detail.get("properties") or {}).get(DELETION_VECTORS, "false")).lower() != "false":
+            self.spark.sql(f"ALTER TABLE delta.`{_sql_path(path)}` SET TBLPROPERTIES ('{DELETION_VECTORS}' = 'false')")
+
+    def _add_missing_columns(self, path: str, schema: StructType) -> None:
+        """Columns the source has and the table lacks, added by ALTER TABLE (works in both modes; MERGE's own schema
+        evolution needs a session conf serverless may refuse)."""
+        present = {name.lower() for name in self.spark.read.format("delta").load(path).columns}
+        missing = [f for f in schema.fields if f.name.lower() not in present]
+        if missing:
+            columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+            self.spark.sql(f"ALTER TABLE delta.`{_sql_path(path)}` ADD COLUMNS ({columns})")
 
     def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
                           cluster_by: Sequence[str] = ()) -> None:

@@ -257,6 +257,18 @@ class DeltaStorage(ABC):
         """This engine's commits' userMetadata (see `user_metadata`)."""
         return user_metadata(self.run_id, self.source)
 
+    def upsert(self, df: DataFrame, path: str, keys: Sequence[str], *, update_if: str | None = None,
+               insert: bool = True) -> int:
+        """MERGE `df` into the table on `keys`, in one commit; return the new version. A row matching on the keys
+        takes df's values for df's columns and keeps the rest; a row without a match is inserted (unless `insert`
+        is False). `update_if` narrows the update to rows meeting an SQL condition over `t.<column>` (the table) and
+        `s.<column>` (df), lower-case names. Columns df has and the table lacks are added first (older rows read
+        them as null); a missing table is created. Commit conflicts are retried like a write's. A table this creates
+        or merges into keeps deletion vectors off, so both engines read it."""
+        if not keys:
+            raise ValueError("an upsert needs at least one key column")
+        return self._with_commit_retries(lambda: self._upsert(df, path, list(keys), update_if, insert), path)
+
     def count(self, path: str) -> int:
         return self.read(path).count()
 
@@ -284,6 +296,9 @@ class DeltaStorage(ABC):
     @abstractmethod
     def _replace_table(self, df: DataFrame, path: str) -> int:
         """Every row and the schema replaced by the frame's, in one commit (the table is created when missing)."""
+
+    @abstractmethod
+    def _upsert(self, df: DataFrame, path: str, keys: list[str], update_if: str | None, insert: bool) -> int: ...
 
     @abstractmethod
     def create_if_missing(self, path: str, schema: StructType, partition_by: Sequence[str] = (),
