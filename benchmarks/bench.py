@@ -16,6 +16,8 @@ delta-spark when its jars load, e.g. with DELTA_JARS_DIR) unless --engines says 
      days, 1 year and 5 years, on each engine: wall, time after the last call, rows/s, and the peak resident memory
      of the Python driver, the JVM and the largest Python worker (polled from /proc); plus the 5-year table
      written --layout clustered on delta-spark. Run before the bench's own session, like 6 and 7
+  9. the daily table over the 5-year table of section 8, on each engine, `daily_bars.py` in its own process: the
+     full build, a build with nothing new (no commit), and the incremental build after the last day is fetched again
 
 Times are medians of --repeat runs (queries and small writes); a row says n= where fewer runs were affordable.
 """
@@ -384,9 +386,11 @@ def _high_water_kib(pid: int) -> int:
 
 
 def bench_backfill(engine: str, root: Path, layout: str = "partitioned",
-                   sizes: tuple[tuple[str, dt.date, dt.date], ...] = BACKFILLS) -> list[dict[str, Any]]:
+                   sizes: tuple[tuple[str, dt.date, dt.date], ...] = BACKFILLS,
+                   daily: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The fixed harvester as a user runs a backfill: its own process, the sample source, a fresh table and landing
-    zone per size; the phases from its own summary, the memory from /proc."""
+    zone per size; the phases from its own summary, the memory from /proc. With `daily`, the daily table's builds
+    over the 5-year table are measured too (section 9) and appended there."""
     script = str(Path(__file__).resolve().parents[1] / "fixed_stock_harvester.py")
     results = []
     for label, first, last in sizes:
@@ -405,6 +409,8 @@ def bench_backfill(engine: str, root: Path, layout: str = "partitioned",
             or _rows_from_summary(stdout)
         after = sum(v for k, v in phases.items() if k not in ("fetch", "total"))
         files = parquet_files_on_disk(str(path))
+        if daily is not None and label == "5 years" and layout == "partitioned":
+            daily += bench_daily(engine, path, last)
         results.append({"size": label, "engine": engine, "layout": layout, "rows": rows, "wall_s": wall,
                         "after_last_call_s": after, "phases": phases, "rows_per_s": rows / after if after else None,
                         "files": len(files), "avg_file_kib": sum(f.stat().st_size for f in files) / len(files) / 1024
@@ -413,6 +419,34 @@ def bench_backfill(engine: str, root: Path, layout: str = "partitioned",
         shutil.rmtree(default_landing_path(str(path)), ignore_errors=True)
         shutil.rmtree(path.parent / "stocks_splits", ignore_errors=True)
     return results
+
+
+def bench_daily(engine: str, table: Path, last_day: dt.date) -> list[dict[str, Any]]:
+    """`daily_bars.py` over a backfilled table, each build in its own process: the first (full) build, one with
+    nothing new, and one after the harvester fetched the last day again (its rows rewritten, and the 50 trading days
+    its windows reach... none after the last day, so only that day's rows)."""
+    root = Path(__file__).resolve().parents[1]
+    daily = [sys.executable, str(root / "daily_bars.py"), "--table-path", str(table), "--engine", engine]
+    refetch = [sys.executable, str(root / "fixed_stock_harvester.py"), "--source", "sample", "--from", str(last_day),
+               "--to", str(last_day), "--table-path", str(table), "--engine", engine, "--refetch"]
+    measured = []
+    for label, before in (("full (first build)", None), ("nothing new", None), ("after a refetch of the last day",
+                                                                               refetch)):
+        if before is not None:
+            subprocess.run(before, check=True, capture_output=True, timeout=1800)
+        started = time.monotonic()
+        process = subprocess.Popen(daily, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with PeakMemory(process.pid) as memory:
+            stdout, stderr = process.communicate(timeout=1800)
+        wall = time.monotonic() - started
+        if process.returncode != 0:
+            raise RuntimeError(f"daily build ({label}) on {engine} failed: {stderr.strip()[-300:]}")
+        built = re.search(r"Table \S+: ([^;]+);", stdout)
+        seconds = re.search(r"; ([\d.]+) s$", stdout, re.M)
+        measured.append({"engine": engine, "build": label, "wall_s": wall,
+                         "build_s": float(seconds.group(1)) if seconds else None,
+                         "written": built.group(1) if built else "?", "peak_kib": dict(memory.peaks)})
+    return measured
 
 
 def _rows_from_summary(stdout: str) -> int:
@@ -600,6 +634,14 @@ def render(results: dict[str, Any]) -> str:
                _md_table(["round trip", "concurrency", "calls", "wall s", "calls / s", "CPU s", "failed"], rows), ""]
     if "backfill" in results:
         md += _render_backfill(results["backfill"])
+    if "daily" in results:
+        rows = [[r["engine"], r["build"], _fmt(r["wall_s"], 1), _fmt(r["build_s"], 1), r["written"],
+                 _mib(r["peak_kib"]["driver"]), _mib(r["peak_kib"]["jvm"])] for r in results["daily"]]
+        md += ["## 9. The daily table over the 5-year table of section 8 (own process each, n=1)\n",
+               "wall: the process, Spark's start included; build: what `daily_bars.py` reports (after its session "
+               "is up).\n",
+               _md_table(["engine", "build", "wall s", "build s", "what it wrote", "driver MiB", "JVM MiB"], rows),
+               ""]
     return "\n".join(md)
 
 
@@ -739,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "backfill"))
     end_to_end: dict[str, Any] = {}
     backfills: list[dict[str, Any]] = []
+    daily_builds: list[dict[str, Any]] = []
     # Sections that run the harvester in its own process, before this one starts Spark.
     wanted = ["delta-rs", "delta-spark"] if args.engines == "all" else [args.engines]
     if "backfill" in sections:
@@ -746,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
             for engine in wanted:
                 print(f"backfills of 5 days, 1 year and 5 years on {engine} (about 5 minutes)...", file=sys.stderr)
                 try:
-                    backfills += bench_backfill(engine, Path(tmp))
+                    backfills += bench_backfill(engine, Path(tmp), daily=daily_builds)
                     if engine == "delta-spark":
                         print("the 5-year backfill --layout clustered on delta-spark...", file=sys.stderr)
                         backfills += bench_backfill(engine, Path(tmp), "clustered", BACKFILLS[-1:])
@@ -790,6 +833,8 @@ def main(argv: list[str] | None = None) -> int:
         results["concurrency"] = fetch_curve
     if backfills:
         results["backfill"] = backfills
+    if daily_builds:
+        results["daily"] = daily_builds
     with tempfile.TemporaryDirectory(prefix="stocks-bench-") as tmp:
         root = Path(tmp)
         if "fetch" in sections:
