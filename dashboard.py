@@ -3,11 +3,12 @@
     make dashboard                  # builds the demo tables first when they are missing
     streamlit run dashboard.py      # tables under STOCKS_BASE_PATH (default delta_tables)
 
-Daily candlesticks from stocks_daily (as traded or split-adjusted) with volume; one day's minute bars from
-stocks_fixed with the pre-market, regular and post-market sessions shaded; operations: the last harvest at a glance
-and the last runs from pipeline_runs, each run's outcome per ticker and its failing checks from quality_checks; each
-table's health. Each view reads only what it shows: the daily view stocks_daily, the intraday view one
-(ticker, trade_date) file.
+The market on its latest stored day: top movers by total return, volatility leaders, and the alerts (the warn and fail
+rows of quality_checks); daily candlesticks from stocks_daily (as traded or split-adjusted) with volume and the 20-
+and 50-day moving averages; one day's minute bars from stocks_fixed with the pre-market, regular and post-market
+sessions shaded and 5-, 15- and 60-minute moving averages; operations: the last harvest at a glance and the last runs
+from pipeline_runs, each run's outcome per ticker and its failing checks; each table's health. Each view reads only
+what it shows: the market and daily views stocks_daily, the intraday view one (ticker, trade_date) file.
 """
 
 from __future__ import annotations
@@ -27,20 +28,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `streamlit run` puts
 from stockpipe.market_calendar import session_hours
 from stockpipe.readers import Health, health, open_table, partitions, read
 
-TABLES = ("stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs")
+TABLES = ("stocks_fixed", "stocks_splits", "stocks_dividends", "stocks_official_daily", "stocks_daily",
+          "pipeline_runs", "quality_checks", "stocks_quarantine")
+HARVESTED = "python fixed_stock_harvester.py"
 MAKES = {
-    "stocks_fixed": "python fixed_stock_harvester.py",
-    "stocks_splits": "python fixed_stock_harvester.py",
+    "stocks_fixed": HARVESTED, "stocks_splits": HARVESTED, "stocks_dividends": HARVESTED,
+    "stocks_official_daily": HARVESTED, "quality_checks": HARVESTED,
+    "stocks_quarantine": f"{HARVESTED} (when a bar breaks a rule)",
     "stocks_daily": "python daily_bars.py",
     "pipeline_runs": "any script (every run appends a row)",
 }
+# Tables a fresh demo may lack without anything being wrong: no bar was bad.
+OPTIONAL = {"stocks_quarantine"}
+ALERTS_SHOWN = 50
+LEADERS = 10
+# The intraday chart's moving averages of the minute close, in minutes.
+MINUTE_AVERAGES = (5, 15, 60)
+AVERAGE_COLOURS = {"close": "#1f4e79", "5 min": "#f28e2b", "15 min": "#59a14f", "60 min": "#b07aa1",
+                   "sma 20": "#f28e2b", "sma 50": "#b07aa1"}
 # The operations view: how many runs it lists, and what rows written before the run lifecycle call a status
 # (stockpipe.runlog.OLD_STATUSES; imported from there, this page would load Spark's modules).
 LAST_RUNS = 20
 OLD_STATUSES = {"ok": "success"}
 RUN_COLUMNS = ("run_id", "script", "started_at", "status", "exit_code", "duration_s", "tickers", "rows_written",
                "calls", "rate_limited", "engine", "message", "ticker_outcomes")
-CHECK_COLUMNS = ("run_id", "ticker", "trade_date", "check", "status", "observed", "threshold", "message")
+CHECK_COLUMNS = ("run_id", "ticker", "trade_date", "check", "status", "observed", "threshold", "message",
+                 "checked_at")
 # The daily chart's span, in months back from the last stored day (None: everything stored).
 RANGES: dict[str, int | None] = {"3 months": 3, "1 year": 12, "5 years": 60, "all": None}
 SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#eef5ea", "post": "#fbe3d6"}
@@ -173,8 +186,12 @@ def operations(runs: pd.DataFrame, checks: pd.DataFrame | None) -> None:
 
 
 def candlesticks(frame: pd.DataFrame, adjusted: bool) -> alt.VConcatChart:
-    """One candle per trading day (an ordinal axis: no gaps for nights and weekends), volume below."""
+    """One candle per trading day (an ordinal axis: no gaps for nights and weekends), the 20- and 50-day moving
+    averages over it, volume below. The averages are of split-adjusted closes; as traded they are scaled back by
+    each day's split factor, so they follow the candles whichever basis is shown."""
     prefix = "adj_" if adjusted else ""
+    scale = 1.0 if adjusted else frame["split_factor"]
+    frame = frame.assign(**{"sma 20": frame["sma_20"] * scale, "sma 50": frame["sma_50"] * scale})
     data = frame.rename(columns={f"{prefix}{c}": f"_{c}" for c in ("open", "high", "low", "close", "volume")})
     data = data.assign(day=pd.to_datetime(data["trade_date"]).dt.strftime("%Y-%m-%d"),
                        direction=(data["_close"] >= data["_open"]).map({True: "up", False: "down"}))
@@ -186,10 +203,18 @@ def candlesticks(frame: pd.DataFrame, adjusted: bool) -> alt.VConcatChart:
                  alt.Tooltip("_high:Q", title="high"), alt.Tooltip("_low:Q", title="low"),
                  alt.Tooltip("_close:Q", title="close"), alt.Tooltip("_volume:Q", title="volume", format=",.0f")],
     )
+    averages = alt.Chart(data).transform_fold(["sma 20", "sma 50"], as_=["average", "value"]).mark_line(
+        strokeWidth=1.5).encode(
+        x="day:O", y="value:Q",
+        color=alt.Color("average:N", scale=alt.Scale(domain=["sma 20", "sma 50"],
+                                                     range=[AVERAGE_COLOURS["sma 20"], AVERAGE_COLOURS["sma 50"]]),
+                        legend=alt.Legend(title="moving average", orient="top")),
+    )
     price = alt.layer(
         base.mark_rule().encode(y=alt.Y("_low:Q", title="price", scale=alt.Scale(zero=False)), y2="_high:Q"),
         base.mark_bar(size=14).encode(y="_open:Q", y2="_close:Q"),
-    ).properties(height=300, width="container")
+        averages,
+    ).resolve_scale(color="independent").properties(height=300, width="container")
     volume = base.mark_bar(size=14).encode(y=alt.Y("_volume:Q", title="volume", axis=alt.Axis(format="~s"))
                                            ).properties(height=100, width="container")
     return alt.vconcat(price, volume)
@@ -211,11 +236,67 @@ def intraday(frame: pd.DataFrame, day: dt.date) -> alt.LayerChart | alt.FacetCha
         color=alt.Color("session:N", scale=alt.Scale(domain=list(SESSION_COLOURS),
                                                      range=list(SESSION_COLOURS.values()))),
     )
-    line = alt.Chart(frame).mark_line(color="#1f4e79").encode(
+    line = alt.Chart(frame).mark_line(color=AVERAGE_COLOURS["close"]).encode(
         x="time:T", y=alt.Y("close:Q", scale=alt.Scale(zero=False), title="close"),
         tooltip=["time:T", "open:Q", "high:Q", "low:Q", "close:Q", "volume:Q", "market_session:N"],
     )
-    return alt.layer(shading, line).properties(height=300)
+    averaged = minute_averages(frame)
+    names = [f"{m} min" for m in MINUTE_AVERAGES]
+    folded: list[str | alt.FieldName] = list(names)
+    lines = alt.Chart(averaged).transform_fold(folded, as_=["average", "value"]).mark_line(strokeWidth=1.2).encode(
+        x="time:T", y="value:Q",
+        color=alt.Color("average:N", scale=alt.Scale(domain=names, range=[AVERAGE_COLOURS[n] for n in names]),
+                        legend=alt.Legend(title="moving average", orient="top")),
+    )
+    return alt.layer(shading, line, lines).resolve_scale(color="independent").properties(height=300)
+
+
+def minute_averages(frame: pd.DataFrame) -> pd.DataFrame:
+    """5-, 15- and 60-minute moving averages of the close over clock time (a window of minutes, not of bars: the
+    thin extended hours have minutes without a bar)."""
+    ordered = frame.sort_values("time").set_index("time")
+    averaged = pd.DataFrame({f"{m} min": ordered["close"].rolling(f"{m}min").mean() for m in MINUTE_AVERAGES})
+    return averaged.reset_index()
+
+
+def latest_day(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each ticker's row of the latest stored day."""
+    return frame[frame["trade_date"] == frame["trade_date"].max()]
+
+
+def market(frame: pd.DataFrame, alerts: pd.DataFrame | None) -> None:
+    """The latest stored day at a glance: top movers by total return, volatility leaders, and the alerts."""
+    today = latest_day(frame)
+    st.subheader(f"Top movers on {today['trade_date'].max()}")
+    movers = today.sort_values("total_return", ascending=False)[
+        ["ticker", "close", "daily_return", "dividend", "total_return"]].head(LEADERS)
+    if movers["total_return"].notna().any():
+        bars = alt.Chart(movers.dropna(subset=["total_return"])).mark_bar().encode(
+            x=alt.X("total_return:Q", title="total return", axis=alt.Axis(format="%")),
+            y=alt.Y("ticker:N", sort="-x", title=None),
+            color=alt.condition("datum.total_return >= 0", alt.value("#2e7d32"), alt.value("#c62828")),
+            tooltip=["ticker", alt.Tooltip("total_return:Q", format="+.2%"), alt.Tooltip("dividend:Q")],
+        ).properties(height=30 * len(movers) + 20)
+        st.altair_chart(bars, use_container_width=True)
+    else:
+        st.info("No total return on the latest day: the trading day before it is not stored.")
+    st.dataframe(movers.round({"close": 2, "daily_return": 4, "total_return": 4}), hide_index=True)
+    st.subheader("Volatility leaders")
+    leaders = today.dropna(subset=["volatility_20"]).sort_values("volatility_20", ascending=False)[
+        ["ticker", "volatility_20", "sma_20", "sma_50", "adj_close"]].head(LEADERS)
+    if len(leaders):
+        st.dataframe(leaders.round(4), hide_index=True)
+    else:
+        st.info("Volatility needs 21 consecutive stored trading days (20 daily returns): harvest a longer range.")
+    st.subheader("Alerts")
+    if alerts is None:
+        st.info(f"No `quality_checks` table yet: `{MAKES['quality_checks']}` writes it.")
+    elif not len(alerts):
+        st.success("No check warned or failed.")
+    else:
+        shown = alerts.sort_values(["checked_at", "status"], ascending=[False, True]).head(ALERTS_SHOWN)
+        st.caption(f"The {len(shown)} newest warn and fail rows of quality_checks ({len(alerts):,} in all)")
+        st.dataframe(shown[["trade_date", "ticker", "check", "status", "observed", "message"]], hide_index=True)
 
 
 def main() -> None:
@@ -227,7 +308,15 @@ def main() -> None:
     # Each table's snapshot is loaded once per redraw (the 5-year minute table's log lists 10,064 files).
     opened = {name: open_table(base / name) for name in TABLES}
     daily_table = opened["stocks_daily"]
-    daily_tab, intraday_tab, ops_tab, health_tab = st.tabs(["Daily", "Intraday", "Operations", "Table health"])
+    checks_table = opened["quality_checks"]
+    alerts = failing_checks(str(base), checks_table.version()) if checks_table is not None else None
+    market_tab, daily_tab, intraday_tab, ops_tab, health_tab = st.tabs(
+        ["Market", "Daily", "Intraday", "Operations", "Table health"])
+    with market_tab:
+        if daily_table is None:
+            missing("stocks_daily")
+        else:
+            market(daily(str(base), daily_table.version()), alerts)
     with daily_tab:
         if daily_table is None:
             missing("stocks_daily")
@@ -243,8 +332,10 @@ def main() -> None:
                 start = pd.Timestamp(mine["trade_date"].max()) - pd.DateOffset(months=RANGES[span])
                 mine = mine[pd.to_datetime(mine["trade_date"]) > start]
             st.altair_chart(candlesticks(mine, adjusted), use_container_width=True)
-            table = mine[["trade_date", "open", "high", "low", "close", "volume", "vwap", "adj_close", "daily_return"]]
-            st.dataframe(table.round({"vwap": 2, "volume": 0, "adj_close": 2, "daily_return": 4}), hide_index=True)
+            table = mine[["trade_date", "open", "high", "low", "close", "volume", "vwap", "official_close", "adj_close",
+                          "dividend", "daily_return", "total_return", "sma_20", "sma_50", "volatility_20"]]
+            st.dataframe(table.round({"vwap": 2, "volume": 0, "adj_close": 2, "daily_return": 4, "total_return": 4,
+                                      "sma_20": 2, "sma_50": 2, "volatility_20": 4}), hide_index=True)
     with intraday_tab:
         minute_table = opened["stocks_fixed"]
         if minute_table is None:
@@ -259,15 +350,14 @@ def main() -> None:
             bars = minutes(str(base), minute_table.version(), ticker, day)
             st.altair_chart(intraday(bars, dt.date.fromisoformat(day)), use_container_width=True)
             counts = bars["market_session"].value_counts()
-            st.caption(f"{len(bars):,} bars: " + ", ".join(f"{s} {counts.get(s, 0):,}" for s in SESSION_COLOURS))
+            st.caption(f"{len(bars):,} bars: " + ", ".join(f"{s} {counts.get(s, 0):,}" for s in SESSION_COLOURS)
+                       + "; moving averages of the close over " + ", ".join(map(str, MINUTE_AVERAGES)) + " minutes")
     with ops_tab:
         runs_table = opened["pipeline_runs"]
         if runs_table is None:
             missing("pipeline_runs")
         else:
-            checks_table = open_table(base / "quality_checks")
-            operations(run_log(str(base), runs_table.version()),
-                       failing_checks(str(base), checks_table.version()) if checks_table is not None else None)
+            operations(run_log(str(base), runs_table.version()), alerts)
     with health_tab:
         rows = []
         for name in TABLES:
@@ -278,7 +368,7 @@ def main() -> None:
                          "size (KiB)": round(found.total_bytes / 1024, 1) if found else None,
                          "last OPTIMIZE": found.last_optimize if found else None,
                          "last VACUUM": found.last_vacuum if found else None,
-                         "status": "ok" if found else f"missing: {MAKES[name]}"})
+                         "status": "ok" if found else ("none yet" if name in OPTIONAL else f"missing: {MAKES[name]}")})
         st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 

@@ -24,13 +24,16 @@ BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-b
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+FIRST, LAST = "2023-12-01", "2024-01-12"  # 29 trading days: enough for sma_20 and volatility_20 on the last days
+
+
 @pytest.fixture(scope="module")
 def tables(storage, tmp_path_factory):
-    """The demo tables for two tickers over the demo week, written by the engine under test."""
+    """The pipeline's tables for two tickers over six weeks, written by the engine under test."""
     base = tmp_path_factory.mktemp(f"dashboard-{storage.name}")
     table = str(base / "stocks_fixed")
-    assert fixed_stock_harvester.main(["--source", "sample", "--tickers", "AAPL,NVDA", "--from", "2024-01-08",
-                                       "--to", "2024-01-12", "--table-path", table, "--engine", storage.name]) == 0
+    assert fixed_stock_harvester.main(["--source", "sample", "--tickers", "AAPL,NVDA", "--from", FIRST,
+                                       "--to", LAST, "--table-path", table, "--engine", storage.name]) == 0
     assert daily_bars.main(["--table-path", table, "--engine", storage.name]) == 0
     return base
 
@@ -46,22 +49,46 @@ def charts(at) -> list:
     return list(at.get("vega_lite_chart"))
 
 
+def spec(chart) -> str:
+    return chart.proto.spec
+
+
 def test_every_view_renders_from_the_tables(tables, monkeypatch):
     at = app(tables, monkeypatch)
     assert not at.exception
     assert at.title[0].value == "Stock pipeline"
     ticker, intraday_ticker, day = list(at.selectbox)[:3]
     assert ticker.options == ["AAPL", "NVDA"] and intraday_ticker.options == ["AAPL", "NVDA"]
-    assert day.options == ["2024-01-08", "2024-01-09", "2024-01-10", "2024-01-11", "2024-01-12"]
+    assert len(day.options) == 29 and day.options[-5:] == ["2024-01-08", "2024-01-09", "2024-01-10", "2024-01-11",
+                                                          "2024-01-12"]
     assert day.value == "2024-01-12"  # the latest day first
-    assert len(charts(at)) == 2  # daily candlesticks, intraday with its sessions
-    daily, runs, outcomes, tables_health = (frame.value for frame in at.dataframe)
-    assert len(daily) == 5 and len(runs) == 2 and list(tables_health["table"]) == [
-        "stocks_fixed", "stocks_splits", "stocks_daily", "pipeline_runs"]
-    assert set(runs["status"]) == {"success"} and (tables_health["status"] == "ok").all()
+    movers_chart, daily_chart, intraday_chart = charts(at)
+    assert '"sma 20"' in spec(daily_chart) and '"sma 50"' in spec(daily_chart)  # the moving averages over the candles
+    assert all(f'"{m} min"' in spec(intraday_chart) for m in (5, 15, 60)) and "total_return" in spec(movers_chart)
+    movers, leaders, daily, runs, outcomes, checks, tables_health = (frame.value for frame in at.dataframe)
+    assert len(daily) == 29 and len(runs) == 2 and list(tables_health["table"]) == [
+        "stocks_fixed", "stocks_splits", "stocks_dividends", "stocks_official_daily", "stocks_daily",
+        "pipeline_runs", "quality_checks", "stocks_quarantine"]
+    assert set(runs["status"]) == {"success"} and len(checks) == 0
+    # a clean sample: nothing quarantined, so that table is not there, and that is not a problem
+    assert list(tables_health["status"]) == ["ok"] * 7 + ["none yet"]
     assert list(outcomes["ticker"]) == ["AAPL", "NVDA"] and set(outcomes["status"]) == {"success"}
-    assert at.subheader[0].value == "Last harvest: success"
+    assert at.subheader[0].value == "Top movers on 2024-01-12" and "Last harvest: success" in [
+        h.value for h in at.subheader]
     assert any("bars: pre" in caption.value for caption in at.caption)
+    assert "No check warned or failed." in [s.value for s in at.success]
+
+
+def test_the_market_view_ranks_the_latest_day_by_total_return_and_volatility(tables, storage, monkeypatch):
+    at = app(tables, monkeypatch)
+    movers, leaders = at.dataframe[0].value, at.dataframe[1].value
+    latest = {r.ticker: r for r in storage.read(str(tables / "stocks_daily")).collect()
+              if str(r.trade_date) == "2024-01-12"}
+    assert list(movers["ticker"]) == sorted(latest, key=lambda t: -latest[t].total_return)
+    assert list(leaders["ticker"]) == sorted(latest, key=lambda t: -latest[t].volatility_20)
+    assert all(leaders["volatility_20"] > 0) and all(leaders["sma_20"] > 0)
+    for row in leaders.to_dict("records"):
+        assert row["volatility_20"] == pytest.approx(latest[row["ticker"]].volatility_20, abs=5e-5)
 
 
 def test_switching_ticker_and_basis_redraws_without_error(tables, monkeypatch):
@@ -69,9 +96,9 @@ def test_switching_ticker_and_basis_redraws_without_error(tables, monkeypatch):
     at.selectbox[0].set_value("NVDA").run()
     at.radio[0].set_value("split-adjusted").run()
     at.selectbox[2].set_value("2024-01-08").run()
-    assert not at.exception and len(charts(at)) == 2
-    daily = at.dataframe[0].value
-    # NVDA's 10-for-1 split of 2024-06-10 comes after the demo week: adjusted closes are a tenth of the traded ones
+    assert not at.exception and len(charts(at)) == 3
+    daily = at.dataframe[2].value
+    # NVDA's 10-for-1 split of 2024-06-10 comes after these weeks: adjusted closes are a tenth of the traded ones
     # (the page shows them to the cent, so ten times one is within 5 cents of the traded close).
     assert (daily["adj_close"] * 10 - daily["close"]).abs().max() <= 0.05 + 1e-9
     assert (daily["close"] > 100).all() and (daily["adj_close"] < daily["close"] / 5).all()
@@ -104,13 +131,15 @@ def test_the_operations_view_shows_last_night_at_a_glance(tables, storage, spark
                                          check_row("k" * 32, "NVDA", "staleness", "fail")], [])
     at = app(base, monkeypatch)
     assert not at.exception
-    assert at.subheader[0].value == "Last harvest: failed"
+    assert "Last harvest: failed" in [h.value for h in at.subheader]
+    alerts = at.dataframe[2].value  # the market view's alerts: every warn and fail row, newest first
+    assert sorted(alerts["check"]) == ["spike", "staleness"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics == {"started (UTC)": f"{night:%Y-%m-%d %H:%M}", "duration": "1 min 35 s",
                        "tickers stored": "1 of 2", "days refused by the plan": "1", "quarantined bars": "3",
                        "failing checks": "1"}
     assert at.error[0].value == "1 ticker(s) failed: NVDA"
-    runs, outcomes, checks = (frame.value for frame in at.dataframe[1:4])
+    runs, outcomes, checks = (frame.value for frame in at.dataframe[4:7])
     assert list(runs["status"])[:2] == ["failed", "success"] and "abandoned" in set(runs["status"])
     assert (runs["failing checks"].iloc[0], runs["quarantined"].iloc[0]) == (1, 3)
     assert outcomes.to_dict("records")[1] == {"ticker": "NVDA", "status": "failed", "days stored": 0,
@@ -119,7 +148,7 @@ def test_the_operations_view_shows_last_night_at_a_glance(tables, storage, spark
     assert outcomes.to_dict("records")[0]["days refused"] == "2024-01-12"
     assert list(checks["check"]) == ["spike"] and list(checks["status"]) == ["fail"]
     at.selectbox(key="ops_run").set_value("k" * 32).run()  # the night before: killed, no tickers, its own check
-    assert not at.exception and list(at.dataframe[3].value["check"]) == ["staleness"]
+    assert not at.exception and list(at.dataframe[6].value["check"]) == ["staleness"]
 
 
 def test_an_empty_base_path_names_the_commands_instead_of_failing(tmp_path, monkeypatch):
@@ -128,7 +157,9 @@ def test_an_empty_base_path_names_the_commands_instead_of_failing(tmp_path, monk
     messages = " ".join(info.value for info in at.info)
     assert "python daily_bars.py" in messages and "python fixed_stock_harvester.py" in messages
     assert "make demo" in messages
-    assert all(status.startswith("missing: ") for status in at.dataframe[0].value["status"])
+    statuses = dict(zip(at.dataframe[0].value["table"], at.dataframe[0].value["status"], strict=True))
+    assert statuses.pop("stocks_quarantine") == "none yet"
+    assert all(status.startswith("missing: ") for status in statuses.values())
 
 
 def test_a_minute_table_without_the_daily_table_still_shows_the_day(tables, tmp_path, monkeypatch):
@@ -172,15 +203,25 @@ def test_the_page_in_a_real_browser_shows_the_tickers_and_a_chart(tables, tmp_pa
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
                 page.wait_for_selector("text=Stock pipeline", timeout=60_000)
-                page.wait_for_selector("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg",
-                                       timeout=60_000)
-                page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-                # The ticker picker is a combobox: its chosen ticker is its input's value, the rest its options.
+                chart = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+                # The market view, first: its movers chart, the volatility leaders, the alerts.
+                page.wait_for_selector("text=Top movers on 2024-01-12", timeout=60_000)
+                page.wait_for_selector(chart, timeout=60_000)
+                assert page.get_by_text("Volatility leaders").is_visible()
+                assert page.get_by_text("No check warned or failed.").is_visible()
+                page.screenshot(path=str(tmp_path / "market.png"), full_page=True)
+                # The daily view: candles with their moving averages, and the ticker picker (a combobox: its chosen
+                # ticker is its input's value, the rest its options).
+                page.get_by_role("tab", name="Daily").click()
                 assert page.get_by_role("combobox", name="Ticker").first.input_value() == "AAPL"
+                page.wait_for_selector("text=moving average", timeout=60_000)
+                page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+                page.get_by_role("tab", name="Intraday").click()
+                page.wait_for_selector("text=moving averages of the close over 5, 15, 60 minutes", timeout=60_000)
                 assert page.locator("[data-testid='stException']").count() == 0
             finally:
                 browser.close()
     finally:
         server.terminate()
         server.wait(timeout=20)
-    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000 and (tmp_path / "market.png").stat().st_size > 10_000

@@ -22,6 +22,7 @@ import fixed_stock_harvester
 import maintenance
 from stockpipe import readers
 from stockpipe.landing import LandingZone, default_landing_path
+from stockpipe.quality.checks import DAY_CHECKS
 from stockpipe.runlog import (
     RUNS_SCHEMA,
     Run,
@@ -33,7 +34,7 @@ from stockpipe.runlog import (
     start_run,
 )
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
-from tests.helpers import FRIDAY, KEY, ROOT, WEEK, run_door
+from tests.helpers import FRIDAY, KEY, MONDAY, ROOT, WEEK, expected_rows, run_door, table_rows
 
 pytestmark = pytest.mark.slow
 HERE = socket.gethostname()
@@ -71,7 +72,8 @@ def test_success_and_failed_runs_each_leave_one_row_with_their_tickers(storage, 
     ok, one_failed, failed = runs(storage, tmp_path)
     assert (ok["status"], ok["exit_code"], ok["script"]) == ("success", 0, "fixed_stock_harvester")
     assert ok["tickers"] == "AAPL,MSFT" and str(ok["date_from"]) == "2024-01-08" and str(ok["date_to"]) == "2024-01-12"
-    assert ok["calls"] == 4 and ok["rate_limited"] == 1 and ok["retries"] == 1  # 2 tickers, splits, one 429
+    # 2 tickers, the splits and dividends lists, one ranged official-bars call a ticker, and the 429's retry
+    assert ok["calls"] == 2 + 2 + 2 + 1 and ok["rate_limited"] == 1 and ok["retries"] == 1
     assert ok["rows_written"] > 0 and ok["partitions_written"] == 10 and ok["files_written"] == 10
     assert ok["engine"] == storage.name and ok["spark_mode"] in ("classic", "connect") and ok["message"] is None
     assert ok["finished_at"] >= ok["started_at"] and 0 < ok["duration_s"] < 600
@@ -262,6 +264,10 @@ def test_a_run_log_that_cannot_be_written_changes_nothing_about_the_run(storage,
         code, out, err = harvest_door(storage, tmp_path, server, capsys)
     assert code == 0 and "Traceback" not in err
     assert len([line for line in err.splitlines() if "run log not written" in line]) == 1
+    # and the run did all it does without a log: every bar of both tickers stored, the checks recorded
+    assert table_rows(storage, tmp_path / "stocks_fixed") == expected_rows(["AAPL", "MSFT"], MONDAY, FRIDAY)
+    assert storage.read(str(tmp_path / "quality_checks")).count() == 2 * 5 * len(DAY_CHECKS)
+    assert (tmp_path / "pipeline_runs").read_text() == "a file where the log's folder should be"
 
 
 def test_secrets_are_masked_in_what_a_run_logs():
