@@ -27,11 +27,11 @@ DAYS = trading_days(dt.date(2024, 6, 5), dt.date(2024, 6, 12))
 
 
 def regular_close(server: FakeMassiveServer, day: dt.date, adjusted: bool) -> float:
-    """The day's last regular-session close (15:59 New York), as one aggregates call answers it."""
+    """The day's close: the closing print, in the bar stamped 16:00 New York, as one aggregates call answers it."""
     url = (f"{server.base_url}/v2/aggs/ticker/{TICKER}/range/1/minute/{day}/{day}"
            f"?adjusted={str(adjusted).lower()}&sort=asc&limit=50000")
     bars = requests.get(url, timeout=10).json()["results"]
-    regular = [b for b in bars if dt.datetime.fromtimestamp(b["t"] / 1000, NEW_YORK).time() < dt.time(16)]
+    regular = [b for b in bars if dt.datetime.fromtimestamp(b["t"] / 1000, NEW_YORK).time() <= dt.time(16)]
     return float(regular[-1]["c"])
 
 
