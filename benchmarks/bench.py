@@ -394,7 +394,9 @@ def bench_backfill(engine: str, root: Path, layout: str = "partitioned",
     script = str(Path(__file__).resolve().parents[1] / "fixed_stock_harvester.py")
     results = []
     for label, first, last in sizes:
-        path = root / f"backfill_{engine}_{layout}_{first}"
+        # A folder of its own: every table the run writes beside the minute table starts empty, as in a new install.
+        folder = root / f"backfill_{engine}_{layout}_{first}"
+        path = folder / "stocks_fixed"
         argv = [sys.executable, script, "--source", "sample", "--from", str(first), "--to", str(last),
                 "--table-path", str(path), "--engine", engine, "--layout", layout]
         started = time.monotonic()
@@ -415,9 +417,7 @@ def bench_backfill(engine: str, root: Path, layout: str = "partitioned",
                         "after_last_call_s": after, "phases": phases, "rows_per_s": rows / after if after else None,
                         "files": len(files), "avg_file_kib": sum(f.stat().st_size for f in files) / len(files) / 1024
                         if files else None, "peak_kib": dict(memory.peaks)})
-        shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(default_landing_path(str(path)), ignore_errors=True)
-        shutil.rmtree(path.parent / "stocks_splits", ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
@@ -450,12 +450,12 @@ def bench_daily(engine: str, table: Path, last_day: dt.date) -> list[dict[str, A
 
 
 def _rows_from_summary(stdout: str) -> int:
-    """The summary table's rows column (the last but one), summed over its ticker lines."""
+    """The summary table's rows column (the last), summed over its ticker lines."""
     total = 0
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) > 3 and parts[1] in ("ok", "partial") and parts[-2].replace(",", "").isdigit():
-            total += int(parts[-2].replace(",", ""))
+        if len(parts) > 3 and parts[1] in ("success", "partial") and parts[-1].replace(",", "").isdigit():
+            total += int(parts[-1].replace(",", ""))
     return total
 
 
@@ -664,8 +664,8 @@ def _render_backfill(runs: list[dict[str, Any]]) -> list[str]:
                      _mib(peak["jvm"]), _mib(peak["worker"]), phases])
     return ["## 8. Backfill cost curve: 8 tickers, sample source unpaced, a fresh table each (own process, n=1)\n",
             "After the last call: every phase but the fetch (Spark start not hidden by it, transform, write, "
-            "splits). Rows / s: rows stored per second after the last call. Peaks: each process's resident "
-            "high-water mark (VmHWM), MiB; worker: the largest single Python worker.\n",
+            "checks, reference data). Rows / s: rows stored per second after the last call. Peaks: each process's "
+            "resident high-water mark (VmHWM), MiB; worker: the largest single Python worker.\n",
             _md_table(["range", "engine", "rows", "wall s", "after last call s", "rows / s", "files",
                        "avg file KiB", "driver MiB", "JVM MiB", "worker MiB", "phases (s)"], rows),
             "\n![backfill](backfill.png)\n"]

@@ -22,6 +22,7 @@ built from (`source_fingerprint`: the minute partition's files; `actions_fingerp
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import logging
@@ -36,7 +37,10 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from stockpipe.config import DIVIDENDS_TABLE, OFFICIAL_TABLE
+from stockpipe.errors import PipelineError
 from stockpipe.market_calendar import sessions_between
+from stockpipe.paths import beside
 from stockpipe.quality.checks import CheckResult, CheckSummary, Status, write_checks
 from stockpipe.reference.corporate_actions import DIVIDENDS_SCHEMA, SPLITS_SCHEMA
 from stockpipe.reference.official_bars import OFFICIAL_SCHEMA
@@ -290,9 +294,14 @@ def days_to_rewrite(inputs: Inputs, stored: list[Any], sessions: Mapping[dt.date
         starts = sorted(sessions[d] for d in days | removed.get(ticker, set()) if d in sessions)
         if not starts:
             continue
-        reach = [d for d in by_ticker.get(ticker, []) if d in sessions and any(
-            0 <= sessions[d] - s <= WINDOW_DAYS for s in starts)]
-        rewrite[ticker] = set(reach) | days
+        reach = set(days)
+        for day in by_ticker.get(ticker, []):
+            index = sessions.get(day)
+            # the latest start at or before this day, found by bisection: within reach of it, or of none
+            at = bisect.bisect_right(starts, index) - 1 if index is not None else -1
+            if at >= 0 and index is not None and index - starts[at] <= WINDOW_DAYS:
+                reach.add(day)
+        rewrite[ticker] = reach
     return rewrite, removed
 
 
@@ -319,15 +328,15 @@ def build_daily(storage: DeltaStorage, minute_path: str, splits_path: str, daily
     started = time.monotonic()
     spark = storage.spark
     storage.require_delta(minute_path)
-    base = minute_path.rstrip("/").rsplit("/", 1)[0]
     splits = _read_or_empty(storage, splits_path, SPLITS_SCHEMA, "splits")
-    dividends = _read_or_empty(storage, dividends_path or f"{base}/stocks_dividends", DIVIDENDS_SCHEMA, "dividends")
-    official = _read_or_empty(storage, official_path or f"{base}/stocks_official_daily", OFFICIAL_SCHEMA,
+    dividends = _read_or_empty(storage, dividends_path or beside(minute_path, DIVIDENDS_TABLE), DIVIDENDS_SCHEMA,
+                               "dividends")
+    official = _read_or_empty(storage, official_path or beside(minute_path, OFFICIAL_TABLE), OFFICIAL_SCHEMA,
                               "official daily bars")
     inputs = current_inputs(storage, minute_path, splits, dividends, official)
     days = sorted({day for _, day in inputs.sources})
     if not days:
-        raise_empty(minute_path)
+        raise PipelineError(f"{minute_path} holds no bars: run the fixed harvester first")
     calendar = calendar_frame(spark, days[0], days[-1])
     sessions = {r.trade_date: r.session_index for r in calendar.select("trade_date", "session_index").collect()}
     wanted = [f.name for f in DAILY_SCHEMA.fields]
@@ -343,10 +352,10 @@ def build_daily(storage: DeltaStorage, minute_path: str, splits_path: str, daily
         stored = storage.read(daily_path).select("ticker", "trade_date", "source_fingerprint", "actions_fingerprint",
                                                  *OFFICIAL_COLUMNS).collect()
         rewrite, removed = days_to_rewrite(inputs, stored, sessions)
-    report_days = sum(len(d) for d in rewrite.values())
+    rewritten = sum(len(d) for d in rewrite.values())
     version: int | None = None
     results: list[CheckResult] = []
-    if report_days or any(removed.values()):
+    if rewritten or any(removed.values()):
         derived = derive(storage, minute_path, splits, dividends, official, calendar, rewrite, sessions, inputs, full)
         replace = None if full else replacement({t: rewrite.get(t, set()) | removed.get(t, set())
                                                  for t in set(rewrite) | set(removed)})
@@ -365,14 +374,8 @@ def build_daily(storage: DeltaStorage, minute_path: str, splits_path: str, daily
               .orderBy("ticker").collect())
     return DailyReport(daily_path, storage.name, int(summary["rows"]), int(summary["tickers"]), summary["first"],
                        summary["last"], splits.count(), dividends.count(), version, [row.asDict() for row in latest],
-                       time.monotonic() - started, rewritten=report_days,
+                       time.monotonic() - started, rewritten=rewritten,
                        removed=sum(len(d) for d in removed.values()), full=full, checks=CheckSummary.of(results))
-
-
-def raise_empty(path: str) -> None:
-    from stockpipe.errors import PipelineError
-
-    raise PipelineError(f"{path} holds no bars: run the fixed harvester first")
 
 
 def derive(storage: DeltaStorage, minute_path: str, splits: DataFrame, dividends: DataFrame, official: DataFrame,
@@ -387,10 +390,13 @@ def derive(storage: DeltaStorage, minute_path: str, splits: DataFrame, dividends
         by_index = {index: day for day, index in sessions.items()}
         context: dict[str, set[dt.date]] = {}
         for ticker, chosen in rewrite.items():
-            if not chosen:
+            indexes = [sessions[d] for d in chosen if d in sessions]
+            if not indexes:
                 continue
-            first = min(sessions[d] for d in chosen if d in sessions)
-            context[ticker] = set(chosen) | {by_index[i] for i in range(first - WINDOW_DAYS, first) if i in by_index}
+            # Every trading day from WINDOW_DAYS before the first day to rewrite through the last: a window of a
+            # rewritten day may reach any day between, rewritten or not.
+            first, last = min(indexes), max(indexes)
+            context[ticker] = set(chosen) | {by_index[i] for i in range(first - WINDOW_DAYS, last + 1) if i in by_index}
         every_day = sorted({d for chosen in context.values() for d in chosen})
         minute = storage.read(minute_path, where=RowFilter.of(ticker=sorted(context), trade_date=every_day))
     derived = daily_bars(minute, splits, dividends, official, calendar)

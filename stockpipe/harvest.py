@@ -34,7 +34,7 @@ from stockpipe.paths import count_partition_dirs, refuse_foreign_folder
 from stockpipe.quality.checks import CheckResult, CheckSummary, DayStats, day_stats, evaluate, write_checks
 from stockpipe.quality.guard import Shrink, shrink_results, shrinking_days, stored_rows
 from stockpipe.quality.quarantine import quarantined_bars, record_quarantine
-from stockpipe.quality.rules import raw_text, with_reason
+from stockpipe.quality.rules import compact, valid, with_reason
 from stockpipe.reference.corporate_actions import ACTION_KINDS, landed_actions, store_actions
 from stockpipe.reference.official_bars import landed_official, store_official
 from stockpipe.session import is_databricks
@@ -156,11 +156,7 @@ def landed_bars(spark: SparkSession, fetched: dict[str, TickerFetch]) -> DataFra
     )
     judged = with_reason(bars.join(F.broadcast(assignment), ["ticker", "fetch_id", "trade_date"], "left")
                          .withColumn("assigned", F.coalesce("assigned", F.lit(False))))
-    # What only a quarantined bar needs (its text, its fetch) is kept for bad bars alone, and the columns the rules
-    # read are dropped, so good bars cross the shuffle no wider than before.
-    return (judged.withColumn("_raw", F.when(~F.col("valid"), raw_text()))
-            .withColumn("_fetch_id", F.when(~F.col("valid"), F.col("fetch_id")))
-            .drop("raw", "t_value", "n_value", "not_numbers", "not_object"))
+    return compact(judged)
 
 
 def ranked_bars(marked: DataFrame) -> DataFrame:
@@ -176,9 +172,9 @@ def ranked_bars(marked: DataFrame) -> DataFrame:
     # no tie among them, and the id's ~60 bytes a row stay out of the shuffle. trade_date leads the window's key
     # (the minute fixes the day, so the groups are the same), so its sort also orders rows as the write wants them.
     by_partition = marked.drop("fetch_id").repartition(*PARTITION_COLUMNS)
-    one_per_minute = Window.partitionBy(*PARTITION_COLUMNS, "timestamp_ms", "assigned", "valid").orderBy(
-        F.col("ingested_at").desc(), F.col("page").desc(), F.col("position").desc())
-    return by_partition.withColumn("_kept", F.col("assigned") & F.col("valid")
+    one_per_minute = Window.partitionBy(*PARTITION_COLUMNS, "timestamp_ms", "assigned", valid()).orderBy(
+        F.col("ingested_at").desc(), F.col("_order").desc())
+    return by_partition.withColumn("_kept", F.col("assigned") & valid()
                                    & (F.row_number().over(one_per_minute) == 1))
 
 

@@ -239,6 +239,25 @@ def test_a_rewritten_day_rewrites_it_and_the_days_its_windows_reach_and_equals_a
     assert daily_of(storage, base) == incremental
 
 
+def test_two_changes_far_apart_each_get_their_windows_context_and_equal_a_full_build(sixty, spark):
+    """Days changed 52 trading days apart: the later one's 50-day window reaches a day between them that is not
+    rewritten (the 53rd); it is computed over it all the same (the incremental rows equal a full build's)."""
+    storage, base = sixty
+    minute = str(base / "stocks_fixed")
+    from stockpipe.storage import ReplacePredicate
+
+    for day, price in ((SIXTY[2], 51.0), (SIXTY[54], 77.0)):
+        new_bar = bar(day, "10:00", "regular", price, price, price, price, 100, price, "BBB")
+        storage.write(spark.createDataFrame([new_bar], SILVER_SCHEMA), minute, mode="overwrite",
+                      partition_by=PARTITION_COLUMNS, replace=ReplacePredicate.of(ticker=["BBB"], trade_date=[day]))
+    report = build(storage, base)
+    assert report.rewritten == len([d for d in SIXTY[2:53] + SIXTY[54:] if d != MISSING])
+    incremental = daily_of(storage, base)
+    assert incremental[("BBB", SIXTY[54])]["sma_50"] is not None
+    build(storage, base, full=True)
+    assert daily_of(storage, base) == incremental
+
+
 def test_a_daily_table_from_an_older_version_is_rebuilt_whole(spark, storage, tmp_path):
     minute = write_inputs(spark, storage, tmp_path, minutes=MINUTES[:6], splits=(), dividends=(), official=())
     old = spark.createDataFrame([("ABC", NORMAL, 1.0)], "ticker string, trade_date date, close double")

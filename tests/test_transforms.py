@@ -97,13 +97,16 @@ def test_ranked_bars_keep_one_valid_assigned_bar_per_minute_the_latest_answer(sp
     """The harvester's one de-duplication (harvest.ranked_bars): per (ticker, minute) the latest ingest among the
     valid bars of the day's assigned fetch, and within one answer the later page, then the later position on it; a
     bar from any other fetch is never kept, however recent, and neither is a bar that broke a rule."""
+    from pyspark.sql import functions as F
+
     from stockpipe.harvest import ranked_bars
+    from stockpipe.quality.rules import compact
 
     schema = ("ticker string, fetch_id string, trade_date date, timestamp_ms long, close double, assigned boolean, "
               "valid boolean, ingested_at timestamp, page int, position int")
     day = dt.date(2024, 1, 8)
     early, late, latest = (dt.datetime(2024, 1, d, 12) for d in (8, 9, 10))
-    given = spark.createDataFrame(
+    rows = spark.createDataFrame(
         [("AAPL", "a", day, 1, 10.0, True, True, early, 1, 0), ("AAPL", "b", day, 1, 11.0, True, True, late, 1, 0),
          ("AAPL", "c", day, 1, 12.0, False, True, latest, 1, 0), ("AAPL", "a", day, 2, 13.0, True, True, early, 1, 1),
          ("AAPL", "c", day, 3, 14.0, False, True, latest, 1, 1), ("MSFT", "a", day, 1, 20.0, True, True, early, 1, 0),
@@ -115,6 +118,13 @@ def test_ranked_bars_keep_one_valid_assigned_bar_per_minute_the_latest_answer(sp
          ("MSFT", "b", day, 5, -1.0, True, False, late, 1, 1)],
         schema,
     )
+    # as the harvest hands them over: judged (a rule's name for the bad ones), then compacted for the shuffle
+    given = compact(rows.withColumn("reason", F.when(~F.col("valid"), F.lit("prices_positive")))
+                    .withColumn("raw", F.lit(None).cast("string")).withColumn("t_value", F.lit(None).cast("double"))
+                    .withColumn("open", F.col("close")).withColumn("high", F.col("close")).withColumn("low",
+                                                                                                   F.col("close"))
+                    .withColumn("volume", F.lit(1.0)).withColumn("vwap", F.lit(None).cast("double"))
+                    .withColumn("n_value", F.lit(None).cast("double")))
     kept = sorted((r.ticker, r.timestamp_ms, r.close) for r in ranked_bars(given).filter("_kept").collect())
     assert kept == [("AAPL", 1, 11.0), ("AAPL", 2, 13.0), ("MSFT", 1, 20.0), ("MSFT", 2, 22.0), ("MSFT", 3, 24.0),
                     ("MSFT", 4, 25.0)]

