@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,6 +80,25 @@ class FetchResult:
     references: list[ReferenceFetch]  # what was fetched beside the bars (none when all was already refreshed)
     # Tickers whose landed days were split-adjusted (landed before bars were stored as traded), fetched again.
     refetched_adjusted: dict[str, int] = field(default_factory=dict)
+    # The reference calls still under way in their own thread (fetch_all's references_in_background), and how to
+    # stop them between calls when the run cannot use them.
+    pending: concurrent.futures.Future[list[ReferenceFetch]] | None = None
+    cancel: Callable[[], None] | None = None
+
+    def wait_for_references(self) -> list[ReferenceFetch]:
+        """The reference fetches, once every call of them has been answered."""
+        if self.pending is not None:
+            self.references, self.pending = self.pending.result(), None
+        return self.references
+
+    def abandon_references(self) -> None:
+        """Stop the reference calls at the next one (the run failed before it could use them), and wait for that."""
+        if self.cancel is not None:
+            self.cancel()
+        if self.pending is not None:
+            with contextlib.suppress(Exception):
+                self.pending.result()
+            self.pending = None
 
 
 @contextlib.contextmanager
@@ -121,6 +141,8 @@ class Fetcher:
         # A rejected key or an unreachable API: no further call can succeed, so no further ticker is fetched.
         self.stop_error: StopError | None = None
         self.refetched_adjusted: dict[str, int] = {}
+        # Set when the run no longer wants the reference calls still to make (they run in a thread of their own).
+        self.cancelled = threading.Event()
         self._stack = contextlib.ExitStack()
         self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
         self.client = client or self._stack.enter_context(open_client(cfg, self.progress))
@@ -207,6 +229,8 @@ class Fetcher:
         calls = [(GROUPED, day, day, self.client.grouped_url(day)) for day in plan.grouped] + [
             (ticker, lo, hi, self.client.daily_url(ticker, lo, hi)) for ticker, lo, hi in plan.ranges]
         for label, lo, hi, url in calls:
+            if self.cancelled.is_set():
+                break
             writer = zone.new_fetch(label, lo, hi)
             try:
                 for page in self.client.iter_url(label, url, result.stats):
@@ -303,28 +327,58 @@ class Fetcher:
 
 
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-              on_landed: LandedCallback | None = None) -> FetchResult:
+              on_landed: LandedCallback | None = None, *, references_in_background: bool = False) -> FetchResult:
     """Every ticker, `cfg.in_flight` at a time, through one client: one rolling window, one 429 back-off, one
     landing zone (each ticker lands in its own folders). Then, when anything is to be stored, the reference data
     through the same client: splits and dividends not yet refreshed through today, and the official daily bars the
-    stored days lack (a rerun the same day, served from the landing zone, makes no call at all)."""
-    with Fetcher(cfg, landing, days, on_landed) as fetcher:
+    stored days lack (a rerun the same day, served from the landing zone, makes no call at all).
+
+    `references_in_background`: the reference calls go on in a thread of their own and the result comes back as soon
+    as the bars have landed (`FetchResult.wait_for_references`), so on a slow key the bars are transformed and
+    written while those last calls wait on the window, instead of after them."""
+    fetcher = Fetcher(cfg, landing, days, on_landed)
+    handed_over = False
+    try:
         if cfg.in_flight <= 1 or len(cfg.tickers) <= 1:
             results = {ticker: fetcher.fetch(ticker) for ticker in cfg.tickers}
         else:
             workers = min(cfg.in_flight, len(cfg.tickers))
             with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
                 results = dict(zip(cfg.tickers, pool.map(fetcher.fetch, cfg.tickers), strict=True))
-        stored = {t: sorted(item.assignment) for t, item in results.items() if not item.failed and item.assignment}
-        references: list[ReferenceFetch] = []
-        if stored and fetcher.stop_error is None:
-            for kind in ("splits", "dividends"):
-                if (found := fetcher.refresh_actions(kind, cfg.date_from)) is not None:
-                    references.append(found)
-            if (official := fetcher.fetch_official(stored)) is not None:
-                references.append(official)
         if fetcher.refetched_adjusted:
             log.warning("landed pages of %s were split-adjusted (landed before bars were stored as traded): %d day(s) "
                         "fetched again as traded", ", ".join(fetcher.refetched_adjusted),
                         sum(fetcher.refetched_adjusted.values()))
-        return FetchResult(results, fetcher.stop_error, references, dict(fetcher.refetched_adjusted))
+        stored = {t: sorted(item.assignment) for t, item in results.items() if not item.failed and item.assignment}
+        result = FetchResult(results, fetcher.stop_error, [], dict(fetcher.refetched_adjusted))
+        if not stored or fetcher.stop_error is not None:
+            return result
+        if not references_in_background:
+            result.references = fetch_references(fetcher, cfg, stored)
+            return result
+
+        def in_background() -> list[ReferenceFetch]:
+            try:
+                return fetch_references(fetcher, cfg, stored)
+            finally:
+                fetcher.__exit__(None, None, None)  # the client and the progress display are this thread's now
+
+        worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reference")
+        result.pending, result.cancel = worker.submit(in_background), fetcher.cancelled.set
+        worker.shutdown(wait=False)
+        handed_over = True
+        return result
+    finally:
+        if not handed_over:
+            fetcher.__exit__(None, None, None)
+
+
+def fetch_references(fetcher: Fetcher, cfg: HarvestConfig, stored: dict[str, list[dt.date]]) -> list[ReferenceFetch]:
+    """Splits and dividends, then the official daily bars, each skipped when already landed (see Fetcher)."""
+    found: list[ReferenceFetch] = []
+    for kind in ("splits", "dividends"):
+        if not fetcher.cancelled.is_set() and (fetched := fetcher.refresh_actions(kind, cfg.date_from)) is not None:
+            found.append(fetched)
+    if not fetcher.cancelled.is_set() and (official := fetcher.fetch_official(stored)) is not None:
+        found.append(official)
+    return found

@@ -278,24 +278,34 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     lap = Laps()
     landing = LandingZone(cfg.landing_path)
     with SparkInBackground(spark_factory) as spark_early:  # the JVM boots while calls wait on the rate limit
-        result = fetch_all(cfg, landing, days, on_landed=spark_early.on_landed(days))
+        # The reference calls go on while Spark transforms and writes the bars (they wait on the window last).
+        result = fetch_all(cfg, landing, days, on_landed=spark_early.on_landed(days), references_in_background=True)
         spark_early.fetch_done()
         fetched, report = result.tickers, FixedReport.of_fetch(cfg, result, days, fetch_s=lap())
-        session = spark_early.result() if any(t.assignment for t in fetched.values() if not t.failed) else None
+        try:
+            session = spark_early.result() if any(t.assignment for t in fetched.values() if not t.failed) else None
+        except BaseException:
+            result.abandon_references()  # Spark could not start: nothing will use them
+            raise
     if session is None:
         return report  # nothing to write (every ticker failed, or no trading day): Spark was never started
     spark, storage = session
     report.engine = storage.name
     report.seconds["spark start"] = lap()  # only what the fetch did not hide
     # Every commit of the run carries its id (the door's, or a fresh one) and where its data came from.
-    with storage.tagged(storage.run_id or uuid.uuid4().hex, cfg.source):
-        store_fetched(report, spark, storage, landing, cfg, fetched, days, lap)
+    try:
+        with storage.tagged(storage.run_id or uuid.uuid4().hex, cfg.source):
+            store_fetched(report, spark, storage, landing, cfg, result, days, lap)
+    except BaseException:
+        result.abandon_references()
+        raise
     return report
 
 
 def store_fetched(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
-                  cfg: HarvestConfig, fetched: dict[str, TickerFetch], days: list[dt.date], lap: Laps) -> None:
+                  cfg: HarvestConfig, result: FetchResult, days: list[dt.date], lap: Laps) -> None:
     """Transform what landed, check it, write it, record the checks and the quarantine, then the reference data."""
+    fetched = result.tickers
     check_layout(storage, cfg)
     check_source(storage, cfg)
     work = storage.progress
@@ -322,6 +332,7 @@ def store_fetched(report: FixedReport, spark: SparkSession, storage: DeltaStorag
     write_checks(storage, cfg.checks_path, storage.run_id or "", results)
     report.checks = CheckSummary.of(results)
     report.seconds["checks"] = lap()
+    report.references = result.wait_for_references()
     write_references(report, spark, storage, landing, cfg, stored_days)
     report.seconds["reference data"] = lap()
 
