@@ -59,6 +59,26 @@ DELETION_VECTORS = "delta.enableDeletionVectors"
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
+# Two writers creating one table at once: the loser's CREATE sees a _delta_log without a commit yet ("not empty and
+# also not a Delta table"), or its MERGE runs before the winner's first commit lands ("doesn't exist"). Both are
+# races, not errors, when this writer found no table: retried like a commit conflict, on the table as it then is.
+CREATION_RACE_MARKERS = ("DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "DELTA_TABLE_NOT_FOUND")
+
+
+class CreationRaceError(Exception):
+    """A table creation that raced another writer's (see CREATION_RACE_MARKERS)."""
+
+
+@contextlib.contextmanager
+def _creation_race_retried() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        if any(marker in str(exc)[:300] for marker in CREATION_RACE_MARKERS):
+            raise CreationRaceError(str(exc).splitlines()[0]) from exc
+        raise
+
+
 class DeltaSparkStorage(DeltaStorage):
     """delta-spark, classic or through Spark Connect (Databricks, or a laptop with Delta's jars)."""
 
@@ -133,12 +153,14 @@ class DeltaSparkStorage(DeltaStorage):
         names = [f.name for f in df.schema.fields]
         with contextlib.ExitStack() as stack:
             self._tag_commits(stack)
-            if not self.is_delta(path):
+            creating = not self.is_delta(path)
+            if creating:
                 if not insert:
                     self.require_delta(path)
                 columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema.fields)
-                self.spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING DELTA "
-                               f"TBLPROPERTIES ('{DELETION_VECTORS}' = 'false')")
+                with _creation_race_retried():
+                    self.spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING DELTA "
+                                   f"TBLPROPERTIES ('{DELETION_VECTORS}' = 'false')")
             else:
                 self._without_deletion_vectors(path)
                 self._add_missing_columns(path, df.schema)
@@ -154,7 +176,11 @@ class DeltaSparkStorage(DeltaStorage):
             if insert:
                 statement += (f" WHEN NOT MATCHED THEN INSERT ({', '.join(f'`{n}`' for n in names)}) "
                               f"VALUES ({', '.join(f's.`{n}`' for n in names)})")
-            self.spark.sql(statement)
+            if creating:
+                with _creation_race_retried():
+                    self.spark.sql(statement)
+            else:
+                self.spark.sql(statement)
         return self._version(path)
 
     def _without_deletion_vectors(self, path: str) -> None:
@@ -224,6 +250,8 @@ class DeltaSparkStorage(DeltaStorage):
         return int(self.spark.sql(f"DESCRIBE HISTORY delta.`{_sql_path(path)}` LIMIT 1").collect()[0]["version"])
 
     def _is_commit_conflict(self, exc: Exception) -> bool:
+        if isinstance(exc, CreationRaceError):
+            return True
         # Two writers creating the table at once raise ProtocolChangedException, which is not a
         # DeltaConcurrentModificationException: matched by name like the rest.
         text = f"{type(exc).__name__} {str(exc)[:300]}"
