@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import socket
 from collections import defaultdict
 from pathlib import Path
@@ -142,3 +143,18 @@ def reference_calls(server) -> list:
 
 def splits_calls(server) -> list:
     return [entry for entry in server.log if entry.path == "/v3/reference/splits"]
+
+
+def summary_rows(out: str) -> dict[str, dict[str, str]]:
+    """The harvester's end summary as {ticker: {column: cell}}: columns are found by the header, not by position,
+    so a new column does not silently shift what a test reads."""
+    lines = out.splitlines()
+    start = lines.index("Summary")
+    header = re.split(r"\s{2,}", lines[start + 1].strip())
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines[start + 3:]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
+    return rows
