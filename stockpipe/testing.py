@@ -85,6 +85,9 @@ class FakeMassiveServer(SampleApiServer):
         self._calls: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
         self._pending: dict[int, Fault] = {}  # a fault that corrupts the data served to a request
+        # Calls a delay fault is holding now (the log records a call when it is answered): a test waits on this to
+        # act while a call hangs.
+        self.held = 0
 
     @property
     def data_calls(self) -> int:
@@ -199,7 +202,13 @@ class FakeMassiveServer(SampleApiServer):
             request.handler.close_connection = True
             request.handler.connection.shutdown(2)
         elif kind == "delay":
-            time.sleep(fault.seconds)
+            with self._lock:
+                self.held += 1
+            try:
+                time.sleep(fault.seconds)
+            finally:
+                with self._lock:
+                    self.held -= 1
             return False
         else:
             return False

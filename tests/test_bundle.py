@@ -148,6 +148,9 @@ def test_a_local_dry_run_executes_the_tasks_in_order_against_a_loopback_api(spar
     today = new_york_today()
     monkeypatch.setenv("STOCKS_BASE_PATH", str(tmp_path))
     monkeypatch.setenv("MASSIVE_API_KEY", KEY)
+    # The job keeps the free tier's pace against the real API; against this loopback fake it would only make the
+    # test wait out the rate-limit window (pacing has its own tests, on a fake clock).
+    monkeypatch.setattr("stockpipe.config.FREE_TIER_CALLS_PER_MINUTE", 100_000)
     values = {**defaults(), "volume_path": str(tmp_path), "tickers": "AAPL,NVDA"}
     codes = {}
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, plan_refuses_from=today)) as server:

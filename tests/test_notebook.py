@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from stockpipe.market_calendar import new_york_today, trading_days
+from tests.conftest import DELTA_SPARK_SKIP
 from tests.helpers import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "run_pipeline.py"
@@ -45,7 +46,10 @@ def test_the_notebook_is_in_databricks_source_format_and_installs_only_what_the_
     assert magic == ["# MAGIC %pip install -r ../requirements-databricks.txt"]
 
 
-def test_the_notebooks_cells_run_the_pipeline_in_order_on_the_sample_source(spark, tmp_path, monkeypatch):
+def test_the_notebooks_cells_run_the_pipeline_in_order_on_the_sample_source(spark_info, tmp_path, monkeypatch):
+    if not spark_info.has_delta_spark:  # the notebook reads its tables through Spark's delta format, as on Databricks
+        pytest.skip(DELTA_SPARK_SKIP)
+    spark = spark_info.spark
     monkeypatch.setenv("STOCKS_BASE_PATH", str(tmp_path))
     monkeypatch.chdir(NOTEBOOK.parent)  # Databricks runs a notebook in its own folder
     shown = []
