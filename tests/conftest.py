@@ -19,14 +19,24 @@ DELTA_SPARK_SKIP = (
 )
 
 
+# Modules whose delta-rs cases exercise the Spark side of the delta-rs engine itself (Arrow into and out of the
+# session, the port's contract): `make test-connect` runs them on both engines.
+DELTA_RS_SPARK_MODULES = frozenset({"test_storage_contract.py", "test_compat.py", "test_session.py"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each delta-spark case is marked delta_spark and slow: its commits go through the JVM (1-5 s each, where
-    delta-rs takes a fraction), so `make test-fast` runs the contract on delta-rs and `make test` on both."""
+    delta-rs takes a fraction), so `make test-fast` runs the contract on delta-rs and `make test` on both. Each
+    delta-rs case outside DELTA_RS_SPARK_MODULES is marked delta_rs_end_to_end: `make test-connect` leaves those
+    to `make test` (see the Makefile)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("storage") == "delta-spark":
+        engine = callspec.params.get("storage") if callspec is not None else None
+        if engine == "delta-spark":
             item.add_marker(pytest.mark.delta_spark)
             item.add_marker(pytest.mark.slow)
+        elif engine == "delta-rs" and item.path.name not in DELTA_RS_SPARK_MODULES:
+            item.add_marker(pytest.mark.delta_rs_end_to_end)
 
 
 @pytest.fixture
