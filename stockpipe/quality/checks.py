@@ -89,61 +89,63 @@ class DayCheck:
 def day_stats(ranked: DataFrame, bounds: DataFrame) -> list[DayStats]:
     """One Spark job: the per-day figures of every landed bar of the run (see DayStats). `ranked` is the harvest's
     ranked frame (hash-partitioned by (ticker, trade_date), sorted by minute), `bounds` the regular session of each
-    day. Two running windows in that order (the previous regular close; where the current run at one close began)
-    add no shuffle and no sort; everything else is one aggregation per day, the day's typical minute move included
-    (median absolute move, by percentile_approx), so no window over the whole day is needed. Measured on five years
-    of eight tickers: 4.7 s here against 7.4 s with the median and MAD as whole-day windows."""
+    day. Two aggregations per day, joined: the counts over every bar, and the moves over the regular session's kept
+    bars alone, where the previous close is the previous row (`lag`) and a run at one close needs two running
+    windows in the frame's own order: no shuffle and no sort. The day's typical minute move is its median absolute
+    move (percentile_approx), so no window over the whole day is needed. Measured on five years of eight tickers,
+    warm: 6.8 s, against 9.0 s with the windows over every bar and 11.8 s with the median and MAD as whole-day
+    windows."""
     from stockpipe.transforms import with_market_session
 
-    ordered = Window.partitionBy("ticker", "trade_date").orderBy("timestamp_ms")
-    before = ordered.rowsBetween(Window.unboundedPreceding, -1)
-    through = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    sessioned = with_market_session(ranked, bounds)
     regular = F.col("_kept") & (F.col("market_session") == "regular")
-    previous = F.last(F.when(regular, F.col("close")), ignorenulls=True).over(before)
-    staged = (
-        with_market_session(ranked, bounds)
-        .withColumn("_regular", regular)
-        .withColumn("_previous", F.when(regular, previous))
-        .withColumn("_move", F.abs(F.col("close") / F.col("_previous") - 1))
-        # A bad print shows in the high or the low as often as in the close: the jump is the bar's farthest price
-        # from the previous close; the day's typical move is judged on close-to-close moves.
-        .withColumn("_jump", F.greatest(F.abs(F.col("high") / F.col("_previous") - 1),
-                                        F.abs(F.col("low") / F.col("_previous") - 1)))
-        .withColumn("_changed", F.col("_regular") & (F.col("_previous").isNull()
-                                                     | (F.col("close") != F.col("_previous"))))
-        # A flat run counts consecutive regular bars at one close (a gap in the minutes is completeness's to flag,
-        # not a stale price): the bar's position among the day's regular bars less the position where it began.
-        .withColumn("_position", F.sum(F.when(F.col("_regular"), 1).otherwise(0)).over(through))
-        .withColumn("_run_from", F.max(F.when(F.col("_changed"), F.col("timestamp_ms"))).over(through))
-        .withColumn("_run_start", F.max(F.when(F.col("_changed"), F.col("_position"))).over(through))
-        .withColumn("_flat", F.when(F.col("_regular"), F.col("_position") - F.col("_run_start") + 1).cast("int"))
-    )
-    big = F.col("_jump") > SPIKE_MIN_JUMP
-    rows = staged.groupBy("ticker", "trade_date").agg(
+    counts = sessioned.groupBy("ticker", "trade_date").agg(
         F.count(F.lit(1)).alias("landed"),
         _count(F.col("assigned") & valid()).alias("assigned"),
         _count(F.col("_kept")).alias("rows"),
         _count(~valid() & (F.col("assigned") | F.col("trade_date").isNull())).alias("quarantined"),
-        _count(F.col("_regular")).alias("regular_rows"),
-        _count(F.col("_regular") & (F.col("volume") == 0)).alias("zero_volume"),
+        _count(regular).alias("regular_rows"),
+        _count(regular & (F.col("volume") == 0)).alias("zero_volume"),
+    )
+    ordered = Window.partitionBy("ticker", "trade_date").orderBy("timestamp_ms")
+    through = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    previous = F.col("_previous")
+    staged = (
+        sessioned.filter(regular).select("ticker", "trade_date", "timestamp_ms", "close", "high", "low")
+        .withColumn("_previous", F.lag("close").over(ordered))  # the previous regular close: one kept bar a minute
+        .withColumn("_move", F.abs(F.col("close") / previous - 1))
+        # A bad print shows in the high or the low as often as in the close: the jump is the bar's farthest price
+        # from the previous close; the day's typical move is judged on close-to-close moves.
+        .withColumn("_jump", F.greatest(F.abs(F.col("high") / previous - 1), F.abs(F.col("low") / previous - 1)))
+        .withColumn("_changed", previous.isNull() | (F.col("close") != previous))
+        # A flat run counts consecutive regular bars at one close (a gap in the minutes is completeness's to flag,
+        # not a stale price): the bar's position among the day's regular bars less the position where it began.
+        .withColumn("_position", F.row_number().over(ordered))
+        .withColumn("_run_from", F.max(F.when(F.col("_changed"), F.col("timestamp_ms"))).over(through))
+        .withColumn("_run_start", F.max(F.when(F.col("_changed"), F.col("_position"))).over(through))
+        .withColumn("_flat", (F.col("_position") - F.col("_run_start") + 1).cast("int"))
+    )
+    big = F.col("_jump") > SPIKE_MIN_JUMP
+    moves = staged.groupBy("ticker", "trade_date").agg(
         F.percentile_approx("_move", 0.5).alias("_typical"),
         _count(big).alias("_big"),
         F.max("_jump").alias("_largest"),
         F.min(F.when(big, F.col("timestamp_ms"))).alias("_first_big"),
-        F.coalesce(F.max("_flat"), F.lit(0)).alias("longest_flat"),
+        F.max("_flat").alias("_longest"),
         F.max_by(F.col("_run_from"), F.col("_flat")).alias("flat_from_ms"),
     )
     # A day has spikes when its largest jump is beyond 5% and beyond SPIKE_MADS typical moves; they are the jumps
-    # beyond 5% (on a large cap SPIKE_MADS typical moves is well under 5%, so the two agree).
+    # beyond 5% (on a large cap SPIKE_MADS typical moves is well under 5%, so the two agree). A day without a regular
+    # bar has no moves: no spike, no flat run.
     threshold = F.greatest(F.lit(SPIKE_MIN_JUMP), F.col("_typical") * SPIKE_MADS)
     spiky = F.col("_largest") > threshold
-    result = rows.select(
+    result = counts.join(moves, ["ticker", "trade_date"], "left").select(
         "ticker", "trade_date", "landed", "assigned", "rows", "quarantined", "regular_rows", "zero_volume",
         F.when(spiky, F.col("_big")).otherwise(0).cast("long").alias("spikes"),
         F.when(spiky, F.col("_largest")).alias("max_jump"),
         F.when(spiky, F.col("_first_big")).alias("first_spike_ms"),
         (F.col("_typical") * SPIKE_MADS).alias("spike_threshold"),
-        "longest_flat", "flat_from_ms",
+        F.coalesce(F.col("_longest"), F.lit(0)).alias("longest_flat"), "flat_from_ms",
     ).collect()
     return [DayStats(**row.asDict()) for row in result]
 
