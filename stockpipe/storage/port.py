@@ -158,7 +158,11 @@ def shape_for_write(df: DataFrame, partition_by: Sequence[str], cluster_by: Sequ
     partition columns puts each partition's rows in one task. A clustered table gets contiguous key ranges instead,
     so each file covers a narrow slice of the clustering keys before OPTIMIZE has run."""
     if partition_by:
-        return df.repartition(*partition_by)
+        # With a number, as many tasks as the session's shuffle partitions: adaptive execution coalesces a small
+        # shuffle by column into one task, which then writes every file alone (the starter's 2,900 one-bar
+        # partitions a ticker, on one core of two), where the per-file cost, not the bytes, is the work.
+        tasks = df.sparkSession.conf.get("spark.sql.shuffle.partitions", None) or ""
+        return df.repartition(int(tasks), *partition_by) if tasks.isdigit() else df.repartition(*partition_by)
     if cluster_by:
         return df.repartitionByRange(*cluster_by)
     return df
