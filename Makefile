@@ -22,12 +22,11 @@ $(STAMP4): requirements-spark4.txt
 	$(BIN4)/python -m pip install --quiet --disable-pip-version-check -r requirements-spark4.txt
 	touch $(STAMP4)
 
+# The five scripts in one process, so they share one Spark session (stockpipe/demo.py prints each one's command:
+# broken_stock_harvester.py and fixed_stock_harvester.py --source sample $(DEMO_RANGE), then daily_bars.py,
+# maintenance.py and external_table.py, each runnable alone).
 demo: $(STAMP)
-	$(BIN)/python broken_stock_harvester.py --source sample $(DEMO_RANGE)
-	$(BIN)/python fixed_stock_harvester.py --source sample $(DEMO_RANGE)
-	$(BIN)/python daily_bars.py
-	$(BIN)/python maintenance.py
-	$(BIN)/python external_table.py
+	$(BIN)/python -m stockpipe.demo $(DEMO_RANGE)
 
 # The dashboard on http://127.0.0.1:8501 (loopback only; add --server.address to share it), over the demo tables,
 # which it builds first when they are missing.
