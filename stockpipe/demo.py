@@ -8,8 +8,9 @@
 
 Each step prints the command it stands for and then exactly what that command prints, so any step can be run again
 alone. They run in this one process, through each script's own `main(argv)`, so they share one Spark session: run
-one by one, each pays a JVM start and its first jobs' warm-up of its own (about a quarter of the demo's time on a
-laptop). The first step that fails stops the demo with its exit code, as `make` would.
+one by one, each pays a JVM start and its first jobs' warm-up of its own (on a 2-core laptop the five processes took
+130 s, the one process 75 s; see docs/speed.md). The first step that fails stops the demo with its exit code, as
+`make` would.
 """
 
 from __future__ import annotations
@@ -66,12 +67,6 @@ def _door(script: str) -> Callable[[list[str]], int]:
 
 
 if __name__ == "__main__":
-    from stockpipe.session import existing_session
+    import databricks_utils as du
 
-    exit_code = main()
-    session = existing_session()
-    if session is not None:
-        import databricks_utils as du
-
-        du.stop_spark_if_local(session)
-    sys.exit(exit_code)
+    du.run_as_script(main)  # stops the shared session (locally only) and exits with the demo's code
