@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from stockpipe import DEFAULT_TICKERS
-from stockpipe.config import FAST_CONCURRENCY, SPLITS_TABLE, HarvestConfig, Layout, Source
+from stockpipe.config import FAST_CONCURRENCY, SAMPLE_CONCURRENCY, SPLITS_TABLE, HarvestConfig, Layout, Source
 from stockpipe.errors import KeyNotFoundError, MissingKeyError, PipelineError, UsageError
 from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import new_york_today
@@ -152,7 +152,8 @@ def add_harvest_args(parser: argparse.ArgumentParser, default_table: str) -> Non
     parser.add_argument(
         "--concurrency", type=positive_int,
         help="calls in flight at once, all sharing one rate-limit window and one 429 back-off [1 at up to 60 calls "
-        f"a minute (the free tier's {FREE_TIER_CALLS_PER_MINUTE}), {FAST_CONCURRENCY} when faster or unpaced]",
+        f"a minute (the free tier's {FREE_TIER_CALLS_PER_MINUTE}), {SAMPLE_CONCURRENCY} for the sample unpaced, "
+        f"{FAST_CONCURRENCY} when faster]",
     )
     parser.add_argument("--table-path", help=f"Delta table folder [get_base_path('{default_table}')]")
     parser.add_argument("--landing-path", help="raw page landing zone [<table-path>_landing]")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from stockpipe.config import HarvestConfig
+from stockpipe.config import HarvestConfig, transforms_early
 from stockpipe.errors import (
     FetchFailedError,
     MissingKeyError,
@@ -31,6 +31,7 @@ from stockpipe.massive import ClientConfig, FetchStats, MassiveClient
 from stockpipe.progress import Progress
 from stockpipe.reference.official_bars import plan_official
 from stockpipe.sample import SampleApiServer
+from stockpipe.sample.process import sample_server_process
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,17 @@ class FetchResult:
 
 
 @contextlib.contextmanager
-def open_client(cfg: HarvestConfig, progress: Progress | None = None) -> Iterator[MassiveClient]:
-    """The same client for both sources; the sample source is a loopback server started for this run."""
+def open_client(cfg: HarvestConfig, progress: Progress | None = None, *,
+                own_process: bool = False) -> Iterator[MassiveClient]:
+    """The same client for both sources; the sample source is a loopback server started for this run, in a process
+    of its own when asked (a long run that transforms while it fetches: see stockpipe.sample.process)."""
     on_wait = progress.waiting if progress else None
     sleep = cfg.sleep or (progress.sleep if progress else time.sleep)
     with contextlib.ExitStack() as stack:
-        if cfg.source == "sample":
+        if cfg.source == "sample" and own_process:
+            base_url = stack.enter_context(sample_server_process(cfg.tickers, cfg.sample_faults))
+            api_key = ""
+        elif cfg.source == "sample":
             # The run's tickers are in the sample's grouped answers; --sample-faults makes its feed misbehave.
             server = stack.enter_context(SampleApiServer(universe=cfg.tickers, faults=cfg.sample_faults))
             base_url, api_key = server.base_url, ""
@@ -145,7 +151,8 @@ class Fetcher:
         self.cancelled = threading.Event()
         self._stack = contextlib.ExitStack()
         self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
-        self.client = client or self._stack.enter_context(open_client(cfg, self.progress))
+        self.client = client or self._stack.enter_context(
+            open_client(cfg, self.progress, own_process=transforms_early(len(cfg.tickers), len(days))))
         self.progress.eta = self.client.limiter.eta
 
     def __enter__(self) -> Fetcher:

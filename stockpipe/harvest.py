@@ -3,7 +3,8 @@
 `run_broken` keeps the starter's three bugs and nothing else wrong; `run_fixed` is correct, idempotent and polite.
 Both fetch through the same client and landing zone (`fetching`), so both are gentle with a shared key and run
 offline; both refuse a foreign folder before any call or Spark start. Spark starts on a worker thread while the
-rate limit holds the remaining calls (`SparkInBackground`).
+rate limit holds the remaining calls (`SparkInBackground`), and a long run transforms each ticker there as it lands
+(`EarlyTransform`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import reduce
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from stockpipe.compat import persisted, schema_tree, show_string
-from stockpipe.config import HarvestConfig, Layout
+from stockpipe.config import HarvestConfig, Layout, transforms_early
 from stockpipe.errors import ClusteringUnsupportedError, MixedSourceError, PipelineError, StopError
 from stockpipe.fetching import Fetcher, FetchResult, LandedCallback, ReferenceFetch, TickerFetch, fetch_all
 from stockpipe.landing import LandingZone, raw_bars_from_pages
@@ -53,6 +56,7 @@ from stockpipe.transforms import (
 log = logging.getLogger(__name__)
 
 SparkFactory = Callable[[], tuple[SparkSession, DeltaStorage]]
+T = TypeVar("T")
 # Runs storing at least this many (ticker, day) partitions (about 285,000 bars) keep their parsed bars on disk between
 # the counts and the write; below it, parsing twice is cheaper.
 PERSIST_FROM_PARTITIONS = 500
@@ -96,6 +100,11 @@ class SparkInBackground:
         self.start()
         assert self._future is not None
         return self._future.result()
+
+    def submit(self, work: Callable[[SparkSession, DeltaStorage], T]) -> concurrent.futures.Future[T]:
+        """Run `work` on the session, on the same worker thread, after the start (and after work submitted before)."""
+        self.start()
+        return self._executor.submit(lambda: work(*self.result()))
 
     def on_landed(self, days: list[dt.date]) -> LandedCallback:
         """The fetch's callback: Spark starts as soon as a first ticker has landed (the key works and the API
@@ -187,6 +196,71 @@ def silver_bars(ranked: DataFrame, bounds: DataFrame) -> DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class PreparedBars:
+    """Some tickers' ranked bars (kept on disk when the session allows) and their per-day figures: what the write,
+    the counts, the guard and the checks read."""
+
+    tickers: frozenset[str]
+    ranked: DataFrame
+    stats: list[DayStats]
+
+
+def prepare_bars(spark: SparkSession, fetched: dict[str, TickerFetch], days: list[dt.date], keep: bool,
+                 kept: contextlib.ExitStack) -> PreparedBars:
+    """The transform of the fetched tickers: landed bars judged and ranked, kept on disk (`keep`, until `kept`
+    closes), counted per day. Per (ticker, day) throughout, so tickers prepared apart add up to tickers prepared
+    together."""
+    ranked = ranked_bars(landed_bars(spark, fetched))
+    if keep:
+        ranked = kept.enter_context(persisted(ranked))
+    return PreparedBars(frozenset(fetched), ranked, day_stats(ranked, session_bounds(spark, days)))
+
+
+class EarlyTransform:
+    """A long run's tickers transformed as they land, on Spark's worker thread, while the fetch goes on: the calls
+    wait on the rate limit (the API) or on the sample server's own process, so a core is idle during the fetch, and
+    after the last call only the tickers landed last are left to transform. Real work, not a warm-up: its results
+    are the run's. The tickers landed while a batch runs make the next batch (a batch's plan costs seconds of its
+    own). A batch that failed is transformed again after the fetch with the rest; the kept copies live until
+    `close`."""
+
+    def __init__(self, spark_early: SparkInBackground, days: list[dt.date]) -> None:
+        self._spark = spark_early
+        self._days = days
+        self._futures: list[concurrent.futures.Future[PreparedBars]] = []
+        self._waiting: dict[str, TickerFetch] = {}
+        self._lock = threading.Lock()
+        self.kept = contextlib.ExitStack()  # entered on the worker thread, closed by the run once it has written
+
+    def on_landed(self, item: TickerFetch, wait_ahead_s: float) -> None:
+        if item.failed or not item.assignment:
+            return
+        with self._lock:
+            queued = bool(self._waiting)  # a batch is queued that has not taken its tickers yet: join it
+            self._waiting[item.ticker] = item
+            if not queued:
+                self._futures.append(self._spark.submit(self._next_batch))
+
+    def _next_batch(self, spark: SparkSession, _storage: DeltaStorage) -> PreparedBars:
+        with self._lock:
+            batch, self._waiting = self._waiting, {}
+        return prepare_bars(spark, batch, self._days, True, self.kept)
+
+    def prepared(self) -> list[PreparedBars]:
+        """What the early transforms made, once they are all done; a failed one is logged and left out."""
+        done = []
+        for future in self._futures:
+            try:
+                done.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - the transform after the fetch runs it again and reports
+                log.debug("an early transform failed; its tickers are done after the fetch: %s", exc)
+        return done
+
+    def close(self) -> None:
+        self.kept.close()
+
+
 # -------------------------------------------------------------------------------------------------------------------
 @dataclass
 class TickerReport:
@@ -234,6 +308,7 @@ class FixedReport:
     quarantine_path: str = ""
     checks: CheckSummary = field(default_factory=CheckSummary)
     shrinks: list[Shrink] = field(default_factory=list)  # stored days a refetch would have shrunk
+    transformed_early: int = 0  # tickers transformed while the fetch went on (EarlyTransform)
     shrink_allowed: bool = False
 
     @property
@@ -277,9 +352,19 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     days = trading_days(cfg.date_from, cfg.date_to)
     lap = Laps()
     landing = LandingZone(cfg.landing_path)
-    with SparkInBackground(spark_factory) as spark_early:  # the JVM boots while calls wait on the rate limit
+    with contextlib.ExitStack() as run, SparkInBackground(spark_factory) as spark_early:
+        # The JVM boots while calls wait on the rate limit; a long run also transforms each ticker as it lands.
+        early = EarlyTransform(spark_early, days) if transforms_early(len(cfg.tickers), len(days)) else None
+        if early is not None:
+            run.callback(early.close)
+            if cfg.source == "sample":
+                # No key to be refused: the JVM boots beside the first calls, so the first ticker to land is
+                # transformed at once. From the API, Spark waits for a first landed ticker (the key works).
+                spark_early.start()
         # The reference calls go on while Spark transforms and writes the bars (they wait on the window last).
-        result = fetch_all(cfg, landing, days, on_landed=spark_early.on_landed(days), references_in_background=True)
+        result = fetch_all(cfg, landing, days,
+                           on_landed=early.on_landed if early is not None else spark_early.on_landed(days),
+                           references_in_background=True)
         spark_early.fetch_done()
         fetched, report = result.tickers, FixedReport.of_fetch(cfg, result, days, fetch_s=lap())
         try:
@@ -287,38 +372,44 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
         except BaseException:
             result.abandon_references()  # Spark could not start: nothing will use them
             raise
-    if session is None:
-        return report  # nothing to write (every ticker failed, or no trading day): Spark was never started
-    spark, storage = session
-    report.engine = storage.name
-    report.seconds["spark start"] = lap()  # only what the fetch did not hide
-    # Every commit of the run carries its id (the door's, or a fresh one) and where its data came from.
-    try:
-        with storage.tagged(storage.run_id or uuid.uuid4().hex, cfg.source):
-            store_fetched(report, spark, storage, landing, cfg, result, days, lap)
-    except BaseException:
-        result.abandon_references()
-        raise
+        if session is None:
+            return report  # nothing to write (every ticker failed, or no trading day): Spark was never started
+        spark, storage = session
+        report.engine = storage.name
+        report.seconds["spark start"] = lap()  # only what the fetch did not hide
+        # Every commit of the run carries its id (the door's, or a fresh one) and where its data came from.
+        try:
+            with storage.tagged(storage.run_id or uuid.uuid4().hex, cfg.source):
+                store_fetched(report, spark, storage, landing, cfg, result, days, lap, early)
+        except BaseException:
+            result.abandon_references()
+            raise
     return report
 
 
 def store_fetched(report: FixedReport, spark: SparkSession, storage: DeltaStorage, landing: LandingZone,
-                  cfg: HarvestConfig, result: FetchResult, days: list[dt.date], lap: Laps) -> None:
-    """Transform what landed, check it, write it, record the checks and the quarantine, then the reference data."""
+                  cfg: HarvestConfig, result: FetchResult, days: list[dt.date], lap: Laps,
+                  early: EarlyTransform | None = None) -> None:
+    """Transform what landed (the tickers `early` transformed while the fetch went on are taken as they are), check
+    it, write it, record the checks and the quarantine, then the reference data."""
     fetched = result.tickers
     check_layout(storage, cfg)
     check_source(storage, cfg)
     work = storage.progress
     work.phase("transform", f"reading, checking, de-duplicating and counting the landed bars of {len(fetched)} "
                             "ticker(s)")
-    ranked = ranked_bars(landed_bars(spark, fetched))
     expected = sum(len(t.assignment) for t in fetched.values() if not t.failed)
-    # A long run parses its landed pages once for both the counts and the write, kept on disk where the session
-    # allows; a short one parses them twice, which costs less than writing them to disk and back.
-    keep = persisted(ranked) if expected >= PERSIST_FROM_PARTITIONS else contextlib.nullcontext(ranked)
-    with work.ticking(), keep as ranked:
+    with work.ticking(), contextlib.ExitStack() as kept:
+        batches = early.prepared() if early is not None else []
+        rest = {t: f for t, f in fetched.items() if not any(t in batch.tickers for batch in batches)}
+        report.transformed_early = len(fetched) - len(rest)
+        if not batches or any(f.assignment for f in rest.values() if not f.failed):
+            # A long run parses its landed pages once for both the counts and the write, kept on disk where the
+            # session allows; a short one parses them twice, which costs less than writing them to disk and back.
+            batches.append(prepare_bars(spark, rest, days, expected >= PERSIST_FROM_PARTITIONS, kept))
+        ranked = reduce(DataFrame.unionByName, [batch.ranked for batch in batches])
+        stats = [figures for batch in batches for figures in batch.stats]
         bounds = session_bounds(spark, days)
-        stats = day_stats(ranked, bounds)
         stored_days = {t: sorted(f.assignment) for t, f in fetched.items() if not f.failed}
         shrink_checks = guard_refetch(report, storage, cfg, stats, stored_days)
         record_counts(report, stats, stored_days)

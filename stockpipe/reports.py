@@ -119,6 +119,9 @@ def render_fixed(report: FixedReport) -> str:
         "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
         + f", total {sum(report.seconds.values()):.1f}",
     ]
+    if report.transformed_early:
+        lines.append(f"Transformed while the fetch went on: {report.transformed_early} of {len(report.tickers)} "
+                     "tickers (the transform above is the rest's)")
     return "\n".join(lines)
 
 

@@ -18,13 +18,16 @@ import pyarrow.parquet as pq
 import pytest
 
 import fixed_stock_harvester
+from stockpipe import DEFAULT_TICKERS, config
 from stockpipe.landing import LandingZone, default_landing_path
+from stockpipe.market_calendar import trading_days
 from stockpipe.paths import parquet_files_on_disk
 from stockpipe.progress import WorkProgress
+from stockpipe.sample.faults import sample_faults
 from stockpipe.storage import ReplacePredicate
 from stockpipe.storage.staged import STAGING_DIR, footer_stats, key_runs
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
-from tests.helpers import KEY, ROOT, aggs_calls, expected_rows, table_rows
+from tests.helpers import KEY, ROOT, aggs_calls, expected_rows, run_door, summary_rows, table_rows
 
 D1, D2, D3 = dt.date(2024, 1, 8), dt.date(2024, 1, 9), dt.date(2024, 1, 10)
 
@@ -219,3 +222,38 @@ def test_a_multi_page_backfill_killed_half_way_resumes_after_its_last_landed_pag
     assert len(calls) == 1, [c.path + "?" + c.query for c in calls]  # page two only
     assert calls[0].path == urlsplit(cursor).path  # from the landed page's cursor, not from the range's start
     assert table_rows(storage, path) == expected_rows(["AAPL"], first, last)
+
+
+# -- transformed while the fetch goes on -------------------------------------------------------------------------------
+def _run_rows(storage, path: Path, drop: tuple[str, ...]) -> list[tuple]:
+    frame = storage.read(str(path))
+    return sorted(tuple(r) for r in frame.select(*[c for c in frame.columns if c not in drop]).collect())
+
+
+@pytest.mark.slow
+def test_tickers_transformed_as_they_land_store_what_one_transform_stores(storage, tmp_path, capsys, monkeypatch):
+    """A long run transforms its tickers in batches as they land (`harvest.EarlyTransform`, the sample server in a
+    process of its own): every stored column, every check and every quarantined bar are those of the same run
+    transformed at once after the fetch, on a week where the sample's faults put a bad print, a malformed bar,
+    missing minutes and a short answer in the bars."""
+    week = trading_days(dt.date(2024, 1, 8), dt.date(2024, 1, 12))
+    faulted = [t for t in DEFAULT_TICKERS if any(sample_faults(t, day) for day in week)]
+    assert len(faulted) >= 2  # more than one ticker, or nothing runs early
+    argv = ["--source", "sample", "--sample-faults", "--tickers", ",".join(faulted), "--from", "2024-01-08", "--to",
+            "2024-01-12", "--engine", storage.name]
+    at_once, early = tmp_path / "at_once" / "stocks_fixed", tmp_path / "early" / "stocks_fixed"
+    code, out_at_once, _ = run_door(fixed_stock_harvester, [*argv, "--table-path", str(at_once)], capsys)
+    assert code == 0 and "while the fetch went on" not in out_at_once
+    monkeypatch.setattr(config, "EARLY_FROM_DAYS", 1)  # the same week counts as a long run
+    code, out_early, _ = run_door(fixed_stock_harvester, [*argv, "--table-path", str(early)], capsys)
+    assert code == 0
+    assert f"Transformed while the fetch went on: {len(faulted)} of {len(faulted)} tickers" in out_early
+
+    assert table_rows(storage, early) == table_rows(storage, at_once)
+    checks = _run_rows(storage, early.parent / "quality_checks", ("run_id", "checked_at"))
+    assert checks == _run_rows(storage, at_once.parent / "quality_checks", ("run_id", "checked_at"))
+    assert {row[3] for row in checks} >= {"pass", "warn"}
+    quarantined = _run_rows(storage, early.parent / "stocks_quarantine", ("run_id", "fetched_at", "landed_page"))
+    assert quarantined and quarantined == _run_rows(storage, at_once.parent / "stocks_quarantine",
+                                                    ("run_id", "fetched_at", "landed_page"))
+    assert summary_rows(out_early) == summary_rows(out_at_once)

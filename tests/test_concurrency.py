@@ -119,3 +119,19 @@ def test_two_writers_on_the_same_partitions_leave_one_consistent_table(storage, 
     assert len(results) == 2
     assert all(not isinstance(r, BaseException) or "concurrent" in str(r).lower() for r in results), results
     assert every_bar_once(storage, path, ("AAPL", "MSFT"))
+
+
+def test_calls_in_flight_follow_what_bounds_the_run():
+    """One where the rate limit bounds the run, two for the unpaced sample (its answers are made on the same CPU, and
+    a long run's tickers then land a pair at a time), eight where a paid key's round trip does; as asked always."""
+    from stockpipe.config import FAST_CONCURRENCY, SAMPLE_CONCURRENCY, HarvestConfig
+
+    def in_flight(**given) -> int:
+        return HarvestConfig(("AAPL",), MONDAY, FRIDAY, "t", "l", **given).in_flight
+
+    assert in_flight(source="api") == 1
+    assert in_flight(source="sample") == SAMPLE_CONCURRENCY == 2
+    assert in_flight(source="sample", calls_per_minute=5) == 1
+    assert in_flight(source="api", calls_per_minute=1000) == in_flight(source="sample", calls_per_minute=1000) \
+        == FAST_CONCURRENCY
+    assert in_flight(source="sample", concurrency=5) == 5

@@ -479,3 +479,29 @@ def test_faulted_minutes_page_without_losing_a_bar():
         results, pages = follow(faulty, f"/v2/aggs/ticker/{gap.ticker}/range/1/minute/{tuesday}/{FRIDAY}",
                                 adjusted="false", limit=700)
     assert [bar["t"] for bar in results] == expected and pages > 3
+
+
+def test_the_sample_server_in_a_process_of_its_own_serves_the_same_bars_and_stops_with_the_run():
+    from stockpipe.sample import SampleApiServer
+    from stockpipe.sample.process import sample_server_process
+
+    path = "/v2/aggs/ticker/NVDA/range/1/minute/2024-06-07/2024-06-10?adjusted=false&sort=asc&limit=50000"
+    with SampleApiServer() as here:
+        expected = requests.get(here.base_url + path, timeout=30).json()
+    with sample_server_process(["NVDA"], faults=False) as url:
+        assert url.startswith("http://127.0.0.1:")
+        answer = requests.get(url + path, timeout=30).json()
+    assert answer["results"] == expected["results"] and len(answer["results"]) > 100
+    with pytest.raises(requests.ConnectionError):  # stopped when the run's block ended
+        requests.get(url + path, timeout=5)
+
+
+def test_a_sample_server_process_that_cannot_start_is_one_clear_error(monkeypatch):
+    import sys
+
+    from stockpipe.errors import PipelineError
+    from stockpipe.sample.process import sample_server_process
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # a child that exits at once, printing nothing
+    with pytest.raises(PipelineError, match="sample server did not start"), sample_server_process(["AAPL"], False):
+        pass
