@@ -24,8 +24,8 @@ FAST_CONCURRENCY = 8
 # land a pair at a time instead of all at the end, so each is transformed while the rest are fetched.
 SAMPLE_CONCURRENCY = 2
 # Runs of at least this many trading days, of more than one ticker, transform each ticker while the rest are fetched
-# (`harvest.EarlyTransform`): a ticker of a year or more is worth the jobs of its own; the sample server then runs in
-# a process of its own (`stockpipe.sample.process`), so the fetch does not hold the harvester's interpreter lock.
+# (`harvest.EarlyTransform`): a ticker of a year or more is worth the jobs of its own; such a run asks the sample
+# server for a process of its own (`stockpipe.sample.process`), so the fetch does not hold its interpreter lock.
 EARLY_FROM_DAYS = 250
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from stockpipe.config import HarvestConfig, transforms_early
+from stockpipe.config import HarvestConfig
 from stockpipe.errors import (
     FetchFailedError,
     MissingKeyError,
@@ -136,7 +136,8 @@ class Fetcher:
     needs and says, for each requested trading day, which landed fetch holds it."""
 
     def __init__(self, cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-                 on_landed: LandedCallback | None = None, client: MassiveClient | None = None) -> None:
+                 on_landed: LandedCallback | None = None, client: MassiveClient | None = None, *,
+                 server_process: bool = False) -> None:
         self.cfg = cfg
         # Called after each ticker whose requested days are all landed, with the seconds the calls still to make
         # will spend waiting on the rate limit (time the caller can use).
@@ -152,7 +153,7 @@ class Fetcher:
         self._stack = contextlib.ExitStack()
         self.progress = Progress(len(cfg.tickers), enabled=cfg.show_progress)
         self.client = client or self._stack.enter_context(
-            open_client(cfg, self.progress, own_process=transforms_early(len(cfg.tickers), len(days))))
+            open_client(cfg, self.progress, own_process=server_process))
         self.progress.eta = self.client.limiter.eta
 
     def __enter__(self) -> Fetcher:
@@ -334,7 +335,8 @@ class Fetcher:
 
 
 def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
-              on_landed: LandedCallback | None = None, *, references_in_background: bool = False) -> FetchResult:
+              on_landed: LandedCallback | None = None, *, references_in_background: bool = False,
+              server_process: bool = False) -> FetchResult:
     """Every ticker, `cfg.in_flight` at a time, through one client: one rolling window, one 429 back-off, one
     landing zone (each ticker lands in its own folders). Then, when anything is to be stored, the reference data
     through the same client: splits and dividends not yet refreshed through today, and the official daily bars the
@@ -342,8 +344,9 @@ def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
 
     `references_in_background`: the reference calls go on in a thread of their own and the result comes back as soon
     as the bars have landed (`FetchResult.wait_for_references`), so on a slow key the bars are transformed and
-    written while those last calls wait on the window, instead of after them."""
-    fetcher = Fetcher(cfg, landing, days, on_landed)
+    written while those last calls wait on the window, instead of after them. `server_process`: the sample source
+    serves from a process of its own (for a run that transforms while it fetches; see stockpipe.sample.process)."""
+    fetcher = Fetcher(cfg, landing, days, on_landed, server_process=server_process)
     handed_over = False
     try:
         if cfg.in_flight <= 1 or len(cfg.tickers) <= 1:

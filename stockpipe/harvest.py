@@ -364,7 +364,7 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
         # The reference calls go on while Spark transforms and writes the bars (they wait on the window last).
         result = fetch_all(cfg, landing, days,
                            on_landed=early.on_landed if early is not None else spark_early.on_landed(days),
-                           references_in_background=True)
+                           references_in_background=True, server_process=early is not None)
         spark_early.fetch_done()
         fetched, report = result.tickers, FixedReport.of_fetch(cfg, result, days, fetch_s=lap())
         try:
