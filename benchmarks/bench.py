@@ -340,7 +340,7 @@ class PeakMemory:
     def __init__(self, pid: int, interval_s: float = 0.25) -> None:
         self.pid = pid
         self.interval_s = interval_s
-        self.peaks = {"driver": 0, "jvm": 0, "worker": 0}
+        self.peaks = {"driver": 0, "jvm": 0, "worker": 0, "sample_server": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -374,9 +374,18 @@ class PeakMemory:
                     command = (Path("/proc") / str(child) / "cmdline").read_bytes()
                 except OSError:
                     continue
-                roles[child] = "jvm" if b"java" in command.split(b"\0")[0] else "worker"
+                roles[child] = _role(command)
                 queue.append(child)
         return roles
+
+
+def _role(command: bytes) -> str:
+    """What a child of the harvester is, from its command line: the JVM, the sample server of a long run (a process
+    of its own, `stockpipe.sample.process`), or a Python worker of Spark's."""
+    argv = command.split(b"\0")
+    if b"java" in argv[0]:
+        return "jvm"
+    return "sample_server" if b"stockpipe.sample.process" in argv else "worker"
 
 
 def _high_water_kib(pid: int) -> int:
@@ -657,7 +666,7 @@ def _render_backfill(runs: list[dict[str, Any]]) -> list[str]:
     rows = []
     for r in runs:
         if "error" in r:
-            rows.append([r["engine"], "not measured: " + r["error"][:120], *[""] * 10])
+            rows.append([r["engine"], "not measured: " + r["error"][:120], *[""] * 11])
             continue
         phases = ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items() if k not in ("total",))
         peak = r["peak_kib"]
@@ -665,13 +674,17 @@ def _render_backfill(runs: list[dict[str, Any]]) -> list[str]:
                      f"{r['rows']:,}", _fmt(r["wall_s"], 1), _fmt(r["after_last_call_s"], 1),
                      f"{r['rows_per_s']:,.0f}" if r["rows_per_s"] else "-", f"{r['files']:,}",
                      _fmt(r["avg_file_kib"], 1) if r["avg_file_kib"] else "-", _mib(peak["driver"]),
-                     _mib(peak["jvm"]), _mib(peak["worker"]), phases])
+                     _mib(peak["jvm"]), _mib(peak["worker"]),
+                     _mib(peak.get("sample_server", 0)), phases])
     return ["## 8. Backfill cost curve: 8 tickers, sample source unpaced, a fresh table each (own process, n=1)\n",
             "After the last call: every phase but the fetch (Spark start not hidden by it, transform, write, "
             "checks, reference data). Rows / s: rows stored per second after the last call. Peaks: each process's "
-            "resident high-water mark (VmHWM), MiB; worker: the largest single Python worker.\n",
+            "resident high-water mark (VmHWM), MiB; worker: the largest single Python worker of Spark's; sample "
+            "server: the loopback API's own process, which a run of a year or more starts (- when it ran in the "
+            "harvester's process, or the run predates this column).\n",
             _md_table(["range", "engine", "rows", "wall s", "after last call s", "rows / s", "files",
-                       "avg file KiB", "driver MiB", "JVM MiB", "worker MiB", "phases (s)"], rows),
+                       "avg file KiB", "driver MiB", "JVM MiB", "worker MiB", "sample server MiB", "phases (s)"],
+                      rows),
             "\n![backfill](backfill.png)\n"]
 
 
