@@ -379,6 +379,11 @@ class PeakMemory:
         return roles
 
 
+# Issue #29: five years of the 8 tickers, seconds after the last call, with validation and checks on.
+FIVE_YEAR_LIMIT_S = {"delta-rs": 45.0, "delta-spark": 90.0}
+PYTHON_LIMIT_MIB = 2048
+
+
 def _role(command: bytes) -> str:
     """What a child of the harvester is, from its command line: the JVM, the sample server of a long run (a process
     of its own, `stockpipe.sample.process`), or a Python worker of Spark's."""
@@ -756,15 +761,20 @@ def charts(results: dict[str, Any], out: Path) -> None:
                 continue
             rows = [r["rows"] for r in mine]
             axes[0].plot(rows, [r["after_last_call_s"] for r in mine], marker="o", color=colour, label=engine)
+            # Issue #29's bound for five years on this engine, drawn where the five-year point can be read against it.
+            axes[0].axhline(FIVE_YEAR_LIMIT_S[engine], color=colour, linestyle=":", linewidth=1,
+                            label=f"{engine}: five-year limit, {FIVE_YEAR_LIMIT_S[engine]:.0f} s")
             axes[1].plot(rows, [r["peak_kib"]["driver"] / 1024 for r in mine], marker="o", color=colour,
                          label=f"{engine}: Python driver")
             axes[1].plot(rows, [r["peak_kib"]["jvm"] / 1024 for r in mine], marker="s", linestyle="--",
                          color=colour, label=f"{engine}: JVM")
+        axes[1].axhline(PYTHON_LIMIT_MIB, color="grey", linestyle=":", linewidth=1,
+                        label=f"Python driver limit, {PYTHON_LIMIT_MIB:,} MiB")
         for axis in axes:
             axis.set_xscale("log")
             axis.set_xlabel("rows stored (8 tickers: 5 days, 1 year, 5 years)")
             axis.legend(fontsize=8)
-        axes[0].set_yscale("log")
+        axes[0].set_ylim(bottom=0)
         axes[0].set_ylabel("seconds after the last call")
         axes[1].set_ylabel("peak resident MiB")
         fig.tight_layout()

@@ -141,7 +141,7 @@ IN_BLOCK = 64
 def _in_sql(name: str, values: tuple[Any, ...]) -> str:
     """`name IN (values)` as SQL that Spark and delta-rs both read, for exactly these values. A five-year replace
     names 1,258 days; checked one by one, its 5.75 M rows cost ~12 s of a five-year delta-spark write (a profiling
-    script on the landed pages; analysis.md, the backfill section)."""
+    script on the landed pages; docs/backfill.md)."""
     if len(values) <= IN_BLOCK:
         return f"{name} IN ({', '.join(_literal(v) for v in values)})"
     blocks = [values[start:start + IN_BLOCK] for start in range(0, len(values), IN_BLOCK)]
