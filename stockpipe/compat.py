@@ -31,6 +31,16 @@ def is_connect(spark: SparkSession) -> bool:
     return bool(is_remote())
 
 
+def jvm_launched() -> bool:
+    """Whether this process has already started a JVM (a classic session or a local Spark Connect server, running or
+    since stopped): its class path and launch options are then fixed for the life of the process."""
+    try:
+        from pyspark import SparkContext
+    except ImportError:  # the Connect-only client package: no JVM in this process
+        return False
+    return SparkContext._gateway is not None
+
+
 # PySpark 4 logs every SQL error it raises, even one the caller catches (a probe, a refused conf), through these
 # loggers with their own handler; the scripts report the errors that matter in one line.
 PYSPARK_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")

@@ -25,7 +25,7 @@ import pyspark
 from pyspark.sql import SparkSession
 
 from stockpipe.compat import quiet_logs
-from stockpipe.hadoop_fs import local_file_system
+from stockpipe.hadoop.local_fs import local_file_system
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ def _maven_reachable(timeout: float = 3.0) -> bool:
 LOCAL_JAVA_OPTIONS = "-Djdk.lang.Process.launchMechanism=VFORK"
 
 
-def local_confs() -> tuple[dict[str, str], dict[str, str]]:
+def local_confs(master: str = "local[*]") -> tuple[dict[str, str], dict[str, str]]:
     """(static, runtime) settings of a session this project starts on the local machine."""
-    file_system = local_file_system()
+    file_system = local_file_system(master)
     log.debug("local file system: %s", file_system.why)
     static = {
         "spark.ui.enabled": "false",
@@ -122,12 +122,12 @@ def local_confs() -> tuple[dict[str, str], dict[str, str]]:
         # native library, which pip's Spark lacks), and its checksummed variant writes a .crc file beside each
         # file, chmod-ed too: most of the 9 ms each data file cost on two cores. The raw variant writes no .crc
         # files (2,516 partitions: 23.4 s -> 16.5 s); NioLocalFileSystem, the raw variant setting permissions in
-        # the JVM, forks nothing (stockpipe/hadoop_fs.py), and vfork makes a fork cheaper where one is left.
+        # the JVM, forks nothing (stockpipe/hadoop/local_fs.py), and vfork makes a fork cheaper where one is left.
         "spark.hadoop.fs.file.impl": file_system.impl,
         "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS,
     }
-    if file_system.classpath:
-        static["spark.driver.extraClassPath"] = file_system.classpath
+    if file_system.classpath:  # local-cluster masters run executors in JVMs of their own
+        static["spark.driver.extraClassPath"] = static["spark.executor.extraClassPath"] = file_system.classpath
     runtime = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
@@ -158,7 +158,7 @@ def _quiet_jvm_logs() -> None:
 def _builder(app_name: str, master: str) -> SparkSession.Builder:
     _quiet_jvm_logs()
     _local_python_workers()
-    static, runtime = local_confs()
+    static, runtime = local_confs(master)
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in {**static, **runtime}.items():
         builder = builder.config(key, value)
@@ -257,7 +257,7 @@ def _connect_session(app_name: str, remote: str, *, want_delta_spark: bool, ware
         return SessionInfo(spark, has, f"Spark Connect server {remote}" + (" with delta-spark" if has else ""))
     _quiet_jvm_logs()
     _local_python_workers()
-    static, runtime = local_confs()
+    static, runtime = local_confs(remote)
     # Loopback only: PySpark's in-process server listens on every interface (0.0.0.0:15002) unless told otherwise.
     confs = {**static, **runtime, "spark.connect.grpc.binding.address": "127.0.0.1", "spark.app.name": app_name}
     if warehouse:

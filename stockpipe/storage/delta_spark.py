@@ -373,10 +373,9 @@ def partition_folders_made_ahead(path: str, partition_by: Sequence[str], replace
     Hadoop's local file system (pip's Spark has no native library) forks `chmod` for every folder it makes and
     every file it writes: a five-year backfill's 10,064 partitions cost 20,143 forks, about half the write. A
     folder that already exists is not made again and not chmod-ed: write 67.6 s -> 51.3 s (a profiling script on
-    the landed five-year pages; docs/backfill.md). Where the session's file system sets
-    permissions without forking (stockpipe/hadoop_fs.py) a folder costs far less, but it is still made once instead
-    of by the first task to write into it. Cloud storage and Databricks volumes have no folders to make: nothing is
-    done there."""
+    the landed five-year pages; docs/backfill.md). Where the session's file system sets permissions without forking
+    (stockpipe/hadoop/local_fs.py) a folder costs far less, but it is still made once instead of by the first task to
+    write into it. Cloud storage and Databricks volumes have no folders to make: nothing is done there."""
     made: list[Path] = []
     root = local_path(path)
     partitions = replace.partitions(partition_by) if replace is not None else None
