@@ -13,6 +13,7 @@ import pytest
 from stockpipe.compat import (
     conf_for_call,
     is_connect,
+    jvm_launched,
     persisted,
     scan_metrics,
     schema_tree,
@@ -72,6 +73,13 @@ def test_a_session_that_refuses_to_persist_computes_the_frame_instead(spark):
 def test_the_lane_runs_the_spark_mode_it_claims(spark):
     # make test-connect sets SPARK_REMOTE; a lane that silently fell back to classic would prove nothing.
     assert is_connect(spark) == bool(os.environ.get("SPARK_REMOTE"))
+
+
+def test_a_process_that_started_its_local_session_has_launched_its_jvm(spark):
+    """The suite's session is local (classic, or a Connect server in this process): its JVM runs, so a session built
+    now could not change its class path (stockpipe.hadoop.local_fs keeps Hadoop's own file system then)."""
+    assert spark.range(1).count() == 1
+    assert jvm_launched()
 
 
 def test_to_arrow_keeps_rows_types_and_instants(spark):
