@@ -401,6 +401,9 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
     t = field("t", F.col("typed.t").cast("double"))
     n = field("n", F.col("typed.n").cast("double"))
     whole_ms = t.isNotNull() & ~F.isnan(t) & (t == F.floor(t)) & (F.abs(t) < F.lit(2.0**62))
+    # Cast only what a long holds: with ANSI SQL on (Spark 4's default, Databricks serverless) casting NaN,
+    # Infinity or 1e300 raises, and every landed bar's columns are computed, the ones quarantined too.
+    whole_n = n.isNotNull() & ~F.isnan(n) & (F.abs(n) < F.lit(LONG_LIMIT)) & (n == F.floor(n))
     return (
         both.filter(F.col("typed_position").isNotNull() | on_text)  # an empty page's one null row
         .select(
@@ -410,7 +413,7 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
             F.coalesce("text_position", "typed_position").alias("position"),
             F.when(whole_ms, t.cast("long")).alias("timestamp_ms"),
             *[field(short, F.col(f"typed.{short}")).alias(name) for short, name in _PRICE_FIELDS],
-            n.cast("long").alias("num_transactions"),
+            F.when(whole_n, n.cast("long")).alias("num_transactions"),
             "ingested_at",
             t.alias("t_value"),
             n.alias("n_value"),
@@ -422,6 +425,7 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
     )
 
 
+LONG_LIMIT = 2.0**63  # the first double a 64-bit integer cannot hold
 _PRICE_FIELDS = (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"), ("v", "volume"), ("vw", "vwap"))
 
 
