@@ -400,10 +400,12 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
     # `t` and `n` as sent, as doubles on both paths, so a fractional one shows.
     t = field("t", F.col("typed.t").cast("double"))
     n = field("n", F.col("typed.n").cast("double"))
-    whole_ms = t.isNotNull() & ~F.isnan(t) & (t == F.floor(t)) & (F.abs(t) < F.lit(2.0**62))
     # Cast only what a long holds: with ANSI SQL on (Spark 4's default, Databricks serverless) casting NaN,
-    # Infinity or 1e300 raises, and every landed bar's columns are computed, the ones quarantined too.
-    whole_n = n.isNotNull() & ~F.isnan(n) & (F.abs(n) < F.lit(LONG_LIMIT)) & (n == F.floor(n))
+    # Infinity or 1e300 raises, and every landed bar's columns are computed, the ones quarantined too. A bar whose
+    # `t` or `n` was sent but is not such a number lands with a null timestamp_ms or num_transactions, which is
+    # how the bar rules see it.
+    whole_ms = _whole_below(t, 2.0**62)
+    whole_n = _whole_below(n, 2.0**63)
     return (
         both.filter(F.col("typed_position").isNotNull() | on_text)  # an empty page's one null row
         .select(
@@ -425,7 +427,11 @@ def raw_bars_from_pages(spark: SparkSession, page_files: Iterable[str]) -> DataF
     )
 
 
-LONG_LIMIT = 2.0**63  # the first double a 64-bit integer cannot hold
+def _whole_below(number: Column, limit: float) -> Column:
+    """A number without a fraction below `limit` in size (a long holds every whole double below 2**63)."""
+    return number.isNotNull() & ~F.isnan(number) & (F.abs(number) < F.lit(limit)) & (number == F.floor(number))
+
+
 _PRICE_FIELDS = (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"), ("v", "volume"), ("vw", "vwap"))
 
 

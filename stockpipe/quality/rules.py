@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from stockpipe.landing import LONG_LIMIT  # n is stored as a long; floor() of a larger double saturates: said outright
-
 MILLIS_PER_MINUTE = 60_000
 PRICES = ("open", "high", "low", "close")
 
@@ -58,10 +56,9 @@ BAR_RULES: tuple[BarRule, ...] = (
     BarRule("volume_valid", "v is present, finite and >= 0",
             lambda: ~_finite(F.col("volume")) | (F.col("volume") < 0)),
     BarRule("optional_finite", "vw, when present, is finite; n, when present, a whole number a 64-bit count holds",
+            # landing casts n only when it is such a number (as it does t): sent but not cast is broken
             lambda: (F.col("vwap").isNotNull() & ~_finite(F.col("vwap")))
-            | (F.col("n_value").isNotNull() & (~_finite(F.col("n_value"))
-                                              | (F.abs(F.col("n_value")) >= F.lit(LONG_LIMIT))
-                                              | (F.col("n_value") != F.floor(F.col("n_value")))))),
+            | (F.col("n_value").isNotNull() & F.col("num_transactions").isNull())),
 )
 RULE_NAMES = tuple(rule.name for rule in BAR_RULES)
 
