@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 "--splits-path")
         daily_path = cli.table_path_or_default(args.daily_path, lambda: beside(minute_path, DAILY_TABLE),
                                                "--daily-path")
+        cli.require_writable(daily_path, "--daily-path")
         run.beside(minute_path)
         _, storage = run.using(open_storage(du.get_spark, args.engine, "daily_bars"))
         report = build_daily(storage, minute_path, splits_path, daily_path,

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -83,6 +84,29 @@ def validate_table_path(text: str, flag: str = "--table-path") -> str:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag}: {path} is a file, not a table folder")
     return str(path)
+
+
+def require_writable(path: str, flag: str = "--table-path") -> None:
+    """A table folder this run can create or write into, checked before any call or Spark start, so a mistyped path
+    (`/proc/x`, a file's name with `/x` after it, a read-only disk) is one line and exit 2 instead of a traceback
+    after the fetch. The check makes a folder in the nearest existing one and removes it at once: nothing stays."""
+    local = local_path(path)
+    if local is None:
+        return  # only Spark can reach it: the engine answers for it when it is opened
+    target = local.expanduser()
+    existing = target
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot use {target}: {exc.strerror or exc}") from None
+    if not existing.is_dir():
+        raise UsageError(f"{flag}: cannot use {target}: {existing} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".stocks-write-check-", dir=existing))
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot create {target}: {existing} does not take new folders "
+                         f"({exc.strerror or exc})") from None
 
 
 def table_path_or_default(value: str | None, default: Callable[[], str], flag: str = "--table-path") -> str:
@@ -275,6 +299,8 @@ def build_config(
     landing_path = table_path_or_default(args.landing_path, lambda: default_landing_path(table_path), "--landing-path")
     splits_path = table_path_or_default(getattr(args, "splits_path", None), lambda: beside(table_path, SPLITS_TABLE),
                                         "--splits-path")
+    for path, flag in ((table_path, "--table-path"), (landing_path, "--landing-path"), (splits_path, "--splits-path")):
+        require_writable(path, flag)
     api_key = api_key_from_env() or ""
     if not api_key and args.secret_scope:
         api_key = secret(args.secret_scope, args.secret_key) or ""

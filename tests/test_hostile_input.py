@@ -4,6 +4,7 @@ written, and the key's secrecy in everything a run writes or prints."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,28 @@ def test_bad_input_in_a_real_process_is_one_line_exit_2(argv, tmp_path):
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["/proc/x", "a_file/x", "a_file/x/y"])
+@pytest.mark.parametrize("script", ["fixed_stock_harvester", "broken_stock_harvester"])
+def test_a_table_path_that_cannot_be_a_folder_is_one_line_exit_2_before_any_call(script, where, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """The most common mistake: a path under /proc, or under a file. One `error:` naming the path and why, exit 2,
+    nothing written (not even the run log beside it), checked before any call."""
+    if where.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this system")
+    monkeypatch.setenv("MASSIVE_API_KEY", KEY)
+    (tmp_path / "a_file").write_text("not a folder")
+    path = where if where.startswith("/") else str(tmp_path / where)
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
+        code = importlib.import_module(script).main(["--tickers", "AAPL", "--from", "2024-01-08", "--to", "2024-01-08",
+                                                     "--base-url", server.base_url, "--table-path", path])
+        assert server.log == []
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("error: --table-path: cannot ") and path in err and len(err.strip().splitlines()) == 1
+    assert ("is a file, not a folder" in err) if "a_file" in where else ("does not take new folders" in err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 # -- secrets ---------------------------------------------------------------------------------------------------------
