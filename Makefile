@@ -10,7 +10,7 @@ BIN4 := $(VENV4)/bin
 STAMP4 := $(VENV4)/.installed
 DEMO_RANGE := --from 2024-01-08 --to 2024-01-12
 
-.PHONY: demo dashboard test test-fast test-connect bench evidence lint clean
+.PHONY: demo dashboard test test-fast test-connect coverage bench evidence lint clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,20 +35,36 @@ dashboard: $(STAMP)
 	$(BIN)/python -m streamlit run dashboard.py --server.address 127.0.0.1 --server.headless true \
 		--browser.gatherUsageStats false
 
+# The whole suite on Spark 3.5 classic. Each engine is proved where the code branches by engine (the storage
+# contract, maintenance, registering a name, clustering, history, commit races: on both); everything else runs once,
+# on delta-rs (see tests/conftest.py). The ten slowest tests are printed, so growth shows where it happens.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 # The developer loop (under a minute): everything but what is marked slow, i.e. the end-to-end modules and every
 # delta-spark case; `make test` and CI run them all.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The suite on Spark 4 through a local Spark Connect server (Java 17), as Databricks serverless runs it: every test
-# but the delta-rs end-to-end cases. What Connect changes is the Spark side; delta-spark's cases run it end to end
-# (the engine Databricks uses) and the storage contract runs it on both engines, while delta-rs reads and writes its
-# tables itself, as `make test` already proves. delta-spark's cases need Delta 4.0 jars: DELTA_JARS_DIR, or Maven.
+# Spark 4.0 through a local Spark Connect server (Java 17), as Databricks serverless runs it: what Connect changes,
+# i.e. the tests marked `connect` (the storage contract on both engines, compat, sessions, the Spark transforms and
+# bar rules, maintenance and the external table, the notebook, and the doors end to end once per engine).
+# delta-spark's cases need Delta 4.0 jars: DELTA_JARS_DIR, or Maven.
 test-connect: $(STAMP4)
-	SPARK_REMOTE="local[2]" $(BIN4)/python -m pytest -q -m "not delta_rs_end_to_end"
+	SPARK_REMOTE="local[2]" $(BIN4)/python -m pytest -q -m connect --durations=10
+
+# Line and branch coverage of each lane (child processes included), as `make test` and `make test-connect` run them;
+# slower than the plain runs (coverage traces every line). Reports in .coverage-lanes/.
+COVERAGE_DIR := .coverage-lanes
+coverage: $(STAMP) $(STAMP4)
+	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	COVERAGE_FILE=$(COVERAGE_DIR)/classic $(BIN)/python -m coverage run -m pytest -q
+	SPARK_REMOTE="local[2]" COVERAGE_FILE=$(COVERAGE_DIR)/connect $(BIN4)/python -m coverage run -m pytest -q -m connect
+	for lane in classic connect; do \
+		$(BIN)/python -m coverage combine -q --data-file=$(COVERAGE_DIR)/$$lane && \
+		$(BIN)/python -m coverage report --data-file=$(COVERAGE_DIR)/$$lane > $(COVERAGE_DIR)/$$lane.txt && \
+		echo "$$lane: $$(tail -1 $(COVERAGE_DIR)/$$lane.txt)"; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench

@@ -19,24 +19,30 @@ DELTA_SPARK_SKIP = (
 )
 
 
-# Modules whose delta-rs cases exercise the Spark side of the delta-rs engine itself (Arrow into and out of the
-# session, the port's contract): `make test-connect` runs them on both engines.
-DELTA_RS_SPARK_MODULES = frozenset({"test_storage_contract.py", "test_compat.py", "test_session.py"})
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The engine a test gets. The engines are proved where the code branches by engine: the storage contract and the
+    scenarios marked `@pytest.mark.engines("delta-rs", "delta-spark")` (maintenance, registering a name, clustering,
+    table history, commit conflicts, cross-engine reads). Behaviour that never touches the engine (fetch, pacing,
+    retries, quality rules, the run log, resume) runs once, on delta-rs: a second engine adds time there, not proof.
+    A scenario of one engine's own names it alone (`@pytest.mark.engines("delta-spark")`) instead of skipping."""
+    if "storage" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("engines")
+    engines = marker.args if marker is not None else ("delta-rs",)
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown engine(s) {sorted(unknown)}")
+    metafunc.parametrize("storage", engines, indirect=True, scope="module")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each delta-spark case is marked delta_spark and slow: its commits go through the JVM (1-5 s each, where
-    delta-rs takes a fraction), so `make test-fast` runs the contract on delta-rs and `make test` on both. Each
-    delta-rs case outside DELTA_RS_SPARK_MODULES is marked delta_rs_end_to_end: `make test-connect` leaves those
-    to `make test` (see the Makefile)."""
+    delta-rs takes a fraction), so `make test-fast` leaves them to `make test`."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        engine = callspec.params.get("storage") if callspec is not None else None
-        if engine == "delta-spark":
+        if callspec is not None and callspec.params.get("storage") == "delta-spark":
             item.add_marker(pytest.mark.delta_spark)
             item.add_marker(pytest.mark.slow)
-        elif engine == "delta-rs" and item.path.name not in DELTA_RS_SPARK_MODULES:
-            item.add_marker(pytest.mark.delta_rs_end_to_end)
 
 
 @pytest.fixture
@@ -61,10 +67,10 @@ def spark(spark_info):
     return spark_info.spark
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+@pytest.fixture(scope="module")
 def storage(request, spark_info):
-    """The engine under test. Module-scoped, so each module's end-to-end fixtures run once per engine and pytest
-    groups a module's tests by engine; every behaviour test that takes it runs on both engines."""
+    """The engine under test (see pytest_generate_tests). Module-scoped, so each module's end-to-end fixtures run once
+    per engine and pytest groups a module's tests by engine."""
     from stockpipe.storage.delta_rs import DeltaRsStorage
     from stockpipe.storage.delta_spark import DeltaSparkStorage
 

@@ -10,6 +10,7 @@ import socket
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from pyspark.sql import functions as F
 
 from stockpipe.market_calendar import NEW_YORK, trading_days
@@ -17,6 +18,9 @@ from stockpipe.sample import range_bars
 from stockpipe.storage import DeltaStorage
 
 ROOT = Path(__file__).resolve().parents[1]
+# A scenario whose code branches by engine runs on both (see conftest.pytest_generate_tests).
+BOTH_ENGINES = pytest.mark.engines("delta-rs", "delta-spark")
+DELTA_SPARK_ONLY = pytest.mark.engines("delta-spark")
 EIGHT = "AAPL,MSFT,GOOGL,AMZN,TSLA,META,NVDA,JPM"
 MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
 TRIO = ("AAPL", "MSFT", "NVDA")

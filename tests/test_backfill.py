@@ -27,7 +27,17 @@ from stockpipe.sample.faults import sample_faults
 from stockpipe.storage import ReplacePredicate
 from stockpipe.storage.staged import STAGING_DIR, footer_stats, key_runs
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
-from tests.helpers import KEY, ROOT, aggs_calls, expected_rows, run_door, summary_rows, table_rows
+from tests.helpers import (
+    BOTH_ENGINES,
+    DELTA_SPARK_ONLY,
+    KEY,
+    ROOT,
+    aggs_calls,
+    expected_rows,
+    run_door,
+    summary_rows,
+    table_rows,
+)
 
 D1, D2, D3 = dt.date(2024, 1, 8), dt.date(2024, 1, 9), dt.date(2024, 1, 10)
 
@@ -61,6 +71,7 @@ def test_file_statistics_are_deltas_from_the_footer(tmp_path):
     assert stats["nullCount"] == {"ts": 0, "close": 0, "n": 1}
 
 
+@BOTH_ENGINES
 def test_a_partitioned_write_leaves_one_file_per_partition_and_nothing_staged(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     data = [("A", D1, float(i)) for i in range(5)] + [("B", D2, 9.0)]
@@ -78,8 +89,7 @@ def test_a_partitioned_write_leaves_one_file_per_partition_and_nothing_staged(sp
 
 
 def test_a_commit_that_fails_leaves_no_file_behind(spark, storage, tmp_path, monkeypatch):
-    if storage.name != "delta-rs":
-        pytest.skip("delta-spark writes and commits inside one Spark call")
+    """delta-rs's staged write (delta-spark writes and commits inside one Spark call)."""
     from deltalake import DeltaTable
 
     path = str(tmp_path / "t")
@@ -98,13 +108,12 @@ def test_a_commit_that_fails_leaves_no_file_behind(spark, storage, tmp_path, mon
     assert storage.count(path) == 1
 
 
+@DELTA_SPARK_ONLY
 def test_a_replace_finds_its_partition_folders_made_before_spark_writes_and_leaves_none_empty(spark, storage,
                                                                                               tmp_path):
     """Hadoop's local file system forks `chmod` for each folder it makes (half the forks of a backfill's write), so
     the delta-spark engine makes a replace's partition folders first. Seen from inside the write: each row, computed
     as Spark writes it, finds its folder already there. Named partitions that got no row keep no folder."""
-    if storage.name != "delta-spark":
-        pytest.skip("delta-rs writes its files without Hadoop")
     from pyspark.sql import functions as F
 
     root = tmp_path / "t"

@@ -151,6 +151,9 @@ def test_a_local_dry_run_executes_the_tasks_in_order_against_a_loopback_api(spar
     # The job keeps the free tier's pace against the real API; against this loopback fake it would only make the
     # test wait out the rate-limit window (pacing has its own tests, on a fake clock).
     monkeypatch.setattr("stockpipe.config.FREE_TIER_CALLS_PER_MINUTE", 100_000)
+    # What is under test is the job (its tasks, their order and parameters), not the engine: `auto` takes delta-rs
+    # here, as on a laptop without Delta's jars (the doors on delta-spark run end to end in tests/test_demo.py).
+    monkeypatch.setattr("stockpipe.storage.engines.session_has_delta", lambda spark: False)
     values = {**defaults(), "volume_path": str(tmp_path), "tickers": "AAPL,NVDA"}
     codes = {}
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, plan_refuses_from=today)) as server:

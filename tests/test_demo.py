@@ -3,15 +3,18 @@ failure; and the write shape that keeps the starter's thousands of one-bar files
 
 from __future__ import annotations
 
+import pytest
 from pyspark.sql import functions as F
 
 from stockpipe import demo
 from stockpipe.storage.port import shape_for_write
-from tests.helpers import table_rows
+from tests.helpers import BOTH_ENGINES, table_rows
 
 SCRIPTS = ["broken_stock_harvester", "fixed_stock_harvester", "daily_bars", "maintenance", "external_table"]
 
 
+@BOTH_ENGINES
+@pytest.mark.connect
 def test_the_demo_runs_the_five_scripts_in_order_into_one_base_path(storage, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("STOCKS_BASE_PATH", str(tmp_path))
     code = demo.main(["--from", "2024-01-08", "--to", "2024-01-08", "--tickers", "AAPL,MSFT", "--engine",

@@ -16,6 +16,7 @@ import fixed_stock_harvester
 from stockpipe.reports import render_fixed
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 from tests.helpers import (
+    DELTA_SPARK_ONLY,
     EIGHT,
     WEEK,
     expected_rows,
@@ -196,9 +197,9 @@ def test_a_folder_that_is_not_a_delta_table_is_never_touched(door, tmp_path, cap
     assert not (tmp_path / "my_documents_landing").exists()
 
 
+@DELTA_SPARK_ONLY
 def test_clustered_layout_end_to_end_with_maintenance(storage, tmp_path, capsys):
-    if not storage.supports_clustering:
-        pytest.skip(f"{storage.name} cannot create liquid clustering (its refusal is pinned above)")
+    """delta-rs cannot create liquid clustering: its refusal is pinned above."""
     import maintenance
 
     path = tmp_path / "clustered"

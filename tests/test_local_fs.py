@@ -15,6 +15,9 @@ from stockpipe.hadoop import local_fs
 from stockpipe.hadoop.local_fs import CLASS_NAME, HADOOP_RAW_LOCAL, find_javac, local_file_system, spark_jars_dir
 from stockpipe.session import local_confs
 
+# Spark code whose behaviour Spark Connect (and Spark 4) may change: run in both lanes.
+pytestmark = pytest.mark.connect
+
 FIXTURES = Path(__file__).with_name("fixtures")
 needs_javac = pytest.mark.skipif(find_javac() is None, reason="no javac here (a Java runtime without the JDK)")
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and GNU chmod's rules")

@@ -12,10 +12,10 @@ import fixed_stock_harvester
 import maintenance
 from stockpipe import health
 from stockpipe.errors import PipelineError
-from tests.helpers import WEEK, run_door
+from tests.helpers import BOTH_ENGINES, WEEK, run_door
 from tests.ops_tables import check_row, write_quality
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, BOTH_ENGINES]
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,11 @@ from stockpipe.market_calendar import NEW_YORK
 from stockpipe.paths import parquet_files_on_disk
 from stockpipe.reports import render_maintenance
 from stockpipe.sample import range_bars
-from tests.helpers import WEEK, run_door
+from tests.helpers import BOTH_ENGINES, DELTA_SPARK_ONLY, WEEK, run_door
 
-pytestmark = pytest.mark.slow
+# Maintenance and registering a name branch by engine, and by mode: Delta's Python API needs Delta Connect, so
+# through Spark Connect the same calls go through SQL.
+pytestmark = [pytest.mark.slow, BOTH_ENGINES, pytest.mark.connect]
 
 
 @pytest.fixture(scope="module")
@@ -200,9 +202,8 @@ def test_bad_name_at_the_door_is_exit_2(capsys, harvested, storage):
     assert code == 2 and "--name" in err
 
 
+@DELTA_SPARK_ONLY
 def test_local_catalog_external_table_survives_drop(spark, storage, tmp_path):
-    if not storage.supports_catalog_tables:
-        pytest.skip(f"{storage.name} has no catalog tables: the temporary view is its registration (tested above)")
     from stockpipe.external import register_local_catalog
 
     fragmented_table(spark, tmp_path / "t", storage)

@@ -12,7 +12,8 @@ from tests.conftest import DELTA_SPARK_SKIP
 from tests.helpers import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "run_pipeline.py"
-pytestmark = pytest.mark.slow
+# Databricks serverless runs the notebook through Spark Connect.
+pytestmark = [pytest.mark.slow, pytest.mark.connect]
 
 
 class Widgets:

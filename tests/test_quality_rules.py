@@ -20,6 +20,9 @@ from stockpipe.market_calendar import NEW_YORK
 from stockpipe.quality.checks import CHECK_NAMES
 from stockpipe.quality.rules import BAR_RULES, RULE_NAMES, with_reason
 
+# Spark code whose behaviour Spark Connect (and Spark 4) may change: run in both lanes.
+pytestmark = pytest.mark.connect
+
 MINUTE = 60_000
 FETCH = "fetch=2024-01-08_2024-01-12_20240113T000000000000Z_1-abcdef12"
 

@@ -34,7 +34,7 @@ from stockpipe.runlog import (
     start_run,
 )
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
-from tests.helpers import FRIDAY, KEY, MONDAY, ROOT, WEEK, expected_rows, run_door, table_rows
+from tests.helpers import BOTH_ENGINES, FRIDAY, KEY, MONDAY, ROOT, WEEK, expected_rows, run_door, table_rows
 
 pytestmark = pytest.mark.slow
 HERE = socket.gethostname()
@@ -159,6 +159,7 @@ def record(run_id: str, started_at: dt.datetime, **values) -> RunRecord:
     return RunRecord(run_id, "fixed_stock_harvester", started_at, **values)
 
 
+@BOTH_ENGINES  # delta-rs where it is installed, the run's engine (Databricks) otherwise
 def test_which_running_rows_are_abandoned(spark, storage, tmp_path):
     """On this machine the process decides (gone, or its pid reused by a later process); from another machine the
     age does, against the longest a run may last; a finished row is never touched."""
@@ -192,6 +193,7 @@ def test_which_running_rows_are_abandoned(spark, storage, tmp_path):
     assert abandon_gone_runs(path, storage, now=now, delta_rs_first=via_delta_rs) == []
 
 
+@BOTH_ENGINES
 def test_a_log_from_before_the_lifecycle_gains_its_columns_and_stays_readable(spark, storage, tmp_path):
     """A pipeline_runs written by the previous version (20 columns, status `ok`): a run's start evolves it, the end
     replaces the row, and the old row reads with nulls in the new columns, through Spark and through the dashboard's

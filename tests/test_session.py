@@ -12,6 +12,9 @@ from stockpipe.errors import PipelineError
 from stockpipe.session import find_delta_jars, session_has_delta
 from stockpipe.storage import choose_engine
 
+# Spark code whose behaviour Spark Connect (and Spark 4) may change: run in both lanes.
+pytestmark = pytest.mark.connect
+
 
 class SessionWithoutDelta:
     """A session whose conf has no Delta extension, as a laptop without delta-spark's jars gets."""

@@ -1,4 +1,4 @@
-"""One contract, two engines: every test runs on delta-rs, and on delta-spark wherever its jars load."""
+"""One contract, two engines: every test runs on delta-rs, and on delta-spark wherever its jars load; in both lanes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from stockpipe.paths import parquet_files_on_disk
 from stockpipe.storage import ReplacePredicate, RowFilter
 from stockpipe.storage.delta_rs import DeltaRsStorage
 from stockpipe.storage.delta_spark import DeltaSparkStorage
+from tests.helpers import BOTH_ENGINES
 
+pytestmark = [BOTH_ENGINES, pytest.mark.connect]
 SCHEMA = "ticker string, trade_date date, trade_ts timestamp, close double, volume double, n long"
 D1, D2, D3 = dt.date(2024, 1, 8), dt.date(2024, 1, 9), dt.date(2024, 1, 10)
 

@@ -17,6 +17,9 @@ from stockpipe.transforms import (
     with_trade_ts,
 )
 
+# Spark code whose behaviour Spark Connect (and Spark 4) may change: run in both lanes.
+pytestmark = pytest.mark.connect
+
 UTC = dt.UTC
 
 
