@@ -278,7 +278,7 @@ def run(main: Callable[[], int]) -> int:
     except PipelineError as exc:
         # The client already redacts at the source; the environment's key is masked once more here.
         message = redact(str(exc), api_key_from_env() or "")
-        print(f"error: {message}", file=sys.stderr)
+        print(f"{'error' if exc.exit_code else 'warning'}: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: landed pages are kept; rerun to resume", file=sys.stderr)

@@ -39,6 +39,21 @@ class KeyNotFoundError(PipelineError):
                          "secret scope, or pass --source sample for the offline demo")
 
 
+class NoTradingDayError(PipelineError):
+    """The range holds no trading day (a weekend, a holiday): nothing to fetch or write. Not a failure (exit 0), but
+    the one line the user needs, in place of a line per ticker."""
+
+    exit_code = 0
+
+    def __init__(self, date_from: object, date_to: object) -> None:
+        super().__init__(no_trading_day_line(date_from, date_to))
+
+
+def no_trading_day_line(date_from: object, date_to: object) -> str:
+    between = f"on {date_from}" if date_from == date_to else f"from {date_from} to {date_to}"
+    return f"no NYSE trading day {between} (weekends and market holidays): nothing fetched, nothing written"
+
+
 class StopError(PipelineError):
     """No further call can succeed, so no further ticker is fetched; what was fetched before is still stored."""
 

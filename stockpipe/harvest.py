@@ -28,7 +28,13 @@ from pyspark.sql import functions as F
 
 from stockpipe.compat import persisted, schema_tree, show_string
 from stockpipe.config import HarvestConfig, Layout, transforms_early
-from stockpipe.errors import ClusteringUnsupportedError, MixedSourceError, PipelineError, StopError
+from stockpipe.errors import (
+    ClusteringUnsupportedError,
+    MixedSourceError,
+    NoTradingDayError,
+    PipelineError,
+    StopError,
+)
 from stockpipe.fetching import Fetcher, FetchResult, LandedCallback, ReferenceFetch, TickerFetch, fetch_all
 from stockpipe.landing import LandingZone, raw_bars_from_pages
 from stockpipe.market_calendar import trading_days
@@ -350,6 +356,8 @@ def run_fixed(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
     for path in (cfg.splits_path, cfg.dividends_path, cfg.official_path):
         refuse_foreign_folder(path)
     days = trading_days(cfg.date_from, cfg.date_to)
+    if not days:  # a weekend or a holiday: one line, and no server or Spark to start
+        raise NoTradingDayError(cfg.date_from, cfg.date_to)
     lap = Laps()
     landing = LandingZone(cfg.landing_path)
     with contextlib.ExitStack() as run, SparkInBackground(spark_factory) as spark_early:
@@ -572,6 +580,8 @@ def run_broken(
     refuse_foreign_folder(cfg.table_path)
     started = time.monotonic()
     days = trading_days(cfg.date_from, cfg.date_to)
+    if not days:
+        raise NoTradingDayError(cfg.date_from, cfg.date_to)
     landing = LandingZone(cfg.landing_path)
     spark, storage = spark_factory()
     cleanup(spark, cfg.table_path)

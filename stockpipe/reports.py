@@ -93,8 +93,6 @@ def render_fixed(report: FixedReport) -> str:
     if skipped:
         lines.append(f"FAILED, not fetched because the run stopped: {', '.join(skipped)} (their partitions were left "
                      "untouched)")
-    if not report.days:
-        lines.append("warning: no NYSE trading day in the requested range; nothing to write")
     if report.engine == "not started":
         lines.append(f"Nothing to write to {shown(report.table_path)}: Spark was not started")
         lines.append("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))

@@ -169,12 +169,20 @@ def test_ticker_without_bars_warns_and_exits_zero(tmp_path, capsys, monkeypatch,
     assert sorted((r.ticker, r.status) for r in checks) == [("AAPL", "pass")] * 5 + [("XYZ", "fail")] * 5
 
 
-def test_range_without_trading_days_writes_nothing(tmp_path, capsys, storage):
-    code, out, _ = run_door(fixed_stock_harvester, ["--source", "sample", "--from", "2024-01-13", "--to",
-                                                    "2024-01-15", "--table-path", str(tmp_path / "t"), "--engine",
-                                                    storage.name], capsys)
-    assert code == 0 and "no NYSE trading day" in out
-    assert not (tmp_path / "t").exists()
+@pytest.mark.parametrize("door", [broken_stock_harvester, fixed_stock_harvester], ids=["broken", "fixed"])
+def test_a_range_without_a_trading_day_is_one_line_and_writes_nothing(door, tmp_path, capsys):
+    """Saturday to Martin Luther King Day: one warning with the dates, not a line per ticker; exit 0, no call, no
+    table, no landed page (the run's own row in pipeline_runs says it succeeded with nothing to do)."""
+    code, out, err = run_door(door, ["--source", "sample", "--from", "2024-01-13", "--to", "2024-01-15",
+                                     "--table-path", str(tmp_path / "t")], capsys)
+    assert code == 0 and out == ""
+    assert err.splitlines() == ["warning: no NYSE trading day from 2024-01-13 to 2024-01-15 (weekends and market "
+                                "holidays): nothing fetched, nothing written"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline_runs"]
+    from stockpipe import readers
+
+    assert [(r["status"], r["exit_code"]) for r in readers.read(str(tmp_path / "pipeline_runs")).to_pylist()] == [
+        ("success", 0)]
 
 
 def test_clustered_layout_is_refused_on_delta_rs(tmp_path, capsys, spark):
