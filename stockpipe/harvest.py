@@ -420,6 +420,12 @@ def store_fetched(report: FixedReport, spark: SparkSession, storage: DeltaStorag
         bounds = session_bounds(spark, days)
         stored_days = {t: sorted(f.assignment) for t, f in fetched.items() if not f.failed}
         shrink_checks = guard_refetch(report, storage, cfg, stats, stored_days)
+        # A symbol with no bar anywhere in the range is most likely mistyped (the API answers an unknown one with
+        # nothing): nothing is written for it, no partition and no check row; the end summary names it once.
+        with_bars = {s.ticker for s in stats if s.landed}
+        for ticker in stored_days:
+            if ticker not in with_bars:
+                stored_days[ticker] = []
         record_counts(report, stats, stored_days)
         report.seconds["transform"] = lap()
         work.expected_files = sum(t.partitions for t in report.tickers)

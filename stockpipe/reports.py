@@ -87,9 +87,12 @@ def render_fixed(report: FixedReport) -> str:
         elif t.status == "partial":
             lines.append(f"not in your plan: {t.ticker} {', '.join(map(str, t.not_in_plan))} ({t.plan_message}); "
                          "the earlier days are stored")
-        elif t.status == "no bars":
-            lines.append(f"warning: {t.ticker} has no bars between {report.days[0] if report.days else '-'} and "
-                         f"{report.days[-1] if report.days else '-'}")
+    silent = [t.ticker for t in report.tickers if t.status == "no bars" and t.ticker not in skipped]
+    if silent and report.days:
+        between = (f"on {report.days[0]}" if len(report.days) == 1 else
+                   f"from {report.days[0]} to {report.days[-1]}")
+        lines.append(f"warning: no bar at all {between} for {', '.join(silent)}: is the symbol right? Nothing was "
+                     f"written for {'it' if len(silent) == 1 else 'them'}")
     if skipped:
         lines.append(f"FAILED, not fetched because the run stopped: {', '.join(skipped)} (their partitions were left "
                      "untouched)")

@@ -155,18 +155,35 @@ def test_partial_failure_keeps_what_succeeded_and_names_the_ticker(storage, tmp_
                                                     dt.date(2024, 1, 12))
 
 
-def test_ticker_without_bars_warns_and_exits_zero(tmp_path, capsys, monkeypatch, storage):
+def test_a_symbol_without_a_bar_in_the_range_is_named_once_and_nothing_is_written_for_it(tmp_path, capsys,
+                                                                                       monkeypatch, storage):
+    """The API answers an unknown (or delisted, or mistyped) symbol with no bars: one warning names it and asks
+    whether it is right; it gets no partition and no check row, and the other tickers are stored whole."""
     monkeypatch.setenv("MASSIVE_API_KEY", "k")
-    with FakeMassiveServer(ApiBehaviour(api_key="k", empty_tickers=frozenset({"XYZ"}))) as server:
+    with FakeMassiveServer(ApiBehaviour(api_key="k", empty_tickers=frozenset({"XYZ", "QQQQ"}))) as server:
         code, out, _ = run_door(fixed_stock_harvester, [
-            "--tickers", "AAPL,XYZ", *WEEK, "--table-path", str(tmp_path / "t"), "--base-url", server.base_url,
+            "--tickers", "AAPL,XYZ,QQQQ", *WEEK, "--table-path", str(tmp_path / "t"), "--base-url", server.base_url,
             "--calls-per-minute", "100000", "--engine", storage.name], capsys)
     assert code == 0
-    assert "warning: XYZ has no bars" in out
+    assert [line for line in out.splitlines() if "no bar" in line] == [
+        "warning: no bar at all from 2024-01-08 to 2024-01-12 for XYZ, QQQQ: is the symbol right? Nothing was "
+        "written for them"]
+    assert summary_rows(out)["XYZ"]["status"] == "no_bars"
     stored = table_rows(storage, tmp_path / "t")
     assert stored == expected_rows(["AAPL"], dt.date(2024, 1, 8), dt.date(2024, 1, 12))  # no XYZ row, AAPL whole
-    checks = storage.read(str(tmp_path / "quality_checks")).filter("check = 'no_bars'").collect()
-    assert sorted((r.ticker, r.status) for r in checks) == [("AAPL", "pass")] * 5 + [("XYZ", "fail")] * 5
+    checks = storage.read(str(tmp_path / "quality_checks")).collect()
+    assert {r.ticker for r in checks} == {"AAPL"}
+    assert sorted(r.status for r in checks if r.check == "no_bars") == ["pass"] * 5
+
+
+def test_the_sample_answers_a_symbol_it_does_not_list_as_the_api_answers_an_unknown_one(tmp_path, capsys):
+    """A typo (APPL) or a placeholder (FOO) is not in the sample market: no made-up bars, one warning, exit 0."""
+    code, out, _ = run_door(fixed_stock_harvester, ["--source", "sample", "--tickers", "APPL,FOO", *WEEK,
+                                                    "--table-path", str(tmp_path / "t")], capsys)
+    assert code == 0
+    assert "warning: no bar at all from 2024-01-08 to 2024-01-12 for APPL, FOO: is the symbol right?" in out
+    assert not (tmp_path / "t").exists()
+    assert not (tmp_path / "quality_checks").exists()
 
 
 @pytest.mark.parametrize("door", [broken_stock_harvester, fixed_stock_harvester], ids=["broken", "fixed"])

@@ -28,9 +28,19 @@ from stockpipe.sample import (
     sample_faults,
     split_factor,
 )
+from stockpipe.sample.universe import (
+    ACTIVE_HEAD,
+    MARKET_SIZE,
+    PLACEHOLDERS,
+    is_sample_symbol,
+    market_symbols,
+    minutes_share,
+    one_slip,
+)
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 
 MONDAY, FRIDAY = dt.date(2024, 1, 8), dt.date(2024, 1, 12)
+OTHER = market_symbols()[8]  # the most active synthetic name of the sample market
 STEADY = ("AAPL", "MSFT", "JPM", "GOOGL", "AMZN", "META")
 ANCHOR_YEARS = range(2019, 2026)
 # Years whose daily paths the statistics below are measured on: the anchored span, both ends and the middle.
@@ -273,7 +283,7 @@ def test_ids_are_stable_and_a_dividend_is_never_a_split():
 # -- the server -----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
-    with SampleApiServer(universe=("ZZZZ", "AAPL")) as running:
+    with SampleApiServer(universe=(OTHER, "AAPL", "FOO")) as running:
         yield running
 
 
@@ -326,7 +336,7 @@ def test_the_official_daily_bar_agrees_with_the_minutes(server):
 
 def test_grouped_daily_holds_every_universe_ticker_consistent_with_its_minutes(server):
     page = get(server, "/v2/aggs/grouped/locale/us/market/stocks/2024-01-08", adjusted="false")
-    assert [bar["T"] for bar in page["results"]] == [*DEFAULT_TICKERS, "ZZZZ"]
+    assert [bar["T"] for bar in page["results"]] == [*DEFAULT_TICKERS, OTHER]  # FOO is not a sample ticker
     assert page["resultsCount"] == page["queryCount"] == 9 and page["adjusted"] is False and "next_url" not in page
     for bar in page["results"]:
         official = official_daily_bar(bar["T"], MONDAY)
@@ -368,6 +378,58 @@ def test_a_server_can_announce_a_late_dividend():
                     frequency=0, dividend_type="SC")
     with SampleApiServer(dividends=(*SAMPLE_DIVIDENDS, late)) as announcing:
         assert get(announcing, "/v3/reference/dividends", ticker="TSLA")["results"] == [late.as_json()]
+
+
+def test_a_symbol_the_sample_does_not_list_is_answered_as_the_api_answers_an_unknown_one(server):
+    """A typo of one of the eight, a placeholder: status OK, no results, as the real API answers an unknown symbol,
+    for minutes and for days."""
+    for symbol in ("APPL", "FOO"):
+        for span in ("minute", "day"):
+            page = get(server, f"/v2/aggs/ticker/{symbol}/range/1/{span}/2024-01-08/2024-01-12", adjusted="false")
+            assert (page["status"], page["resultsCount"], "results" in page) == ("OK", 0, False), (symbol, span)
+    assert get(server, f"/v2/aggs/ticker/{OTHER}/range/1/minute/2024-01-08/2024-01-08")["resultsCount"] > 0
+
+
+def test_the_server_answers_only_minutes_that_have_ended():
+    """At 08:05 New York the day's bars end with the 08:04 minute (the API aggregates a minute once it is over), and
+    the day has no official daily bar yet; the day before is whole."""
+    at = dt.datetime(2024, 1, 9, 8, 5, 30, tzinfo=NEW_YORK).timestamp()
+    with SampleApiServer(now=lambda: at) as early:
+        minutes, _ = follow(early, "/v2/aggs/ticker/AAPL/range/1/minute/2024-01-08/2024-01-09", adjusted="false")
+        daily = get(early, "/v2/aggs/ticker/AAPL/range/1/day/2024-01-08/2024-01-09", adjusted="false")["results"]
+        grouped = get(early, "/v2/aggs/grouped/locale/us/market/stocks/2024-01-09", adjusted="false")
+    served = [bar["t"] for bar in minutes]
+    whole_monday = range_bars("AAPL", MONDAY, MONDAY)["t"].tolist()
+    assert served[:len(whole_monday)] == whole_monday
+    tuesday = [t for t in served if ny(t).date() == dt.date(2024, 1, 9)]
+    assert tuesday and ny(tuesday[-1]) <= dt.datetime(2024, 1, 9, 8, 4, tzinfo=NEW_YORK)
+    assert tuesday == [t for t in range_bars("AAPL", dt.date(2024, 1, 9), dt.date(2024, 1, 9))["t"].tolist()
+                       if t + 60_000 <= at * 1000]
+    assert [ny(bar["t"]).date() for bar in daily] == [MONDAY] and "results" not in grouped
+
+
+# -- the sample market's universe -------------------------------------------------------------------------------------
+def test_the_market_has_its_size_the_eight_first_and_the_providers_symbol_shapes():
+    symbols = market_symbols()
+    assert len(symbols) == len(set(symbols)) == MARKET_SIZE and symbols[:8] == DEFAULT_TICKERS
+    assert any("." in s for s in symbols) and any(s[-2:-1] == "p" for s in symbols)  # BRK.B-like, MRTpA-like
+    assert all(s.replace(".", "").isalpha() and s[0].isupper() for s in symbols)
+
+
+def test_no_sample_symbol_is_a_slip_of_the_eight_or_a_placeholder():
+    slips = set().union(*(one_slip(name) for name in DEFAULT_TICKERS)) - set(DEFAULT_TICKERS)
+    assert {"APPL", "MSFTT", "GOGL", "JMP"} <= slips
+    assert not (slips | PLACEHOLDERS) & set(market_symbols())
+    assert not any(is_sample_symbol(s) for s in ("APPL", "FOO", "XYZ", "aapl"))
+
+
+def test_liquidity_is_heavy_tailed_as_in_the_providers_files():
+    """A few hundred names trade every minute; most trade a few dozen to a hundred minutes of the 960; a day of the
+    whole market is about 2 M bars."""
+    shares = minutes_share(np.arange(1, MARKET_SIZE + 1))
+    assert (shares == 1).sum() == ACTIVE_HEAD
+    assert 30 <= 960 * np.median(shares) <= 120 and 960 * shares[-1] >= 24
+    assert 1.5e6 <= 960 * shares.sum() <= 2.5e6
 
 
 def test_unknown_paths_are_404_and_other_spans_400(server):

@@ -27,6 +27,7 @@ from stockpipe.market_calendar import NEW_YORK, trading_days
 from stockpipe.sample.actions import SAMPLE_DIVIDENDS, SAMPLE_SPLITS, Dividend, Split
 from stockpipe.sample.faults import sample_fault_details
 from stockpipe.sample.market import (
+    MINUTE_MS,
     MINUTES_PER_DAY_MAX,
     adjusted_bars,
     bars_as_json,
@@ -34,6 +35,7 @@ from stockpipe.sample.market import (
     daily_bars_as_json,
     range_bars,
 )
+from stockpipe.sample.universe import is_sample_symbol
 
 Endpoint = Literal["aggs", "grouped", "splits", "dividends"]
 
@@ -107,11 +109,15 @@ class SampleApiServer:
     `faults=True` serves the sample's injected feed imperfections (`stockpipe.sample.faults`) in minute answers."""
 
     def __init__(self, splits: Iterable[Split] = SAMPLE_SPLITS, *, dividends: Iterable[Dividend] = SAMPLE_DIVIDENDS,
-                 universe: Sequence[str] = (), faults: bool = False) -> None:
+                 universe: Sequence[str] = (), faults: bool = False, now: Callable[[], float] = time.time) -> None:
         self.splits = tuple(splits)  # what the server knows; a test can announce a new one
         self.dividends = tuple(dividends)  # likewise
-        self.universe = tuple(dict.fromkeys((*DEFAULT_TICKERS, *universe)))  # grouped daily's tickers, in order
+        # Grouped daily's tickers, in order: the eight and the sample tickers a run asks for (an unknown symbol has
+        # no bar anywhere, as on the real API).
+        self.universe = tuple(dict.fromkeys(t for t in (*DEFAULT_TICKERS, *universe) if is_sample_symbol(t)))
         self.faults = faults
+        # The server's clock (epoch seconds): like the API, it answers only minutes that have ended.
+        self.now = now
         self._ids = random.Random(7)  # request ids, deterministic like the bars
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -226,6 +232,7 @@ class SampleApiServer:
         # Enough days for the page and the bar after it (which says whether there is a next page).
         columns = range_bars(ticker, date_from, date_to, faults=self.faults,
                              enough=lambda count: count >= limit + 1 + (MINUTES_PER_DAY_MAX if from_ms else 0))
+        columns = self._ended(ticker, columns)
         if adjusted:
             columns = adjusted_bars(ticker, columns, self.splits)
         start = int(np.searchsorted(columns["t"], from_ms)) if from_ms is not None else 0
@@ -254,6 +261,23 @@ class SampleApiServer:
                                 f"{date_to}?cursor={token}")
         return page
 
+    def _ended(self, ticker: str, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The bars of a ticker the sample lists whose minute has ended by the server's clock (the API aggregates a
+        minute once it is over); none for any other symbol. `t` is sorted, so the ended bars are a prefix."""
+        if not is_sample_symbol(ticker):
+            return {name: values[:0] for name, values in columns.items()}
+        ended = int(np.searchsorted(columns["t"], self.now() * 1000 - MINUTE_MS, side="right"))
+        return columns if ended == columns["t"].size else {name: values[:ended] for name, values in columns.items()}
+
+    def _closed_days(self, ticker: str, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The official daily bars of the days whose session (extended hours included) has ended by the server's
+        clock, for a ticker the sample lists."""
+        if not is_sample_symbol(ticker):
+            return {name: values[:0] for name, values in columns.items()}
+        # `t` is midnight New York; the day's extended hours end at 20:00, before the next midnight.
+        ended = int(np.searchsorted(columns["t"], self.now() * 1000 - DAY_MS, side="right"))
+        return columns if ended == columns["t"].size else {name: values[:ended] for name, values in columns.items()}
+
     @staticmethod
     def _short_answer_end(ticker: str, date_from: dt.date, date_to: dt.date) -> int | None:
         """Where a short answer stops (epoch ms, midnight after its first day), when the range's first trading day
@@ -274,7 +298,7 @@ class SampleApiServer:
         adjusted = params.get("adjusted", ["true"])[0] != "false"
         descending = params.get("sort", ["asc"])[0] == "desc"
         offset = int(params.get("offset", ["0"])[0])
-        columns = daily_bars(ticker, _day(match["frm"]), _day(match["to"]))
+        columns = self._closed_days(ticker, daily_bars(ticker, _day(match["frm"]), _day(match["to"])))
         if adjusted:
             columns = adjusted_bars(ticker, columns, self.splits)
         bars = daily_bars_as_json(columns)
@@ -299,7 +323,7 @@ class SampleApiServer:
         adjusted = request.query.get("adjusted", ["true"])[0] != "false"
         results = []
         for ticker in self.universe:
-            columns = daily_bars(ticker, day, day)
+            columns = self._closed_days(ticker, daily_bars(ticker, day, day))
             if adjusted:
                 columns = adjusted_bars(ticker, columns, self.splits)
             for bar in daily_bars_as_json(columns):
