@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,8 @@ BREAKS = {
     "fields_are_numbers": bar(c="10.2"),
     "t_integer_ms": bar(t=GOOD["t"] + 0.5),
     "t_on_minute": bar(t=GOOD["t"] + 30_000),
+    # Landed now, stamped in an hour: its minute had not ended when it was fetched.
+    "ended_before_fetch": bar(t=(int(time.time() * 1000) // MINUTE + 60) * MINUTE),
     "prices_present": bar(c=...),
     "prices_finite": bar(o=math.nan),
     "prices_positive": bar(o=-1.0, l=-2.0),
@@ -125,7 +129,7 @@ SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "+Infinity": math.inf, "-Infin
            "-INF": -math.inf, "INF": math.inf}
 
 
-def oracle(item: Any) -> str | None:
+def oracle(item: Any, fetched_ms: float) -> str | None:
     """The rules as the issue states them, written again here in plain Python: the first rule a bar breaks.
 
     Spark's JSON reader takes the quoted spellings of NaN and Infinity as those numbers (the bar still fails
@@ -146,6 +150,8 @@ def oracle(item: Any) -> str | None:
         return "t_integer_ms"
     if int(t) % MINUTE:
         return "t_on_minute"
+    if int(t) + MINUTE > fetched_ms:
+        return "ended_before_fetch"
     prices = [fields[k] for k in ("o", "h", "l", "c")]
     if any(p is None for p in prices):
         return "prices_present"
@@ -191,7 +197,9 @@ bars = st.one_of(sane, one_field_off, st.builds(lambda b, t: {**b, "t": t}, sane
 def test_any_bar_lands_valid_or_in_quarantine_never_both_never_a_crash(spark, tmp_path_factory, pages):
     files = land_pages(tmp_path_factory.mktemp("p"), pages)
     found = judged(spark, files)
-    expected = {(p, i): oracle(item) for p, page in enumerate(pages, start=1) for i, item in enumerate(page)}
+    landed_ms = [os.stat(file).st_mtime_ns // 1_000_000 for file in files]  # when each page was fetched
+    expected = {(p, i): oracle(item, landed_ms[p - 1]) for p, page in enumerate(pages, start=1)
+                for i, item in enumerate(page)}
     assert found == expected
 
 

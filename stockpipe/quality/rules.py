@@ -45,6 +45,8 @@ BAR_RULES: tuple[BarRule, ...] = (
             lambda: F.col("timestamp_ms").isNull()),
     BarRule("t_on_minute", "t falls on a minute",
             lambda: F.col("timestamp_ms") % MILLIS_PER_MINUTE != 0),
+    BarRule("ended_before_fetch", "the bar's minute had ended when its page was fetched (no bar from the future)",
+            lambda: F.col("timestamp_ms") + MILLIS_PER_MINUTE > F.unix_millis(F.col("fetched_at"))),
     BarRule("prices_present", "o, h, l and c are all present",
             lambda: _any(PRICES, lambda c: c.isNull())),
     BarRule("prices_finite", "o, h, l and c are finite (not NaN or Infinity)",
@@ -95,7 +97,8 @@ def compact(judged: DataFrame) -> DataFrame:
     bad = F.struct(F.col("reason").alias("reason"), raw_text().alias("raw"), F.col("fetch_id").alias("fetch_id"))
     return (judged.withColumn("_bad", F.when(~F.col("valid"), bad))
             .withColumn("_order", F.col("page").cast("long") * POSITIONS_PER_PAGE + F.col("position"))
-            .drop("reason", "valid", "page", "position", "raw", "t_value", "n_value", "not_numbers", "not_object"))
+            .drop("reason", "valid", "page", "position", "raw", "t_value", "n_value", "not_numbers", "not_object",
+                  "fetched_at"))
 
 
 def valid() -> Column:
