@@ -7,6 +7,9 @@
 
 Its other faults are fixed because they are not the lesson: the key travels in a header (never the URL), 429s are
 waited out, pages are followed, volume is a double. It deletes its own table folder first, like the starter.
+
+Exit codes: 0 written (bugs and all: the table holds the last ticker only); 1 a real failure (the key rejected, the
+API unreachable, no ticker fetched); 2 bad input, nothing written.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from stockpipe.storage import open_storage
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also what the Databricks bundle's task parameters are checked against."""
-    parser = cli.new_parser(__doc__)
+    parser = cli.new_parser(__doc__, "every API call and its answer (never the key), each ticker's overwrite")
     cli.add_harvest_args(parser, "stocks_raw")
     return parser
 

@@ -32,8 +32,8 @@ from stockpipe.storage import open_storage
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also what the Databricks bundle's task parameters are checked against."""
-    parser = cli.new_parser(__doc__)
-    parser.add_argument("--table-path", help="the minute table [get_base_path('stocks_fixed')]")
+    parser = cli.new_parser(__doc__, "how many days of which tickers the build rewrites")
+    parser.add_argument("--table-path", help=f"the minute table [{cli.default_table('stocks_fixed')}]")
     parser.add_argument("--splits-path", help="the splits table [stocks_splits beside --table-path]")
     parser.add_argument("--daily-path", help="the daily table to build [stocks_daily beside --table-path]")
     parser.add_argument("--full", action="store_true", help="rebuild every row, not only those whose inputs changed")

@@ -4,6 +4,10 @@
 On Databricks: CREATE SCHEMA / CREATE TABLE ... USING DELTA LOCATION in Unity Catalog. Locally with delta-spark: a
 real external table in Spark's persistent catalog, with the DROP TABLE demonstration (the name goes, the files
 stay). Locally with delta-rs: the assignment's temporary view.
+
+Exit codes: 0 registered and queried through the name (Unity Catalog refusing the location included: a warning,
+then the temporary view); 1 the table path is not a Delta table, or a runtime failure; 2 bad input (a name that is
+not an identifier).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from stockpipe.storage import open_storage
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also what the Databricks bundle's task parameters are checked against."""
-    parser = cli.new_parser(__doc__)
-    parser.add_argument("--table-path", help="the fixed Delta table [get_base_path('stocks_fixed')]")
+    parser = cli.new_parser(__doc__, "each SQL statement as it runs")
+    parser.add_argument("--table-path", help=f"the fixed Delta table [{cli.default_table('stocks_fixed')}]")
     parser.add_argument("--catalog", default="main", help="Unity Catalog catalog (Databricks) [main]")
     parser.add_argument("--schema", default="dataexpert", help="schema (database) for the table [dataexpert]")
     parser.add_argument("--name", default="stocks_external", help="table or view name [stocks_external]")

@@ -32,7 +32,7 @@ from stockpipe.storage import open_storage
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also what the Databricks bundle's task parameters are checked against."""
-    parser = cli.new_parser(__doc__)
+    parser = cli.new_parser(__doc__, "every API call and its answer (never the key)")
     cli.add_harvest_args(parser, "stocks_fixed")
     parser.add_argument(
         "--layout", choices=("partitioned", "clustered"), default="partitioned",

@@ -27,8 +27,8 @@ from stockpipe.storage import open_storage
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, also what the Databricks bundle's task parameters are checked against."""
-    parser = cli.new_parser(__doc__)
-    parser.add_argument("--table-path", help="Delta table [get_base_path('stocks_fixed')]")
+    parser = cli.new_parser(__doc__, "each OPTIMIZE and VACUUM as it ends, with its seconds")
+    parser.add_argument("--table-path", help=f"Delta table [{cli.default_table('stocks_fixed')}]")
     parser.add_argument("--zorder-by", help="comma-separated columns for Z-ORDER instead of plain compaction (with "
                         "--all: of --table-path only)")
     parser.add_argument("--all", dest="all_tables", action="store_true",

@@ -146,10 +146,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def new_parser(description: str) -> argparse.ArgumentParser:
+def new_parser(description: str, verbose: str) -> argparse.ArgumentParser:
+    """A door's parser; `verbose` says what -v adds to that door's log."""
     parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics (retries, engine choice)")
+    parser.add_argument("-v", "--verbose", action="store_true", help=f"log diagnostics: {verbose}")
     return parser
+
+
+def default_table(name: str) -> str:
+    """A table's default path as --help shows it: the value, not the function that computes it."""
+    return f"$STOCKS_BASE_PATH/{name}, else delta_tables/{name}"
 
 
 def add_engine_arg(parser: argparse.ArgumentParser) -> None:
@@ -159,7 +165,7 @@ def add_engine_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_harvest_args(parser: argparse.ArgumentParser, default_table: str) -> None:
+def add_harvest_args(parser: argparse.ArgumentParser, table: str) -> None:
     parser.add_argument("--tickers", default=",".join(DEFAULT_TICKERS), help="comma-separated symbols [the eight]")
     parser.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day [to minus 4 days]")
     parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day, inclusive [New York today]")
@@ -179,7 +185,7 @@ def add_harvest_args(parser: argparse.ArgumentParser, default_table: str) -> Non
         f"a minute (the free tier's {FREE_TIER_CALLS_PER_MINUTE}), {SAMPLE_CONCURRENCY} for the sample unpaced, "
         f"{FAST_CONCURRENCY} when faster]",
     )
-    parser.add_argument("--table-path", help=f"Delta table folder [get_base_path('{default_table}')]")
+    parser.add_argument("--table-path", help=f"Delta table folder [{default_table(table)}]")
     parser.add_argument("--landing-path", help="raw page landing zone [<table-path>_landing]")
     parser.add_argument("--refetch", action="store_true", help="ignore landed pages and fetch everything again")
     parser.add_argument(

@@ -353,6 +353,8 @@ def build_daily(storage: DeltaStorage, minute_path: str, splits_path: str, daily
                                                  *OFFICIAL_COLUMNS).collect()
         rewrite, removed = days_to_rewrite(inputs, stored, sessions)
     rewritten = sum(len(d) for d in rewrite.values())
+    log.debug("daily build of %s: %s day(s) of %d ticker(s) to rewrite, %d to remove", daily_path, rewritten,
+              len(rewrite), sum(len(d) for d in removed.values()))
     version: int | None = None
     results: list[CheckResult] = []
     if rewritten or any(removed.values()):

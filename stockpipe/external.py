@@ -71,6 +71,7 @@ def register_unity_catalog(spark: SparkSession, storage: DeltaStorage, catalog: 
     ]
     try:
         for statement in statements:
+            log.debug("%s", statement)
             spark.sql(statement)
     except Exception as exc:  # noqa: BLE001 - UC answers with several error classes for a refused location
         first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -89,6 +90,7 @@ def register_local_catalog(spark: SparkSession, storage: DeltaStorage, schema: s
               f"COMMENT '{COMMENT}'")
     statements = [f"CREATE SCHEMA IF NOT EXISTS {sch}", create]
     for statement in statements:
+        log.debug("%s", statement)
         spark.sql(statement)
     registration = Registration("external table (local catalog)", full, statements, _table_type(spark, full))
     if demonstrate_drop:

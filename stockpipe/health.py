@@ -167,8 +167,10 @@ def run_maintenance(
     started = time.monotonic()
     optimized = storage.optimize(path, zorder_by)
     optimized_at = time.monotonic()
+    log.debug("%s: %s in %.1f s", path, "; ".join(optimized.calls) or "OPTIMIZE", optimized_at - started)
     vacuumed = storage.vacuum(path, retain_hours)
     vacuumed_at = time.monotonic()
+    log.debug("%s: %s in %.1f s", path, "; ".join(vacuumed.calls) or "VACUUM", vacuumed_at - optimized_at)
     after = snapshot(storage, path)
     if after.rows != before.rows:
         raise DataLossError(f"row count changed during maintenance: {before.rows:,} before, {after.rows:,} after")

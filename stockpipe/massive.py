@@ -511,6 +511,8 @@ class MassiveClient:
             self.limiter.record()
         self.connected = True
         code = response.status_code
+        # -v: every call, its answer and its size; the URL carries no key (it travels in a header).
+        log.debug("%s: GET %s -> HTTP %d, %d bytes", ticker, urlsplit(url).path, code, len(body))
         if code == 401:
             detail = redact(_server_message(response), self.config.api_key)
             raise KeyRejectedError(f"API key rejected (HTTP 401 for {ticker}): {detail}".rstrip(": "))

@@ -37,7 +37,11 @@ SCALA_BINARY = "2.13" if SPARK_MAJOR >= 4 else "2.12"
 DELTA_JAR_NAMES = (f"delta-spark_{SCALA_BINARY}-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
 IVY_JAR_NAMES = tuple(f"io.delta_{name}" for name in DELTA_JAR_NAMES)
 DELTA_PACKAGE = f"io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}"
-NO_DELTA_JARS = "Delta jars not cached and Maven unreachable: using delta-rs"
+# What to do to get delta-spark, the course's engine, where it could not be had: said wherever delta-rs stands in.
+HOW_TO_GET_DELTA_SPARK = (f"for delta-spark, the course's engine, set DELTA_JARS_DIR to a folder holding "
+                          f"{' and '.join(DELTA_JAR_NAMES)}, or reach Maven once (the Ivy cache keeps them)")
+NO_DELTA_JARS = f"Delta jars not cached and Maven unreachable: using delta-rs ({HOW_TO_GET_DELTA_SPARK})"
+NO_DOWNLOAD = f"Delta jars not cached and STOCKS_DELTA_DOWNLOAD=0: using delta-rs ({HOW_TO_GET_DELTA_SPARK})"
 MAVEN_HOST = ("repo1.maven.org", 443)
 SPARK_CONF_DIR = Path(__file__).with_name("spark_conf")
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -94,7 +98,7 @@ def find_delta_jars() -> DeltaJars:
         return DeltaJars(files=tuple(local[0]), why=local[1])
     if _maven_reachable():
         return DeltaJars(from_maven=True, why="Delta jars resolved from Maven")
-    return DeltaJars(why=NO_DELTA_JARS)
+    return DeltaJars(why=NO_DOWNLOAD if os.environ.get("STOCKS_DELTA_DOWNLOAD", "1") == "0" else NO_DELTA_JARS)
 
 
 def _maven_reachable(timeout: float = 3.0) -> bool:
@@ -245,7 +249,7 @@ def build_session(
             log.warning("delta-spark unavailable (%s); falling back to delta-rs", str(exc).splitlines()[0][:120])
             builder = _builder(app_name, master)
     spark = builder.getOrCreate()
-    return SessionInfo(_quiet(spark), False, NO_DELTA_JARS)
+    return SessionInfo(_quiet(spark), False, jars.why if not jars.from_maven else NO_DELTA_JARS)
 
 
 def _connect_session(app_name: str, remote: str, *, want_delta_spark: bool, warehouse: str | None) -> SessionInfo:

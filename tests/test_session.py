@@ -76,6 +76,8 @@ def test_without_local_jars_or_maven_the_walk_ends_at_delta_rs(tmp_path, monkeyp
     monkeypatch.setenv("STOCKS_DELTA_DOWNLOAD", "0")  # Maven unreachable, as in CI
     jars = find_delta_jars()
     assert not jars.found and jars.files == () and "using delta-rs" in jars.why
+    # and how to get delta-spark, the course's engine, instead
+    assert "set DELTA_JARS_DIR to a folder holding delta-spark_" in jars.why and "reach Maven once" in jars.why
 
 
 def test_base_path_local_env_and_databricks(monkeypatch, tmp_path):
