@@ -28,6 +28,7 @@ from stockpipe.sample import (
     sample_faults,
     split_factor,
 )
+from stockpipe.sample.faults import with_minute_faults
 from stockpipe.sample.universe import (
     ACTIVE_HEAD,
     MARKET_SIZE,
@@ -525,7 +526,7 @@ def test_with_faults_each_kind_is_served_where_the_table_says():
         rest = get(faulty, f"/v2/aggs/ticker/{short.ticker}/range/1/minute/{page['results'][-1]['t'] + 1}/{FRIDAY}",
                    adjusted="false", limit=50_000)
         served = [bar["t"] for bar in page["results"] + rest["results"]]
-        assert served == range_bars(short.ticker, short.day, FRIDAY, faults=True)["t"].tolist()
+        assert served == range_bars(short.ticker, short.day, FRIDAY, finish=with_minute_faults)["t"].tolist()
 
         # The daily bars describe the true market, as a provider's corrected daily bar would.
         assert get(faulty, f"/v2/aggs/ticker/{bad.ticker}/range/1/day/{bad.day}/{bad.day}",
@@ -536,7 +537,7 @@ def test_faulted_minutes_page_without_losing_a_bar():
     """Missing minutes change a page's count of bars; pagination still serves every remaining bar once."""
     gap = demo_week_faults()["missing_minutes"][0]
     tuesday = MONDAY + dt.timedelta(days=1)  # short answers fall on a week's first session: not this range's
-    expected = range_bars(gap.ticker, tuesday, FRIDAY, faults=True)["t"].tolist()
+    expected = range_bars(gap.ticker, tuesday, FRIDAY, finish=with_minute_faults)["t"].tolist()
     with SampleApiServer(faults=True) as faulty:
         results, pages = follow(faulty, f"/v2/aggs/ticker/{gap.ticker}/range/1/minute/{tuesday}/{FRIDAY}",
                                 adjusted="false", limit=700)

@@ -20,7 +20,7 @@ import numpy as np
 
 from stockpipe import DEFAULT_TICKERS
 from stockpipe.market_calendar import NEW_YORK, trading_days
-from stockpipe.sample.market import _Block, _day_layout, _seed
+from stockpipe.sample.days import Block, day_layout, seed
 
 # bad_print: one regular minute whose low and close are BAD_PRINT_DROP below its neighbours' prices (a valid bar by
 #   itself; only a spike check flags it).
@@ -69,7 +69,7 @@ def sample_fault_details(ticker: str, day: dt.date) -> tuple[SampleFault, ...]:
     if ticker in DEFAULT_TICKERS:
         kinds = [kind for kind, pair in _weekly_faults(_monday(day)).items() if pair == (ticker, day)]
     else:
-        draws = random.Random(_seed("faults", ticker, day))
+        draws = random.Random(seed("faults", ticker, day))
         kinds = [kind for kind in FAULT_KINDS if kind != "short_answer" and draws.random() < OTHER_TICKER_RATE]
         if day == _week_days(_monday(day))[0] and draws.random() < 5 * OTHER_TICKER_RATE:
             kinds.append("short_answer")
@@ -90,7 +90,7 @@ def _weekly_faults(monday: dt.date) -> dict[FaultKind, tuple[str, dt.date]]:
     """Each kind's (ticker, day) in the week of `monday`, four different pairs: a short answer on the week's first
     session (where a week's run starts), the others anywhere in the week."""
     days = _week_days(monday)
-    draws = random.Random(_seed("weekly faults", monday))
+    draws = random.Random(seed("weekly faults", monday))
     short = (draws.choice(DEFAULT_TICKERS), days[0])
     pairs = [(ticker, day) for day in days for ticker in DEFAULT_TICKERS if (ticker, day) != short]
     bad_print, missing, malformed = draws.sample(pairs, 3)
@@ -99,8 +99,8 @@ def _weekly_faults(monday: dt.date) -> dict[FaultKind, tuple[str, dt.date]]:
 
 def _place(kind: FaultKind, ticker: str, day: dt.date) -> SampleFault:
     """Where in the day a fault falls: inside the regular session, clear of the opening and closing prints."""
-    _, open_m, close_m, _ = _day_layout(day)
-    draws = random.Random(_seed("fault place", kind, ticker, day))
+    _, open_m, close_m, _ = day_layout(day)
+    draws = random.Random(seed("fault place", kind, ticker, day))
     opened = dt.datetime.combine(day, dt.time(4, 0))
 
     def at(offset: int) -> dt.time:
@@ -118,7 +118,7 @@ def _place(kind: FaultKind, ticker: str, day: dt.date) -> SampleFault:
     return SampleFault(kind, ticker, day)
 
 
-def with_minute_faults(block: _Block) -> _Block:
+def with_minute_faults(block: Block) -> Block:
     """The block's minutes with the faults that live in the bars themselves: bad prints and missing minutes. (A
     malformed bar and a short answer are how a page is written; the server adds those.) Daily bars stay true."""
     in_bars = [fault for day in block.days for fault in sample_fault_details(block.ticker, day)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -26,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from stockpipe.market_calendar import NEW_YORK, session_hours, trading_days
+from stockpipe.market_calendar import NEW_YORK, trading_days
 from stockpipe.sample.actions import SAMPLE_DIVIDENDS, SAMPLE_SPLITS, Split
+from stockpipe.sample.days import Block, day_layout, seed
 
 MINUTES_PER_DAY_MAX = 16 * 60  # 04:00-20:00 New York: no day has more bars than this
 PRE_MARKET_FILL = 0.30  # share of extended-hours minutes that trade, roughly what liquid large caps show
@@ -75,11 +75,6 @@ PROFILES: dict[str, TickerProfile] = {
 }
 
 
-def _seed(*parts: object) -> int:
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
 def _base_price(ticker: str) -> float:
     """A ticker's price level on today's basis (after all its splits)."""
     return 20.0 + (zlib.crc32(ticker.encode()) % 48000) / 100.0
@@ -90,7 +85,7 @@ def _profile(ticker: str) -> TickerProfile:
     yearly levels from a seeded walk ending at its `_base_price` (it has no splits, so as traded is today's basis)."""
     if ticker in PROFILES:
         return PROFILES[ticker]
-    rng = np.random.default_rng(_seed("profile", ticker))
+    rng = np.random.default_rng(seed("profile", ticker))
     steps = rng.normal(0.08, 0.25, len(ANCHOR_YEARS) - 1)
     levels = math.log(_base_price(ticker)) - np.concatenate([np.cumsum(steps[::-1])[::-1], [0.0]])
     return TickerProfile(0.015, 2e6 + (zlib.crc32(ticker.encode()) % 18_000) * 1_000.0,
@@ -114,7 +109,7 @@ _PATH_DRAWS = 12_000
 
 def _path_draws(ticker: str, stream: str, count: int) -> np.ndarray:
     assert count <= _PATH_DRAWS, "the calendar outgrew the sample's path draws"
-    draws = np.random.default_rng(_seed("path", stream, ticker)).standard_normal(_PATH_DRAWS)[:count]
+    draws = np.random.default_rng(seed("path", stream, ticker)).standard_normal(_PATH_DRAWS)[:count]
     return np.clip(draws, -4.0, 4.0)  # no 10-sigma day from a thin tail of the generator
 
 
@@ -151,7 +146,7 @@ def _anchors(ticker: str, profile: TickerProfile, days: np.ndarray, factor: np.n
     level = [math.log(price / factor[i]) for price, i in zip(profile.anchors, index, strict=True)]
     trend_index = [first_session(year) for year in TREND_YEARS]
     start = level[0] + math.log(LEVEL_IN_2000)
-    jitter = np.random.default_rng(_seed("trend", ticker)).normal(0, TREND_JITTER, len(TREND_YEARS))
+    jitter = np.random.default_rng(seed("trend", ticker)).normal(0, TREND_JITTER, len(TREND_YEARS))
     jitter[0] = 0.0
     trend = [start + (level[0] - start) * i / index[0] + float(j) for i, j in zip(trend_index, jitter, strict=True)]
     floor = np.log(MIN_PIN_PRICE / factor[trend_index + index])
@@ -216,27 +211,6 @@ def _ticker_path(ticker: str) -> DailyPath:
 # The minutes
 
 
-@functools.cache
-def _day_layout(day: dt.date) -> tuple[int, int, int, int]:
-    """(epoch ms of 04:00 New York, and the minutes after it of the open, the close stamp and the end of extended
-    hours). 04:00 to 20:00 never crosses a DST change (it happens at 02:00), so minutes are uniform from 04:00."""
-    hours = session_hours(day)
-    minute = dt.timedelta(minutes=1)
-    return (int(hours.pre_open.timestamp() * 1000), (hours.open - hours.pre_open) // minute,
-            (hours.close - hours.pre_open) // minute, (hours.post_close - hours.pre_open) // minute)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Block:
-    """The bars of consecutive trading days of one ticker: minute columns, bars per day, official daily bars."""
-
-    ticker: str
-    days: tuple[dt.date, ...]
-    minutes: dict[str, np.ndarray]
-    counts: np.ndarray
-    daily: dict[str, np.ndarray]
-
-
 @dataclasses.dataclass(frozen=True)
 class _DayShape:
     """What a day's minutes look like whatever the ticker, for one layout of the session (a normal day, an early
@@ -272,12 +246,12 @@ def _day_shape(open_minute: int, close_minute: int, end_minute: int) -> _DayShap
     return _DayShape(segment, fill, open_minute, close_minute, volatility, u_shape / u_shape.sum(), print_bar)
 
 
-def _generate(ticker: str, days: Sequence[dt.date]) -> _Block:
+def _generate(ticker: str, days: Sequence[dt.date]) -> Block:
     """Minute bars and official daily bars of `days` (NYSE sessions): the price path on a (day, minute) grid from
     04:00, then everything else on the traded minutes only (the extended hours' untraded two thirds cost nothing)."""
     path = _ticker_path(ticker)
     rows = path.rows(days)
-    layouts = [_day_layout(day) for day in days]
+    layouts = [day_layout(day) for day in days]
     shapes = [_day_shape(*layout[1:]) for layout in layouts]
     base_ms = np.array([layout[0] for layout in layouts], dtype=np.int64)[:, None]
     open_m = np.array([shape.open_minute for shape in shapes])[:, None]
@@ -295,7 +269,7 @@ def _generate(ticker: str, days: Sequence[dt.date]) -> _Block:
     bar_normal, bar_uniform = [], []
     unreported = np.empty(len(days))
     for i, day in enumerate(days):
-        rng = np.random.default_rng(_seed("minutes", ticker, day.isoformat()))
+        rng = np.random.default_rng(seed("minutes", ticker, day.isoformat()))
         steps[i] = rng.standard_normal(MINUTES_PER_DAY_MAX)
         chance[i] = rng.random(MINUTES_PER_DAY_MAX)
         traded[i] = regular[i] | (chance[i] < fill[i])
@@ -384,7 +358,7 @@ def _generate(ticker: str, days: Sequence[dt.date]) -> _Block:
                        / np.add.reduceat(volume[regular_t], regular_start), 4),
         "n": np.round(np.add.reduceat(trades, day_start) * extra).astype(np.int64),
     }
-    return _Block(ticker, tuple(days), minutes, counts, daily)
+    return Block(ticker, tuple(days), minutes, counts, daily)
 
 
 def _empty(columns: Iterable[str]) -> dict[str, np.ndarray]:
@@ -401,7 +375,7 @@ BLOCK_DAYS = 16  # days generated together: enough to amortise NumPy's per-call 
 
 
 def _blocks(ticker: str, date_from: dt.date, date_to: dt.date,
-            finish: Callable[[_Block], _Block] | None = None) -> Iterable[_Block]:
+            finish: Callable[[Block], Block] | None = None) -> Iterable[Block]:
     days = trading_days(date_from, date_to)
     for start in range(0, len(days), BLOCK_DAYS):
         block = _generate(ticker, days[start:start + BLOCK_DAYS])
@@ -418,15 +392,14 @@ def day_bars(ticker: str, day: dt.date) -> dict[str, np.ndarray]:
 
 
 def range_bars(ticker: str, date_from: dt.date, date_to: dt.date, enough: Callable[[int], bool] | None = None,
-               *, faults: bool = False) -> dict[str, np.ndarray]:
+               *, finish: Callable[[Block], Block] | None = None) -> dict[str, np.ndarray]:
     """All bars for the New York trading days in [date_from, date_to], ascending by t; with `enough`, only the
     first days whose bars (counted so far) satisfy it, so a page of a long range costs a page, not the range.
-    `faults`: with the sample's injected imperfections (`stockpipe.sample.faults`) in the minutes."""
-    from stockpipe.sample.faults import with_minute_faults  # faults build on this module
-
+    `finish` changes each generated block before it is cut: the sample's injected imperfections
+    (`stockpipe.sample.faults.with_minute_faults`) come in through it."""
     parts: list[dict[str, np.ndarray]] = []
     count = 0
-    for block in _blocks(ticker, date_from, date_to, with_minute_faults if faults else None):
+    for block in _blocks(ticker, date_from, date_to, finish):
         if enough is None:
             parts.append(block.minutes)
             continue

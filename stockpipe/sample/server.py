@@ -25,7 +25,7 @@ import numpy as np
 from stockpipe import DEFAULT_TICKERS
 from stockpipe.market_calendar import NEW_YORK, trading_days
 from stockpipe.sample.actions import SAMPLE_DIVIDENDS, SAMPLE_SPLITS, Dividend, Split
-from stockpipe.sample.faults import sample_fault_details
+from stockpipe.sample.faults import sample_fault_details, with_minute_faults
 from stockpipe.sample.market import (
     MINUTE_MS,
     MINUTES_PER_DAY_MAX,
@@ -230,7 +230,7 @@ class SampleApiServer:
         from_ms = int(frm) if frm.isdigit() else None  # next_url carries the next bar's millisecond timestamp
         date_from = _day(frm)
         # Enough days for the page and the bar after it (which says whether there is a next page).
-        columns = range_bars(ticker, date_from, date_to, faults=self.faults,
+        columns = range_bars(ticker, date_from, date_to, finish=with_minute_faults if self.faults else None,
                              enough=lambda count: count >= limit + 1 + (MINUTES_PER_DAY_MAX if from_ms else 0))
         columns = self._ended(ticker, columns)
         if adjusted:
