@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -57,6 +59,41 @@ CHECK_COLUMNS = ("run_id", "ticker", "trade_date", "check", "status", "observed"
 # The daily chart's span, in months back from the last stored day (None: everything stored).
 RANGES: dict[str, int | None] = {"3 months": 3, "1 year": 12, "5 years": 60, "all": None}
 SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#eef5ea", "post": "#fbe3d6"}
+# A chart of one bar a row keeps a readable height however few the rows: this many pixels a row, at least MIN_BARS.
+BAR_ROW_PX = 28
+MIN_BARS = 6
+
+# How each kind of column reads in a table: the units and formats a reader expects, an empty cell for a missing value.
+Kind = str  # "price" | "return" | "share" | "count" | "volume" | "text" | "date" | "time"
+_FORMATS: dict[str, Callable[[Any], str]] = {
+    "price": lambda v: f"{v:,.2f}",
+    "return": lambda v: f"{100 * v:+.2f}%",  # a day's return: signed, in percent, as the charts show it
+    "share": lambda v: f"{100 * v:.2f}%",  # a level that is a fraction (volatility)
+    "count": lambda v: f"{int(v):,}",
+    "volume": lambda v: f"{v:,.0f}",
+    "text": str,
+    "date": lambda v: str(v)[:10],
+    "time": lambda v: f"{pd.Timestamp(v):%Y-%m-%d %H:%M}",
+}
+
+
+def cell(value: object, kind: Kind) -> str:
+    """One value as the table shows it: formatted by its kind, empty when missing (not `None`)."""
+    if value is None or (not isinstance(value, list | tuple | str) and pd.isna(value)):
+        return ""
+    return _FORMATS[kind](value)
+
+
+def show_table(frame: pd.DataFrame, kinds: dict[str, Kind], *, wide: tuple[str, ...] = (), key: str | None = None,
+               ) -> None:
+    """A table with each column in its kind's format (numbers right-aligned, with thousands separators, returns in
+    percent like the charts) and no `None` in empty cells. Columns are those of `kinds`, in its order, named by it
+    (`label: kind` keys are `column`); `wide` columns (long text) get the room left."""
+    shown = pd.DataFrame({name: [cell(v, kind) for v in frame[name]] for name, kind in kinds.items()})
+    config = {name: st.column_config.TextColumn(
+        name.replace("_", " "), alignment="left" if kind in ("text", "date", "time") else "right",
+        width="large" if name in wide else None) for name, kind in kinds.items()}
+    st.dataframe(shown, hide_index=True, column_config=config, width="stretch", key=key)
 
 
 def base_path() -> Path:
@@ -142,14 +179,15 @@ def operations(runs: pd.DataFrame, checks: pd.DataFrame | None) -> None:
         last = harvests.iloc[0]
         outcomes = outcomes_of(last)
         st.subheader(f"Last harvest: {last['status']}")
-        cells = st.columns(6)
-        cells[0].metric("started (UTC)", f"{last['started_at']:%Y-%m-%d %H:%M}")
-        cells[1].metric("duration", duration(last["duration_s"]))
-        cells[2].metric("tickers stored", f"{sum(o['status'] in ('success', 'partial') for o in outcomes)} of "
-                                          f"{len(outcomes)}")
-        cells[3].metric("days refused by the plan", sum(len(o["days_refused"]) for o in outcomes))
-        cells[4].metric("quarantined bars", total(last, "quarantined"))
-        cells[5].metric("failing checks", int(fails.get(last["run_id"], 0)))
+        # Two rows of three: six metrics in one row cut the start time short at a laptop's width.
+        first, second = st.columns(3), st.columns(3)
+        first[0].metric("started (UTC)", f"{last['started_at']:%Y-%m-%d %H:%M}")
+        first[1].metric("duration", duration(last["duration_s"]))
+        first[2].metric("tickers stored", f"{sum(o['status'] in ('success', 'partial') for o in outcomes):,} of "
+                                          f"{len(outcomes):,}")
+        second[0].metric("days refused by the plan", f"{sum(len(o['days_refused']) for o in outcomes):,}")
+        second[1].metric("quarantined bars", f"{total(last, 'quarantined'):,}")
+        second[2].metric("failing checks", f"{int(fails.get(last['run_id'], 0)):,}")
         if last["message"]:
             say = {"failed": st.error, "abandoned": st.error, "partial": st.warning}.get(last["status"], st.info)
             say(str(last["message"]))
@@ -163,9 +201,11 @@ def operations(runs: pd.DataFrame, checks: pd.DataFrame | None) -> None:
     )
     st.caption("Last runs, newest first (`running`: at work, or killed before its end; the next run marks a run "
                "whose process is gone `abandoned`)")
-    st.dataframe(table[["started_at", "script", "status", "exit_code", "duration", "tickers", "rows_written",
-                        "quarantined", "failing_checks", "calls", "rate_limited", "engine", "message"]]
-                 .rename(columns={"rate_limited": "429s", "failing_checks": "failing checks"}), hide_index=True)
+    table = table.rename(columns={"started_at": "started (UTC)", "exit_code": "exit", "rows_written": "rows",
+                                  "failing_checks": "failing checks", "rate_limited": "429s"})
+    show_table(table, {"started (UTC)": "time", "script": "text", "status": "text", "exit": "count",
+                       "duration": "text", "rows": "count", "quarantined": "count", "failing checks": "count",
+                       "calls": "count", "429s": "count", "engine": "text", "message": "text"}, wide=("message",))
     if not len(harvests):
         return
     labels = {run["run_id"]: f"{run['started_at']:%Y-%m-%d %H:%M} {run['status']} (run {run['run_id'][:8]})"
@@ -175,20 +215,51 @@ def operations(runs: pd.DataFrame, checks: pd.DataFrame | None) -> None:
     outcomes = pd.DataFrame(outcomes_of(run), columns=["ticker", "status", "days_stored", "days_refused", "calls",
                                                        "rate_limited", "retries", "quarantined", "error"])
     outcomes["days_refused"] = [", ".join(map(str, days)) for days in outcomes["days_refused"]]
-    st.dataframe(outcomes.rename(columns={"days_stored": "days stored", "days_refused": "days refused",
-                                          "rate_limited": "429s"}), hide_index=True)
+    show_table(outcomes.rename(columns={"days_stored": "days stored", "days_refused": "days refused",
+                                        "rate_limited": "429s"}),
+               {"ticker": "text", "status": "text", "days stored": "count", "days refused": "text", "calls": "count",
+                "429s": "count", "retries": "count", "quarantined": "count", "error": "text"}, wide=("error",))
     if checks is None:
         st.caption("No `quality_checks` table yet: the harvest's data-quality checks write it.")
     else:
         mine = checks[checks["run_id"] == chosen].drop(columns=["run_id"])
-        st.caption(f"Checks of this run that did not pass: {len(mine)}")
-        st.dataframe(mine.sort_values(["status", "ticker", "check"]), hide_index=True)
+        st.caption(f"Checks of this run that did not pass: {len(mine):,}")
+        show_table(mine.sort_values(["status", "ticker", "check"]),
+                   {"trade_date": "date", "ticker": "text", "check": "text", "status": "text", "observed": "price",
+                    "threshold": "price", "message": "text"}, wide=("message",))
 
 
-def candlesticks(frame: pd.DataFrame, adjusted: bool) -> alt.VConcatChart:
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GiB"
+
+
+def when(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def last_maintenance(runs_table: object, base: Path) -> str | None:
+    """The newest maintenance run as pipeline_runs has it, with what it did: a run whose OPTIMIZE found nothing to
+    compact commits nothing to the table's history, so this is where it shows."""
+    if runs_table is None:
+        return None
+    runs = run_log(str(base), runs_table.version())  # type: ignore[attr-defined]
+    found = runs[runs["script"] == "maintenance"]
+    if not len(found):
+        return "No maintenance run yet: `python maintenance.py --all` compacts and vacuums every table."
+    last = found.iloc[0]
+    return (f"Last maintenance run: {when(last['started_at'])} UTC, {last['status']}"
+            + (f": {last['message']}" if last["message"] else ""))
+
+
+def candlesticks(frame: pd.DataFrame, adjusted: bool) -> tuple[alt.LayerChart, alt.Chart]:
     """One candle per trading day (an ordinal axis: no gaps for nights and weekends), the 20- and 50-day moving
-    averages over it, volume below. The averages are of split-adjusted closes; as traded they are scaled back by
-    each day's split factor, so they follow the candles whichever basis is shown."""
+    averages over it, and volume, as two charts drawn one above the other (a concatenated chart is wider than its
+    column by its own padding). The averages are of split-adjusted closes; as traded they are scaled back by each
+    day's split factor, so they follow the candles whichever basis is shown."""
     prefix = "adj_" if adjusted else ""
     scale = 1.0 if adjusted else frame["split_factor"]
     frame = frame.assign(**{"sma 20": frame["sma_20"] * scale, "sma 50": frame["sma_50"] * scale})
@@ -217,7 +288,7 @@ def candlesticks(frame: pd.DataFrame, adjusted: bool) -> alt.VConcatChart:
     ).resolve_scale(color="independent").properties(height=300, width="container")
     volume = base.mark_bar(size=14).encode(y=alt.Y("_volume:Q", title="volume", axis=alt.Axis(format="~s"))
                                            ).properties(height=100, width="container")
-    return alt.vconcat(price, volume)
+    return price, volume
 
 
 def intraday(frame: pd.DataFrame, day: dt.date) -> alt.LayerChart | alt.FacetChart:
@@ -276,16 +347,18 @@ def market(frame: pd.DataFrame, alerts: pd.DataFrame | None) -> None:
             y=alt.Y("ticker:N", sort="-x", title=None),
             color=alt.condition("datum.total_return >= 0", alt.value("#2e7d32"), alt.value("#c62828")),
             tooltip=["ticker", alt.Tooltip("total_return:Q", format="+.2%"), alt.Tooltip("dividend:Q")],
-        ).properties(height=30 * len(movers) + 20)
-        st.altair_chart(bars, use_container_width=True)
+        ).properties(height=BAR_ROW_PX * max(len(movers), MIN_BARS) + 30)
+        st.altair_chart(bars, width="stretch")
     else:
         st.info("No total return on the latest day: the trading day before it is not stored.")
-    st.dataframe(movers.round({"close": 2, "daily_return": 4, "total_return": 4}), hide_index=True)
+    show_table(movers, {"ticker": "text", "close": "price", "daily_return": "return", "dividend": "price",
+                        "total_return": "return"})
     st.subheader("Volatility leaders")
     leaders = today.dropna(subset=["volatility_20"]).sort_values("volatility_20", ascending=False)[
         ["ticker", "volatility_20", "sma_20", "sma_50", "adj_close"]].head(LEADERS)
     if len(leaders):
-        st.dataframe(leaders.round(4), hide_index=True)
+        show_table(leaders, {"ticker": "text", "volatility_20": "share", "sma_20": "price", "sma_50": "price",
+                             "adj_close": "price"})
     else:
         st.info("Volatility needs 21 consecutive stored trading days (20 daily returns): harvest a longer range.")
     st.subheader("Alerts")
@@ -296,7 +369,8 @@ def market(frame: pd.DataFrame, alerts: pd.DataFrame | None) -> None:
     else:
         shown = alerts.sort_values(["checked_at", "status"], ascending=[False, True]).head(ALERTS_SHOWN)
         st.caption(f"The {len(shown)} newest warn and fail rows of quality_checks ({len(alerts):,} in all)")
-        st.dataframe(shown[["trade_date", "ticker", "check", "status", "observed", "message"]], hide_index=True)
+        show_table(shown, {"trade_date": "date", "ticker": "text", "check": "text", "status": "text",
+                           "observed": "price", "message": "text"}, wide=("message",))
 
 
 def main() -> None:
@@ -331,11 +405,23 @@ def main() -> None:
                 # Readable candles, and a page that draws as fast over five years as over one week.
                 start = pd.Timestamp(mine["trade_date"].max()) - pd.DateOffset(months=RANGES[span])
                 mine = mine[pd.to_datetime(mine["trade_date"]) > start]
-            st.altair_chart(candlesticks(mine, adjusted), use_container_width=True)
-            table = mine[["trade_date", "open", "high", "low", "close", "volume", "vwap", "official_close", "adj_close",
-                          "dividend", "daily_return", "total_return", "sma_20", "sma_50", "volatility_20"]]
-            st.dataframe(table.round({"vwap": 2, "volume": 0, "adj_close": 2, "daily_return": 4, "total_return": 4,
-                                      "sma_20": 2, "sma_50": 2, "volatility_20": 4}), hide_index=True)
+            price, volume = candlesticks(mine, adjusted)
+            st.altair_chart(price, width="stretch")
+            st.altair_chart(volume, width="stretch")
+            # The table shows the basis the chart shows: as traded, or split-adjusted (adj_* columns, sma_* as
+            # computed on adjusted closes; as traded they are scaled back by the split factor, as in the chart).
+            prefix = "adj_" if adjusted else ""
+            basis = mine.assign(**{c: mine[f"{prefix}{c}"] for c in ("open", "high", "low", "close", "volume")})
+            if not adjusted:
+                basis = basis.assign(sma_20=mine["sma_20"] * mine["split_factor"],
+                                     sma_50=mine["sma_50"] * mine["split_factor"])
+            st.caption("Split-adjusted prices and volumes (by stocks_splits)" if adjusted else
+                       "Prices and volumes as traded; the official close is the provider's daily bar")
+            show_table(basis.sort_values("trade_date", ascending=False),
+                       {"trade_date": "date", "open": "price", "high": "price", "low": "price", "close": "price",
+                        "volume": "volume", **({} if adjusted else {"vwap": "price", "official_close": "price"}),
+                        "dividend": "price", "daily_return": "return", "total_return": "return", "sma_20": "price",
+                        "sma_50": "price", "volatility_20": "share"})
     with intraday_tab:
         minute_table = opened["stocks_fixed"]
         if minute_table is None:
@@ -348,7 +434,7 @@ def main() -> None:
             days = stored[ticker]
             day = st.selectbox("Day", days, index=len(days) - 1)
             bars = minutes(str(base), minute_table.version(), ticker, day)
-            st.altair_chart(intraday(bars, dt.date.fromisoformat(day)), use_container_width=True)
+            st.altair_chart(intraday(bars, dt.date.fromisoformat(day)), width="stretch")
             counts = bars["market_session"].value_counts()
             st.caption(f"{len(bars):,} bars: " + ", ".join(f"{s} {counts.get(s, 0):,}" for s in SESSION_COLOURS)
                        + "; moving averages of the close over " + ", ".join(map(str, MINUTE_AVERAGES)) + " minutes")
@@ -363,13 +449,19 @@ def main() -> None:
         for name in TABLES:
             table = opened[name]
             found = table_health(str(base), name, table.version() if table is not None else None)
+            never = "never" if found else None  # a maintenance that found nothing to do makes no commit
             rows.append({"table": name, "version": found.version if found else None,
                          "live files": found.live_files if found else None,
-                         "size (KiB)": round(found.total_bytes / 1024, 1) if found else None,
-                         "last OPTIMIZE": found.last_optimize if found else None,
-                         "last VACUUM": found.last_vacuum if found else None,
+                         "size": human_size(found.total_bytes) if found else None,
+                         "last OPTIMIZE (UTC)": when(found.last_optimize) if found and found.last_optimize else never,
+                         "last VACUUM (UTC)": when(found.last_vacuum) if found and found.last_vacuum else never,
                          "status": "ok" if found else ("none yet" if name in OPTIONAL else f"missing: {MAKES[name]}")})
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        show_table(pd.DataFrame(rows), {"table": "text", "version": "count", "live files": "count", "size": "text",
+                                        "last OPTIMIZE (UTC)": "text", "last VACUUM (UTC)": "text",
+                                        "status": "text"}, wide=("status",))
+        maintained = last_maintenance(opened["pipeline_runs"], base)
+        if maintained:
+            st.caption(maintained)
 
 
 main()

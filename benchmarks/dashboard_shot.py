@@ -3,6 +3,7 @@ under --base, Debian's chromium driven by playwright (no browser download), time
 chart drawn, then each view's own redraw after a change of ticker.
 
     python -m benchmarks.dashboard_shot --base delta_tables --out docs/dashboard.png
+    python -m benchmarks.dashboard_shot --base delta_tables --views shots/ --width 1280   # each view, as a person
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+TABS = ("Market", "Daily", "Intraday", "Operations", "Table health")
 
 
 def free_port() -> int:
@@ -36,12 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, default=Path("delta_tables"))
     parser.add_argument("--out", type=Path, default=None, help="write the screenshot here")
     parser.add_argument("--loads", type=int, default=3, help="page loads to time")
+    parser.add_argument("--views", type=Path, default=None, help="write one screenshot per view (tab) into this folder")
+    parser.add_argument("--width", type=int, default=1400, help="the browser window's width in pixels [1400]")
+    parser.add_argument("--app", type=Path, default=None, help="the dashboard script [this repository's dashboard.py]")
     args = parser.parse_args(argv)
     port = free_port()
     root = Path(__file__).resolve().parents[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(root / "dashboard.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", "streamlit", "run", str(args.app or root / "dashboard.py"), "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         env={**os.environ, "STOCKS_BASE_PATH": str(args.base)}, cwd=Path.cwd(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.3)
         with sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page = browser.new_page(viewport={"width": args.width, "height": 1100})
             loads = []
             for _ in range(max(1, args.loads)):  # the first load also warms Streamlit's cache of the daily table
                 started = time.monotonic()
@@ -67,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
                 page.wait_for_timeout(1500)  # let the second chart finish drawing
                 page.screenshot(path=str(args.out), full_page=True)
                 print(f"wrote {args.out}")
+            if args.views:
+                args.views.mkdir(parents=True, exist_ok=True)
+                for tab in TABS:
+                    page.get_by_role("tab", name=tab).click()
+                    page.wait_for_timeout(2500)  # the view's charts and tables draw
+                    shot = args.views / f"{tab.lower().replace(' ', '_')}_{args.width}.png"
+                    page.screenshot(path=str(shot), full_page=True)
+                    print(f"wrote {shot}")
             browser.close()
     finally:
         server.terminate()

@@ -62,8 +62,9 @@ def test_every_view_renders_from_the_tables(tables, monkeypatch):
     assert len(day.options) == 29 and day.options[-5:] == ["2024-01-08", "2024-01-09", "2024-01-10", "2024-01-11",
                                                           "2024-01-12"]
     assert day.value == "2024-01-12"  # the latest day first
-    movers_chart, daily_chart, intraday_chart = charts(at)
-    assert '"sma 20"' in spec(daily_chart) and '"sma 50"' in spec(daily_chart)  # the moving averages over the candles
+    movers_chart, price_chart, volume_chart, intraday_chart = charts(at)
+    assert '"sma 20"' in spec(price_chart) and '"sma 50"' in spec(price_chart)  # the moving averages over the candles
+    assert '"_volume"' in spec(volume_chart)
     assert all(f'"{m} min"' in spec(intraday_chart) for m in (5, 15, 60)) and "total_return" in spec(movers_chart)
     movers, leaders, daily, runs, outcomes, checks, tables_health = (frame.value for frame in at.dataframe)
     assert len(daily) == 29 and len(runs) == 2 and list(tables_health["table"]) == [
@@ -86,37 +87,76 @@ def test_the_market_view_ranks_the_latest_day_by_total_return_and_volatility(tab
               if str(r.trade_date) == "2024-01-12"}
     assert list(movers["ticker"]) == sorted(latest, key=lambda t: -latest[t].total_return)
     assert list(leaders["ticker"]) == sorted(latest, key=lambda t: -latest[t].volatility_20)
-    assert all(leaders["volatility_20"] > 0) and all(leaders["sma_20"] > 0)
     for row in leaders.to_dict("records"):
-        assert row["volatility_20"] == pytest.approx(latest[row["ticker"]].volatility_20, abs=5e-5)
+        # shown in percent to two decimals, as the charts label returns
+        assert row["volatility_20"] == f"{100 * latest[row['ticker']].volatility_20:.2f}%"
+        assert float(row["sma_20"].replace(",", "")) > 0
+    for row in movers.to_dict("records"):
+        assert row["total_return"] == f"{100 * latest[row['ticker']].total_return:+.2f}%"
 
 
 def test_switching_ticker_and_basis_redraws_without_error(tables, monkeypatch):
     at = app(tables, monkeypatch)
     at.selectbox[0].set_value("NVDA").run()
+    traded = numbers(at.dataframe[2].value, "close", "volume")
     at.radio[0].set_value("split-adjusted").run()
     at.selectbox[2].set_value("2024-01-08").run()
-    assert not at.exception and len(charts(at)) == 3
+    assert not at.exception and len(charts(at)) == 4
+    # The table follows the chart's basis: NVDA's 10-for-1 split of 2024-06-10 comes after these weeks, so adjusted
+    # closes are a tenth of the traded ones (to the cent: ten times one is within 5 cents), volumes ten times.
+    adjusted = numbers(at.dataframe[2].value, "close", "volume")
+    assert (adjusted["close"] * 10 - traded["close"]).abs().max() <= 0.05 + 1e-9
+    assert (traded["close"] > 100).all() and ((adjusted["volume"] / traded["volume"]).round() == 10).all()
+    assert any(c.value.startswith("Split-adjusted prices and volumes") for c in at.caption)
+
+
+def numbers(frame, *columns: str):
+    """Columns of a table as the page shows them (text with thousands separators) read back as numbers."""
+    return frame[list(columns)].apply(lambda column: column.str.replace(",", "").astype(float))
+
+
+def every_cell(at) -> list[str]:
+    return [str(value) for frame in at.dataframe for column in frame.value for value in frame.value[column]]
+
+
+def test_tables_show_units_and_formats_a_reader_expects(tables, monkeypatch, caplog):
+    """Returns in percent with their sign (as the charts label them), prices to the cent and volumes with thousands
+    separators, an empty cell where a value is missing (never `None`), and no deprecation logged by Streamlit."""
+    with caplog.at_level("WARNING"):
+        at = app(tables, monkeypatch)
+    assert not at.exception
+    assert not [cell for cell in every_cell(at) if cell in ("None", "nan", "NaT", "<NA>")]
     daily = at.dataframe[2].value
-    # NVDA's 10-for-1 split of 2024-06-10 comes after these weeks: adjusted closes are a tenth of the traded ones
-    # (the page shows them to the cent, so ten times one is within 5 cents of the traded close).
-    assert (daily["adj_close"] * 10 - daily["close"]).abs().max() <= 0.05 + 1e-9
-    assert (daily["close"] > 100).all() and (daily["adj_close"] < daily["close"] / 5).all()
+    assert daily["daily_return"].str.fullmatch(r"([+-]\d+\.\d\d%)?").all()
+    assert daily["daily_return"].eq("").sum() == 1  # the first stored day has no previous day: empty, not None
+    assert daily["volume"].str.fullmatch(r"\d{1,3}(,\d{3})+").all()
+    assert daily["close"].str.fullmatch(r"[\d,]+\.\d\d").all()
+    assert "deprecat" not in caplog.text.lower()
+
+
+def test_the_movers_chart_keeps_a_readable_height_with_two_tickers(tables, monkeypatch):
+    """Two bars at 30 px each collapsed the chart to a line and cut its labels: a bar chart is at least ~150 px."""
+    import json
+
+    at = app(tables, monkeypatch)
+    movers = json.loads(spec(charts(at)[0]))
+    assert movers["height"] >= 150
 
 
 def test_the_operations_view_shows_last_night_at_a_glance(tables, storage, spark, tmp_path, monkeypatch):
     """A night whose harvest failed one ticker, with bars quarantined and a failing check, after a run killed the
     night before (abandoned) and a row from before the run lifecycle: the headline says failed with its numbers,
     the runs say each status, the chosen harvest's tickers and failing check are listed. The rows are written by the
-    engine under test (delta-spark MERGEs into the log delta-rs created) and read by the page with delta-rs."""
+    run log's writer and read by the page with delta-rs."""
     import datetime as dt
 
     from stockpipe.runlog import RunRecord, TickerOutcome, end_run
+    from stockpipe.storage.log_table import ArrowLogTable
     from tests.ops_tables import check_row, write_quality
 
     base = tmp_path / "base"
     shutil.copytree(tables, base)
-    log, via_delta_rs = str(base / "pipeline_runs"), storage.name == "delta-rs"
+    log = ArrowLogTable(str(base / "pipeline_runs"))
     night = dt.datetime.now(dt.UTC)
     killed = RunRecord("k" * 32, "fixed_stock_harvester", night - dt.timedelta(days=1), status="abandoned",
                        message="its process 4242 on runner is gone")
@@ -125,7 +165,7 @@ def test_the_operations_view_shows_last_night_at_a_glance(tables, storage, spark
                            TickerOutcome("AAPL", "partial", 4, [dt.date(2024, 1, 12)], 2, 1, 1, quarantined=3),
                            TickerOutcome("NVDA", "failed", 0, [], 8, 0, 7, error="HTTP 503 after 8 attempts")])
     for row in (killed, failed):
-        end_run(log, row, storage, delta_rs_first=via_delta_rs)
+        end_run(log, row)
     write_quality(spark, storage, base, [check_row("f" * 32, "AAPL", "spike", "fail"),
                                          check_row("f" * 32, "AAPL", "completeness", "pass"),
                                          check_row("k" * 32, "NVDA", "staleness", "fail")], [])
@@ -141,10 +181,10 @@ def test_the_operations_view_shows_last_night_at_a_glance(tables, storage, spark
     assert at.error[0].value == "1 ticker(s) failed: NVDA"
     runs, outcomes, checks = (frame.value for frame in at.dataframe[4:7])
     assert list(runs["status"])[:2] == ["failed", "success"] and "abandoned" in set(runs["status"])
-    assert (runs["failing checks"].iloc[0], runs["quarantined"].iloc[0]) == (1, 3)
-    assert outcomes.to_dict("records")[1] == {"ticker": "NVDA", "status": "failed", "days stored": 0,
-                                              "days refused": "", "calls": 8, "429s": 0, "retries": 7,
-                                              "quarantined": 0, "error": "HTTP 503 after 8 attempts"}
+    assert (runs["failing checks"].iloc[0], runs["quarantined"].iloc[0]) == ("1", "3")
+    assert outcomes.to_dict("records")[1] == {"ticker": "NVDA", "status": "failed", "days stored": "0",
+                                              "days refused": "", "calls": "8", "429s": "0", "retries": "7",
+                                              "quarantined": "0", "error": "HTTP 503 after 8 attempts"}
     assert outcomes.to_dict("records")[0]["days refused"] == "2024-01-12"
     assert list(checks["check"]) == ["spike"] and list(checks["status"]) == ["fail"]
     at.selectbox(key="ops_run").set_value("k" * 32).run()  # the night before: killed, no tickers, its own check
@@ -166,6 +206,8 @@ def test_a_minute_table_without_the_daily_table_still_shows_the_day(tables, tmp_
     shutil.copytree(tables / "stocks_fixed", tmp_path / "stocks_fixed")
     at = app(tmp_path, monkeypatch)
     assert not at.exception and len(charts(at)) == 1
+    health = at.dataframe[0].value
+    assert health["last OPTIMIZE (UTC)"].iloc[0] == "never"  # not None: the table was never compacted
     assert "python daily_bars.py" in " ".join(info.value for info in at.info)
 
 
