@@ -25,7 +25,8 @@ import databricks_utils as du
 from stockpipe import cli
 from stockpipe.errors import ClusteringUnsupportedError
 from stockpipe.harvest import run_fixed
-from stockpipe.reports import fixed_errors, fixed_warnings, render_fixed, ticker_outcomes
+from stockpipe.layout import LAYOUTS
+from stockpipe.reports import render_fixed
 from stockpipe.runlog import Run
 from stockpipe.storage import open_storage
 
@@ -60,17 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.layout == "clustered" and args.engine == "delta-rs":
             raise ClusteringUnsupportedError("delta-rs")  # known before any call: refused before any call
         cfg = cli.build_config(args, default_table_path=lambda: du.get_base_path("stocks_fixed"),
-                               secret=du.get_secret, layout=args.layout)
+                               secret=du.get_secret, layout=LAYOUTS[args.layout])
         run.asked(cfg.tickers, cfg.date_from, cfg.date_to)
         run.calls_api(cfg.source, cfg.base_url, cfg.api_key)
         run.beside(cfg.table_path)
         report = run_fixed(cfg, lambda: run.using(open_storage(du.get_spark, args.engine, "fixed_stock_harvester")))
-        run.fetched([t.stats for t in report.tickers] + [fetched.stats for fetched in report.references])
-        run.wrote(rows=sum(t.rows_written for t in report.tickers), partitions=report.partitions_written,
-                  files=report.files_written, version=report.table_version)
-        run.outcomes(ticker_outcomes(report))
+        run.fetched([t.stats for t in report.tickers] + [fetched.stats for fetched in report.fetched_references])
+        run.wrote(rows=report.rows_written, partitions=report.partitions_written, files=report.written.files,
+                  version=report.written.version)
+        run.outcomes(report.outcomes())
         print(render_fixed(report))
-        return cli.report_errors(fixed_errors(report), run, warnings=fixed_warnings(report), strict=args.strict)
+        return cli.report_errors(report.errors(), run, warnings=report.warnings(), strict=args.strict)
 
     return cli.door(parser, argv, body, "fixed_stock_harvester")
 

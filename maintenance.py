@@ -20,7 +20,7 @@ from pathlib import Path
 import databricks_utils as du
 from stockpipe import cli
 from stockpipe.health import maintain_all, run_maintenance, write_chart
-from stockpipe.reports import render_maintenance, render_maintenance_all, render_runs, shown_in
+from stockpipe.reports import maintenance_line, render_maintenance, render_maintenance_all, render_runs, shown_in
 from stockpipe.runlog import Run, last_runs
 from stockpipe.storage import open_storage
 
@@ -69,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
                                                 "error": r.error, "report": json.loads(r.report.to_json())
                                                 if r.report is not None else None} for r in results]}, indent=2)
             errors = [f"{r.name}: {r.error}" for r in results if r.error]
+            run.notes = [maintenance_line(r.name, r.report) for r in results if r.report is not None]
         else:
             report = run_maintenance(storage, path, retain_hours=args.retain_hours, zorder_by=zorder)
             run.wrote(files=report.optimized.files_added, version=report.after.version)
             print(render_maintenance(report))
             json_text, errors = report.to_json(), []
+            run.notes = [maintenance_line(path.rstrip("/").rpartition("/")[2], report)]
         print("\n" + render_runs(last_runs(storage, run.log_path or ""), run.log_path or ""))
         if args.json_path:
             Path(args.json_path).write_text(shown_in(json_text, path))

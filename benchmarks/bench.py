@@ -61,6 +61,8 @@ from stockpipe.market_calendar import NEW_YORK, trading_days
 from stockpipe.massive import FREE_TIER_CALLS_PER_MINUTE, ClientConfig, FetchStats, MassiveClient
 from stockpipe.paths import count_partition_dirs, parquet_files_on_disk
 from stockpipe.sample import range_bars
+from stockpipe.sample.source import SampleSource
+from stockpipe.sample.universe import market_symbols
 from stockpipe.session import build_session, session_has_delta
 from stockpipe.storage import DeltaStorage, RowFilter
 from stockpipe.storage.delta_rs import DeltaRsStorage
@@ -106,14 +108,8 @@ def median_time(action: Callable[[], Any], repeat: int) -> float:
 
 
 def synthetic_tickers(count: int) -> list[str]:
-    """The eight, then deterministic made-up symbols (the sample source serves any symbol)."""
-    names = list(DEFAULT_TICKERS)
-    index = 0
-    while len(names) < count:
-        a, b, c = index // 676 % 26, index // 26 % 26, index % 26
-        names.append("Z" + "".join(chr(65 + x) for x in (a, b, c)))
-        index += 1
-    return names[:count]
+    """The eight, then the sample market's most active names (the sample serves the symbols it lists)."""
+    return list(market_symbols()[:count])
 
 
 def synthetic_bars(spark: SparkSession, tickers: list[str], first: dt.date, last: dt.date) -> DataFrame:
@@ -225,7 +221,7 @@ def bench_broken_vs_fixed(spark: SparkSession, storage: DeltaStorage, root: Path
     for name in ("broken", "fixed"):
         path = str(root / f"harvest_{name}")
         cfg = HarvestConfig(tickers=tickers, date_from=first, date_to=last, table_path=path,
-                            landing_path=str(root / "landing"), show_progress=False)
+                            landing_path=str(root / "landing"), show_progress=False, endpoint=SampleSource(tickers))
         fetch_all(cfg, LandingZone(cfg.landing_path), days)  # land once, so both time only transform + write
         # On delta-spark the broken run (22,962 one-bar files) takes minutes: once is enough to tell, and says n=1.
         runs_wanted = 1 if (name == "broken" and storage.name == "delta-spark") else repeat
@@ -553,10 +549,11 @@ def bench_scaling(spark: SparkSession, storage: DeltaStorage, root: Path, sizes:
     first, last = SMALL[1], SMALL[2]
     for count in sizes:
         path = str(root / f"scale_{count}")
-        cfg = HarvestConfig(tickers=tuple(synthetic_tickers(count)), date_from=first, date_to=last, table_path=path,
-                            landing_path=default_landing_path(path), show_progress=False)
+        names = tuple(synthetic_tickers(count))
+        cfg = HarvestConfig(tickers=names, date_from=first, date_to=last, table_path=path,
+                            landing_path=default_landing_path(path), show_progress=False, endpoint=SampleSource(names))
         wall, report = timed(partial(run_fixed, cfg, lambda: (spark, storage)))
-        rows = sum(t.rows_written for t in report.tickers)
+        rows = report.rows_written
         out.append({"tickers": count, "rows": rows, "wall_s": wall, "rows_per_s": rows / wall,
                     "seconds": report.seconds, "partitions": report.partitions_written})
         shutil.rmtree(path, ignore_errors=True)

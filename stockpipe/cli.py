@@ -15,13 +15,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from stockpipe import DEFAULT_TICKERS
-from stockpipe.config import FAST_CONCURRENCY, SAMPLE_CONCURRENCY, SPLITS_TABLE, HarvestConfig, Layout, Source
+from stockpipe.config import FAST_CONCURRENCY, SAMPLE_CONCURRENCY, SPLITS_TABLE, HarvestConfig, Source
 from stockpipe.errors import KeyNotFoundError, MissingKeyError, PipelineError, UsageError
 from stockpipe.landing import default_landing_path
+from stockpipe.layout import PARTITIONED, Layout
 from stockpipe.market_calendar import new_york_today
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE, redact
 from stockpipe.paths import beside, local_path, require_delta_log
 from stockpipe.runlog import Run
+from stockpipe.sample.source import SampleSource
 from stockpipe.session import is_databricks
 
 log = logging.getLogger("stockpipe")
@@ -244,7 +246,7 @@ def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable
         code, message = 1, None
         try:
             code = body(args, this_run)
-            message = next(iter(this_run.errors or this_run.warnings), None)
+            message = next(iter(this_run.errors or this_run.warnings), None) or "; ".join(this_run.notes) or None
             return code
         except PipelineError as exc:
             code, message = exc.exit_code, str(exc)
@@ -296,7 +298,7 @@ def build_config(
     *,
     default_table_path: Callable[[], str],
     secret: Callable[[str, str], str | None],
-    layout: Layout = "partitioned",
+    layout: Layout = PARTITIONED,
 ) -> HarvestConfig:
     """Argparse in, config out: everything the user typed is validated before any network or Spark work."""
     tickers = parse_tickers(args.tickers)
@@ -335,4 +337,6 @@ def build_config(
         allow_shrink=getattr(args, "allow_shrink", False),
         allow_mixed_source=getattr(args, "allow_mixed_source", False),
         sample_faults=args.sample_faults,
+        # The one place a run's source is chosen: the API (the client's own endpoint), or the offline sample.
+        endpoint=SampleSource(tickers, args.sample_faults) if source == "sample" else None,
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
+from stockpipe.layout import PARTITIONED, Layout
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE
 from stockpipe.paths import beside
 
-Layout = Literal["partitioned", "clustered"]
 Source = Literal["api", "sample"]
 SPLITS_TABLE = "stocks_splits"
 DIVIDENDS_TABLE = "stocks_dividends"
@@ -20,8 +21,8 @@ QUARANTINE_TABLE = "stocks_quarantine"
 # Calls in flight when the network round trip, not the rate limit, bounds a run (a paid key).
 FAST_CONCURRENCY = 8
 # The sample source unpaced: its server runs in the harvester's own process, so calls share one interpreter lock
-# and two in flight fetch as fast as eight (five years of eight tickers: 39.6 s against 37.8 s); with two, tickers
-# land a pair at a time instead of all at the end, so each is transformed while the rest are fetched.
+# and two in flight fetch about as fast as eight (docs/measurements.md); with two, tickers land a pair at a time
+# instead of all at the end, so each is transformed while the rest are fetched.
 SAMPLE_CONCURRENCY = 2
 # Runs of at least this many trading days, of more than one ticker, transform each ticker while the rest are fetched
 # (`harvest.EarlyTransform`): a ticker of a year or more is worth the jobs of its own; such a run asks the sample
@@ -31,6 +32,35 @@ EARLY_FROM_DAYS = 250
 
 def transforms_early(tickers: int, days: int) -> bool:
     return days >= EARLY_FROM_DAYS and tickers > 1
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Where a harvest's tables are: the minute bars and every table beside them that the run writes."""
+
+    minutes: str
+    splits: str
+    dividends: str
+    official: str
+    checks: str
+    quarantine: str
+
+    def all(self) -> tuple[str, ...]:
+        return (self.minutes, self.splits, self.dividends, self.official, self.checks, self.quarantine)
+
+
+class Endpoint(Protocol):
+    """Where a run's calls go, chosen once where the run is configured: the API (`fetching.ApiEndpoint`) or the
+    offline sample (`sample.source.SampleSource`). The fetch sees a base URL and a key, nothing else."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
+    def serve(self, own_process: bool = False) -> AbstractContextManager[str]:
+        """The base URL, for as long as the context is open."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +79,7 @@ class HarvestConfig:
     base_url: str = DEFAULT_BASE_URL
     api_key: str = field(default="", repr=False)
     calls_per_minute: int | None = None  # as asked; `pace` is what the run keeps to
-    layout: Layout = "partitioned"
+    layout: Layout = PARTITIONED
     refetch: bool = False
     allow_shrink: bool = False  # a refetch may replace stored days with far fewer rows
     allow_mixed_source: bool = False  # sample bars may go into a table the API filled
@@ -63,6 +93,8 @@ class HarvestConfig:
     # Injected time for tests (pacing and backoff without real waiting); None means the real clock.
     clock: Callable[[], float] | None = field(default=None, repr=False, compare=False)
     sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
+    # Where the calls go; None: the API at base_url with api_key (a sample run is given its SampleSource).
+    endpoint: Endpoint | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, table in (("splits_path", SPLITS_TABLE), ("dividends_path", DIVIDENDS_TABLE),
@@ -70,6 +102,11 @@ class HarvestConfig:
                             ("quarantine_path", QUARANTINE_TABLE)):
             if not getattr(self, name):
                 object.__setattr__(self, name, beside(self.table_path, table))
+
+    @property
+    def tables(self) -> Tables:
+        return Tables(self.table_path, self.splits_path, self.dividends_path, self.official_path, self.checks_path,
+                      self.quarantine_path)
 
     @property
     def pace(self) -> int | None:

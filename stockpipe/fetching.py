@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from stockpipe.config import HarvestConfig
+from stockpipe.config import Endpoint, HarvestConfig
 from stockpipe.errors import (
     FetchFailedError,
     MissingKeyError,
@@ -30,8 +30,6 @@ from stockpipe.market_calendar import NEW_YORK, new_york_today, trading_days
 from stockpipe.massive import ClientConfig, FetchStats, MassiveClient
 from stockpipe.progress import Progress
 from stockpipe.reference.official_bars import plan_official
-from stockpipe.sample import SampleApiServer
-from stockpipe.sample.process import sample_server_process
 
 log = logging.getLogger(__name__)
 
@@ -102,25 +100,37 @@ class FetchResult:
             self.pending = None
 
 
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """The provider's API: calls go to its base URL with the key (in the Authorization header only)."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    name: str = "api"
+
+    @contextlib.contextmanager
+    def serve(self, own_process: bool = False) -> Iterator[str]:
+        yield self.base_url
+
+
 @contextlib.contextmanager
 def open_client(cfg: HarvestConfig, progress: Progress | None = None, *,
                 own_process: bool = False) -> Iterator[MassiveClient]:
-    """The same client for both sources; the sample source is a loopback server started for this run, in a process
-    of its own when asked (a long run that transforms while it fetches: see stockpipe.sample.process)."""
+    """The same client whatever the source: the run's `endpoint` says where its calls go (the API, or a loopback
+    server the configuration chose, in a process of its own when asked)."""
     on_wait = progress.waiting if progress else None
     sleep = cfg.sleep or (progress.sleep if progress else time.sleep)
+    endpoint: Endpoint
+    if cfg.endpoint is not None:
+        endpoint = cfg.endpoint
+    elif cfg.source != "api":
+        raise ValueError(f"a {cfg.source} run needs its endpoint (cli.build_config chooses it)")
+    elif not cfg.api_key:
+        raise MissingKeyError()
+    else:
+        endpoint = ApiEndpoint(cfg.base_url, cfg.api_key)
     with contextlib.ExitStack() as stack:
-        if cfg.source == "sample" and own_process:
-            base_url = stack.enter_context(sample_server_process(cfg.tickers, cfg.sample_faults))
-            api_key = ""
-        elif cfg.source == "sample":
-            # The run's tickers are in the sample's grouped answers; --sample-faults makes its feed misbehave.
-            server = stack.enter_context(SampleApiServer(universe=cfg.tickers, faults=cfg.sample_faults))
-            base_url, api_key = server.base_url, ""
-        elif not cfg.api_key:
-            raise MissingKeyError()
-        else:
-            base_url, api_key = cfg.base_url, cfg.api_key
+        base_url, api_key = stack.enter_context(endpoint.serve(own_process)), endpoint.api_key
         client = MassiveClient(
             ClientConfig(base_url=base_url, api_key=api_key, calls_per_minute=cfg.pace,
                          window_seconds=cfg.window_seconds, read_timeout=cfg.read_timeout,

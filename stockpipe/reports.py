@@ -12,9 +12,11 @@ from stockpipe.daily import DailyReport
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
+from stockpipe.harvest.report import REFERENCE_NAMES
 from stockpipe.health import MaintenanceReport, TableMaintenance
+from stockpipe.outcome import Outcome
 from stockpipe.paths import local_path
-from stockpipe.runlog import RunRecord, TickerOutcome
+from stockpipe.runlog import RunRecord
 from stockpipe.storage import RETENTION_HOURS, FileChanges
 
 
@@ -53,41 +55,29 @@ def render_broken(report: BrokenReport) -> str:
     return "\n".join(lines)
 
 
-def ticker_outcomes(report: FixedReport) -> list[TickerOutcome]:
-    """Each ticker's outcome, as the run's row in pipeline_runs records it and the end summary prints it."""
-    outcomes = []
-    for t in report.tickers:
-        status = ("failed" if t.stats.error else "partial" if t.not_in_plan else "success" if t.rows_written
-                  else "no_bars")
-        outcomes.append(TickerOutcome(
-            t.ticker, status, days_stored=t.partitions, days_refused=list(t.not_in_plan), calls=t.stats.calls,
-            rate_limited=t.stats.http_429, retries=t.stats.retries, quarantined=t.quarantined, error=t.stats.error,
-        ))
-    return outcomes
-
-
 def render_fixed(report: FixedReport) -> str:
     rows = []
-    for t, o in zip(report.tickers, ticker_outcomes(report), strict=True):
-        rows.append((o.ticker, o.status, o.days_stored, len(o.days_refused), o.calls, o.rate_limited, o.retries,
-                     t.stats.pages, t.stats.pages_from_landing, f"{t.stats.waited_s:.1f}", t.bars_landed,
-                     t.outside_range, t.duplicates, o.quarantined, t.rows_written))
+    for t in report.tickers:
+        c = t.counts
+        rows.append((t.ticker, t.status, c.partitions, len(t.not_in_plan), t.stats.calls, t.stats.http_429,
+                     t.stats.retries, t.stats.pages, t.stats.pages_from_landing, f"{t.stats.waited_s:.1f}",
+                     c.bars_landed, c.outside_range, c.duplicates, c.quarantined, c.rows_written))
     table = format_table(
         ["ticker", "status", "days stored", "days refused", "calls", "429s", "retries", "pages", "reused",
          "waited s", "bars", "outside range", "duplicates", "quarantined", "rows"],
         rows, title="Summary",
     )
     lines = [table, ""]
-    skipped = [t.ticker for t in report.tickers if (t.stats.error or "").startswith("not fetched:")]
+    skipped = [t.ticker for t in report.tickers if t.skipped]
     for t in report.tickers:
-        if t.ticker in skipped:
+        if t.skipped:
             continue
-        if t.status == "FAILED":
+        if t.status is Outcome.FAILED:
             lines.append(f"FAILED {t.ticker}: {t.stats.error} (its partitions were left untouched)")
-        elif t.status == "partial":
+        elif t.status is Outcome.PARTIAL:
             lines.append(f"not in your plan: {t.ticker} {', '.join(map(str, t.not_in_plan))} ({t.plan_message}); "
                          "the earlier days are stored")
-    silent = [t.ticker for t in report.tickers if t.status == "no bars" and t.ticker not in skipped]
+    silent = [t.ticker for t in report.tickers if t.status is Outcome.NO_BARS and not t.skipped]
     if silent and report.days:
         between = (f"on {report.days[0]}" if len(report.days) == 1 else
                    f"from {report.days[0]} to {report.days[-1]}")
@@ -96,11 +86,11 @@ def render_fixed(report: FixedReport) -> str:
     if skipped:
         lines.append(f"FAILED, not fetched because the run stopped: {', '.join(skipped)} (their partitions were left "
                      "untouched)")
-    if report.engine == "not started":
+    if not report.started:
         lines.append(f"Nothing to write to {shown(report.table_path)}: Spark was not started")
         lines.append("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return "\n".join(lines)
-    for fetched in report.references:
+    for fetched in report.fetched_references:
         if fetched.error is None:
             calls = fetched.stats.calls
             lines.append(f"{REFERENCE_NAMES[fetched.kind].capitalize()}: {fetched.date_from}..{fetched.date_to} "
@@ -111,9 +101,9 @@ def render_fixed(report: FixedReport) -> str:
         lines.append(("warning: " if report.shrink_allowed else "KEPT ") + shrink.line(replaced=report.shrink_allowed))
     lines += checks_lines(report)
     lines += [
-        f"Table {shown(report.table_path)}: version {report.table_version}, layout {report.layout}, "
+        f"Table {shown(report.table_path)}: version {report.written.version}, layout {report.layout}, "
         f"engine {report.engine}, source {report.source}",
-        f"Partitions written: {report.partitions_written}, files written: {report.files_written}, "
+        f"Partitions written: {report.partitions_written}, files written: {report.written.files}, "
         f"trading days: {len(report.days)}",
         *reference_lines(report),
         "Prices and volumes are stored as traded (adjusted=false); split adjustment is derived on read.",
@@ -157,7 +147,8 @@ def render_maintenance(report: MaintenanceReport) -> str:
         f"{_layout_text(b.partition_columns, b.clustering_columns)})",
         format_table(["metric", "before", "after"], rows, title="Health check: before and after maintenance"),
         "",
-        f"OPTIMIZE ({what}): {report.optimize_seconds:.1f} s; {changes_text(report.optimized) or 'no metrics'}",
+        f"OPTIMIZE ({what}): {optimize_text(report)} in {report.optimize_seconds:.1f} s"
+        + (f" ({changes_text(report.optimized)})" if report.optimized.files_removed else ""),
         f"VACUUM RETAIN {report.retain_hours:g} HOURS: {_deleted(report.vacuumed.files_removed)} in "
         f"{report.vacuum_seconds:.1f} s",
         f"Row count check: {b.rows:,} before = {a.rows:,} after: no row lost.",
@@ -181,6 +172,32 @@ def render_maintenance(report: MaintenanceReport) -> str:
         lines.append(f"{title} (score {snap.score}):")
         lines += [f"  - {r}" for r in snap.recommendations] or ["  - none: the table is healthy"]
     return "\n".join(lines)
+
+
+def optimize_text(report: MaintenanceReport) -> str:
+    """What OPTIMIZE did, in words: the files it compacted, or why it found nothing to do (no commit then, so the
+    table's history cannot say it ran: the run log does)."""
+    removed, added = report.optimized.files_removed or 0, report.optimized.files_added or 0
+    if removed or added:
+        return f"compacted {removed:,} file(s) into {added:,}"
+    before = report.before
+    if before.live_files <= 1:
+        return "nothing to compact (one file)"
+    if before.partition_columns and before.max_files_per_partition <= 1:
+        return f"nothing to compact (each of the {before.partitions:,} partitions holds one file)"
+    return "nothing to compact (every file is already at its target)"
+
+
+def vacuum_text(report: MaintenanceReport) -> str:
+    deleted = report.vacuumed.files_removed
+    if deleted is None:
+        return "VACUUM ran (the files it deleted cannot be counted from here)"
+    return f"VACUUM deleted {deleted:,} file(s)" if deleted else "VACUUM: nothing to delete"
+
+
+def maintenance_line(name: str, report: MaintenanceReport) -> str:
+    """One table's maintenance in one line, as the run log keeps it."""
+    return f"{name}: OPTIMIZE {optimize_text(report)}; {vacuum_text(report)}"
 
 
 def render_maintenance_all(results: list[TableMaintenance], retain_hours: float) -> str:
@@ -210,6 +227,10 @@ def render_maintenance_all(results: list[TableMaintenance], retain_hours: float)
         title=f"Health check of every pipeline table: before -> after OPTIMIZE and VACUUM RETAIN "
               f"{', '.join(f'{h:g}' for h in sorted(kept))} HOURS (rows checked equal before and after)",
     )]
+    done = [item for item in results if item.report is not None]
+    if done:
+        lines += ["", "What maintenance did:", *[f"  {maintenance_line(item.name, item.report)}" for item in done
+                                                  if item.report is not None]]
     lines += [f"FAILED {item.name} ({shown(item.path)}): {item.error}" for item in results if item.error]
     if retain_hours < RETENTION_HOURS:
         lines.append(f"Note: {retain_hours:g} h retention is for this homework; production keeps at least "
@@ -305,17 +326,14 @@ def _deleted(files: int | None) -> str:
     return "done (the files it deleted cannot be counted from here)" if files is None else f"deleted {files:,} file(s)"
 
 
-REFERENCE_NAMES = {"splits": "splits", "dividends": "dividends", "official_daily": "official daily bars"}
-
-
 def reference_lines(report: FixedReport) -> list[str]:
     """One line per reference table: what of the run's tickers it knows, and whether this run changed it."""
     lines = []
-    for kind, path in report.reference_paths.items():
-        if kind not in report.reference_known:
+    for kind, path in report.references.paths.items():
+        if kind not in report.references.known:
             continue
-        version = report.reference_versions.get(kind)
-        lines.append(f"{REFERENCE_NAMES[kind].capitalize()} table {shown(path)}: {report.reference_known[kind]:,} "
+        version = report.references.versions.get(kind)
+        lines.append(f"{REFERENCE_NAMES[kind].capitalize()} table {shown(path)}: {report.references.known[kind]:,} "
                      "row(s) of these tickers; "
                      + (f"version {version} written" if version is not None else "unchanged"))
     return lines
@@ -338,39 +356,11 @@ def checks_lines(report: FixedReport) -> list[str]:
     if hidden > 0:
         lines.append(f"  ... and {hidden:,} more: SELECT * FROM delta.`{shown(report.checks_path)}` WHERE status != "
                      "'pass'")
-    quarantined = sum(t.quarantined for t in report.tickers)
+    quarantined = sum(t.counts.quarantined for t in report.tickers)
     if quarantined:
         lines.append(f"Quarantined: {quarantined:,} bar(s) broke a bar rule and are in "
                      f"{shown(report.quarantine_path)}, not in the table")
     return lines
-
-
-def fixed_errors(report: FixedReport) -> list[str]:
-    """Why a fixed run exits 1 though it stored what it could: the fetch stopped (a rejected key, an unreachable
-    API), tickers failed (retries exhausted, a past range refused), stored days a refetch would have shrunk,
-    reference data not refreshed."""
-    errors = list(report.guard_errors)
-    if report.stopped is not None:
-        stored = "" if report.engine == "not started" else (
-            f" (stored {len(report.tickers) - len(report.failed)} ticker(s) fetched before that)")
-        errors.append(f"{report.stopped}{stored}")
-    elif report.failed:
-        errors.append(f"{len(report.failed)} ticker(s) failed: {', '.join(t.ticker for t in report.failed)}")
-    for fetched in report.references:
-        if fetched.error is not None and not fetched.refused:
-            errors.append(f"{REFERENCE_NAMES[fetched.kind]} were not refreshed ({fetched.error}); the bars are stored, "
-                          "and the next run asks for them again")
-    return errors
-
-
-def fixed_warnings(report: FixedReport) -> list[str]:
-    """What the key's plan refused (the free tier refuses the current day), named by day: the run is `partial` and
-    exits 0 (1 with --strict); everything else asked was stored."""
-    if not report.partial:
-        return []
-    refused = sorted({day for t in report.partial for day in t.not_in_plan})
-    return [f"your plan refused {', '.join(map(str, refused))} for {len(report.partial)} ticker(s) "
-            f"({', '.join(t.ticker for t in report.partial)}); the other days are stored (--strict makes this exit 1)"]
 
 
 # -------------------------------------------------------------------------------------------------------------------

@@ -26,11 +26,9 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import random
 import re
 import shlex
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,13 +37,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql import SparkSession
 
 from stockpipe.compat import is_connect
 from stockpipe.massive import FetchStats
-from stockpipe.paths import beside, local_path
+from stockpipe.paths import beside
 from stockpipe.storage import DeltaStorage
+from stockpipe.storage.log_table import LogTable, log_table
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,6 @@ ABANDONED_AFTER = dt.timedelta(hours=1)
 SAMPLE_HOST = "127.0.0.1"
 # A pid's start time as read back from /proc varies by up to a clock tick and the boot time's rounding.
 SAME_PROCESS_WITHIN = dt.timedelta(seconds=2)
-LOG_ATTEMPTS = 8  # commit races on the log (concurrent runs) are retried, bounded
 MESSAGE_CHARS = 1_000
 # Secrets a URL may carry in its query (?apiKey=...), masked in the arguments a run logs.
 URL_SECRET = re.compile(r"(?i)\b((?:api[_-]?key|apikey|token|secret|password)=)[^&\s'\"]+")
@@ -171,9 +168,11 @@ class Run:
     secrets: list[str] = field(default_factory=list)  # masked in every cell this run writes
     record: RunRecord = field(init=False)
     log_path: str | None = None  # pipeline_runs; set once the door knows where its tables are
+    log: LogTable | None = None  # its writer, chosen once with the path
     storage: DeltaStorage | None = None  # the run's engine, once it has one
     errors: list[str] = field(default_factory=list)  # each forces exit 1
     warnings: list[str] = field(default_factory=list)  # what the key's plan refused: exit 0 unless --strict
+    notes: list[str] = field(default_factory=list)  # what a run that succeeded did, when its numbers cannot say it
     _log_failed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -210,9 +209,10 @@ class Run:
         """Log this run in pipeline_runs beside the table it works on: its `running` row now, then the rows of
         runs whose writer is gone marked abandoned."""
         self.log_path = beside(table_path, RUNS_TABLE)
+        self.log = log_table(self.log_path, self._engine, ["run_id"])
         self._write(start_run)
         try:
-            for run_id, reason in abandon_gone_runs(self.log_path, self.storage, this_run=self.run_id):
+            for run_id, reason in abandon_gone_runs(self.log, this_run=self.run_id):
                 log.warning("run %s marked abandoned: %s", run_id[:8], reason)
         except Exception as exc:  # noqa: BLE001 - someone else's row must not stop this run
             self._warn(exc)
@@ -260,11 +260,24 @@ class Run:
                 text = text.replace(secret, "***")
         return URL_SECRET.sub(r"\1***", text)
 
-    def _write(self, write: Callable[[str, RunRecord, DeltaStorage | None], None]) -> None:
-        assert self.log_path is not None
+    def _engine(self) -> DeltaStorage:
+        """The run's own engine, or on Databricks (no `deltalake`) delta-spark on its session: the writer of a log
+        that delta-rs cannot reach."""
+        if self.storage is not None:
+            return self.storage
+        from stockpipe.session import is_databricks
+
+        if is_databricks():
+            from stockpipe.storage.engines import delta_spark
+
+            return delta_spark(SparkSession.builder.getOrCreate())
+        raise RuntimeError(f"no engine for {self.log_path} before Spark started (install deltalake)")
+
+    def _write(self, write: Callable[[LogTable, RunRecord], None]) -> None:
+        assert self.log is not None
         self.record.arguments = self.masked(shlex.join(self.arguments))
         try:
-            write(self.log_path, self.record, self.storage)
+            write(self.log, self.record)
         except Exception as exc:  # noqa: BLE001 - a log that cannot be written must not change the run's result
             self._warn(exc)
 
@@ -283,61 +296,30 @@ def api_host(base_url: str) -> str:
 
 
 # -- writing rows ---------------------------------------------------------------------------------------------------
-def start_run(path: str, record: RunRecord, storage: DeltaStorage | None, *, delta_rs_first: bool = True) -> None:
-    """The run's row as it starts. With delta-rs where it is installed and the path is local, appended (a blind
-    append never conflicts; milliseconds, and no Spark, which the run may not have started yet and a run that stops
-    early never needs); otherwise upserted through the run's engine, or Databricks' session (no `deltalake` there).
-    Either way a table written before the lifecycle's columns gains them."""
-    if _with_delta_rs(path, delta_rs_first):
-        from deltalake import write_deltalake
-
-        table = _arrow([record])
-        _retried(lambda: write_deltalake(path, table, mode="append", schema_mode="merge"))
-        return
-    engine = _engine(storage, path)
-    engine.upsert(_frame(engine.spark, [record]), path, ["run_id"])
+def start_run(log: LogTable, record: RunRecord) -> None:
+    """The run's row as it starts; a table written before the lifecycle's columns gains them."""
+    log.append(_arrow([record]))
 
 
-def end_run(path: str, record: RunRecord, storage: DeltaStorage | None, *, delta_rs_first: bool = True) -> None:
+def end_run(log: LogTable, record: RunRecord) -> None:
     """The run's row replaced by how it ended: an upsert on run_id (inserted when its start row is missing)."""
-    if _with_delta_rs(path, delta_rs_first):
-        from deltalake import DeltaTable, write_deltalake
-
-        from stockpipe.storage.delta_rs import merge_arrow
-
-        table = _arrow([record])
-
-        def upsert() -> None:
-            if DeltaTable.is_deltatable(path):
-                merge_arrow(path, table, ["run_id"])
-            else:
-                write_deltalake(path, table, mode="append", schema_mode="merge")
-
-        _retried(upsert)
-        return
-    engine = _engine(storage, path)
-    engine.upsert(_frame(engine.spark, [record]), path, ["run_id"])
+    log.merge(_arrow([record]), ["run_id"])
 
 
-def abandon_gone_runs(path: str, storage: DeltaStorage | None, *, this_run: str = "", now: dt.datetime | None = None,
-                      here: str | None = None, delta_rs_first: bool = True) -> list[tuple[str, str]]:
+def abandon_gone_runs(log: LogTable, *, this_run: str = "", now: dt.datetime | None = None,
+                      here: str | None = None) -> list[tuple[str, str]]:
     """Mark `abandoned`, with the reason as their message, the `running` rows whose writer is gone (`gone_reason`);
     a row that finished meanwhile is left as it ended. Returns (run_id, reason) of each."""
     now, here = now or dt.datetime.now(dt.UTC), here or socket.gethostname()
-    gone = [(row["run_id"], reason) for row in _running_rows(path, storage, delta_rs_first)
+    found = log.read(WRITER_COLUMNS)
+    running = [row for row in (found.to_pylist() if found is not None else []) if row["status"] == "running"]
+    gone = [(row["run_id"], reason) for row in running
             if row["run_id"] != this_run and (reason := gone_reason(row, now, here))]
     if not gone:
         return []
     update = pa.table({"run_id": [run_id for run_id, _ in gone], "status": ["abandoned"] * len(gone),
                        "message": [reason for _, reason in gone]})
-    if _with_delta_rs(path, delta_rs_first):
-        from stockpipe.storage.delta_rs import merge_arrow
-
-        _retried(lambda: merge_arrow(path, update, ["run_id"], update_if="t.status = 'running'", insert=False))
-    else:
-        engine = _engine(storage, path)
-        frame = engine.spark.createDataFrame(update.to_pylist(), "run_id string, status string, message string")
-        engine.upsert(frame, path, ["run_id"], update_if="t.status = 'running'", insert=False)
+    log.merge(update, ["run_id"], update_if="t.status = 'running'", insert=False)
     return gone
 
 
@@ -400,68 +382,8 @@ def process_started_at(pid: int) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(boot + ticks, dt.UTC)
 
 
-def _running_rows(path: str, storage: DeltaStorage | None, delta_rs_first: bool) -> list[dict[str, Any]]:
-    if _with_delta_rs(path, delta_rs_first):
-        from stockpipe import readers
-
-        if readers.open_table(path) is None:
-            return []
-        table = readers.read(path, columns=WRITER_COLUMNS)
-        return [row for row in table.to_pylist() if row["status"] == "running"]
-    engine = _engine(storage, path)
-    if not engine.is_delta(path):
-        return []
-    frame = engine.read(path)
-    if not set(WRITER_COLUMNS) <= set(frame.columns):
-        return []
-    return [row.asDict() for row in frame.filter(frame["status"] == "running").select(*WRITER_COLUMNS).collect()]
-
-
-def _with_delta_rs(path: str, delta_rs_first: bool) -> bool:
-    return delta_rs_first and local_path(path) is not None and _has_deltalake()
-
-
-def _engine(storage: DeltaStorage | None, path: str) -> DeltaStorage:
-    """The run's own engine, or on Databricks (no `deltalake`) delta-spark on its session."""
-    if storage is not None:
-        return storage
-    from stockpipe.session import is_databricks
-
-    if is_databricks():
-        from stockpipe.storage.engines import delta_spark
-
-        return delta_spark(SparkSession.builder.getOrCreate())
-    raise RuntimeError(f"no engine for {path} without Spark (install deltalake)")
-
-
-def _retried(write: Callable[[], object]) -> None:
-    """A commit that lost a race with another run's is tried again on the new snapshot (bounded, jittered)."""
-    from deltalake.exceptions import CommitFailedError
-
-    for attempt in range(1, LOG_ATTEMPTS + 1):
-        try:
-            write()
-            return
-        except CommitFailedError:
-            if attempt == LOG_ATTEMPTS:
-                raise
-            time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))
-
-
 def _arrow(records: list[RunRecord]) -> pa.Table:
     return pa.Table.from_pylist([dataclasses.asdict(r) for r in records], schema=RUNS_SCHEMA)
-
-
-def _frame(spark: SparkSession, records: list[RunRecord]) -> DataFrame:
-    return spark.createDataFrame([r.as_row() for r in records], from_arrow_schema(RUNS_SCHEMA))
-
-
-def _has_deltalake() -> bool:
-    try:
-        import deltalake  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def last_runs(storage: DeltaStorage, path: str, limit: int = 5) -> list[RunRecord]:

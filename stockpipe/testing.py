@@ -58,6 +58,9 @@ class ApiBehaviour:
     # Rewrites a minute page's bars on the way out (ticker, the page's bars as JSON objects) -> the bars to send: a
     # test's own bad prints, gaps, duplicates or malformed bars, as real feeds send them.
     rewrite: Callable[[str, list[Any]], list[Any]] | None = None
+    # The server's clock (epoch seconds): it serves only the minutes ended by then. A clock ahead of the machine's
+    # serves bars from the future, as a feed whose clock is wrong would.
+    clock: Callable[[], float] = time.time
 
 
 @dataclasses.dataclass
@@ -75,7 +78,7 @@ class FakeMassiveServer(SampleApiServer):
     def __init__(self, behaviour: ApiBehaviour | None = None) -> None:
         self.behaviour = behaviour or ApiBehaviour()
         super().__init__(self.behaviour.splits, dividends=self.behaviour.dividends,
-                         faults=self.behaviour.sample_faults)
+                         faults=self.behaviour.sample_faults, now=self.behaviour.clock)
         self.api_key = self.behaviour.api_key
         self.log: list[ServerLog] = []
         self._faults = [dataclasses.replace(f) for f in self.behaviour.faults]  # counted down per server

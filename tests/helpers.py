@@ -120,12 +120,13 @@ def harvest(storage, path, server, clock, *, tickers=("AAPL", "MSFT"), date_from
     from stockpipe.config import HarvestConfig
     from stockpipe.harvest import run_fixed
     from stockpipe.landing import default_landing_path
+    from stockpipe.layout import LAYOUTS
 
     cfg = HarvestConfig(
         tickers=tuple(tickers), date_from=dt.date.fromisoformat(date_from), date_to=dt.date.fromisoformat(date_to),
         table_path=str(path), landing_path=default_landing_path(str(path)), source="api", base_url=server.base_url,
         api_key=server.api_key or "k", calls_per_minute=5, refetch=refetch, show_progress=False, today=today,
-        max_attempts=max_attempts, read_timeout=read_timeout, clock=clock, sleep=clock.sleep, layout=layout,
+        max_attempts=max_attempts, read_timeout=read_timeout, clock=clock, sleep=clock.sleep, layout=LAYOUTS[layout],
     )
     return run_fixed(cfg, lambda: (storage.spark, storage))
 

@@ -195,7 +195,7 @@ def test_a_multi_page_backfill_killed_half_way_resumes_after_its_last_landed_pag
     """Half a year of one ticker is two pages of 50,000 bars. The second page hangs and the process is killed: the
     rerun asks only for the page after the first, from its cursor, and stores every bar of the half year once (its
     parsed bars kept on disk between the counts and the write, as a long backfill's are)."""
-    monkeypatch.setattr("stockpipe.harvest.PERSIST_FROM_PARTITIONS", 1)
+    monkeypatch.setattr("stockpipe.harvest.steps.PERSIST_FROM_PARTITIONS", 1)
     path = tmp_path / "t"
     first, last = dt.date(2023, 1, 3), dt.date(2023, 6, 30)
     argv = ["--tickers", "AAPL", "--from", str(first), "--to", str(last), "--table-path", str(path),

@@ -51,21 +51,22 @@ def test_spark_starts_once_while_fetching_after_the_first_landed_ticker(storage,
         report = run(server, TRIO)
     assert len(asked) == 1 and asked[0][1].startswith("spark-start")
     assert asked[0][0] >= 1  # asked only once a ticker had landed
-    assert report.engine == storage.name and sum(t.rows_written for t in report.tickers) > 0
+    assert report.engine == storage.name and report.rows_written > 0
 
 
 def test_a_paced_run_warms_spark_up_on_the_first_ticker_and_leaves_nothing_behind(storage, tmp_path, clock,
                                                                                    monkeypatch):
     """8 tickers at 5 calls a minute: a window of waiting lies ahead after the first ticker, so the transform and a
     scratch write run once on it in the background. The stored table is exactly the 8 tickers' bars."""
-    import stockpipe.harvest as harvest_module
+    import stockpipe.harvest.background as harvest_module
 
     warmed: list[tuple[str, list[str]]] = []
     real_warm_up = harvest_module.warm_up
 
-    def recording(spark, engine, item, days, fetch_done):
+    def recording(spark, engine, item, days, layout, fetch_done):
         before = set(os.listdir(tempfile.gettempdir()))
-        real_warm_up(spark, engine, item, days, lambda: False)  # as if the calls were still waiting on the window
+        # as if the calls were still waiting on the window
+        real_warm_up(spark, engine, item, days, layout, lambda: False)
         after = set(os.listdir(tempfile.gettempdir()))
         warmed.append((item.ticker, sorted(n for n in after - before if n.startswith("stocks-warm-up-"))))
 

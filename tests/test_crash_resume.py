@@ -61,7 +61,7 @@ def test_refetch_ignores_the_landing_zone(storage, tmp_path, clock):
         harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",))
         report = harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), refetch=True)
         assert len(aggs_calls(server)) == 2
-    assert report.tickers[0].duplicates == 0  # the older fetch's pages are superseded, not double-counted
+    assert report.tickers[0].counts.duplicates == 0  # the older fetch's pages are superseded, not double-counted
     assert every_bar_once(storage, tmp_path / "t", ("AAPL",))
 
 

@@ -10,7 +10,6 @@ import pytest
 
 import fixed_stock_harvester
 from stockpipe.errors import KeyRejectedError, StopError
-from stockpipe.reports import fixed_errors
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 from tests.helpers import (
     FRIDAY,
@@ -54,7 +53,8 @@ def test_shared_key_with_35_percent_random_429s(storage, tmp_path, clock):
     eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, random_429_rate=0.35, seed=5)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
-        received = sum(t.stats.http_429 for t in report.tickers) + sum(f.stats.http_429 for f in report.references)
+        received = (sum(t.stats.http_429 for t in report.tickers)
+                    + sum(f.stats.http_429 for f in report.fetched_references))
         served = sum(1 for entry in server.log if entry.status == 429)
     assert not report.failed
     assert received == served >= 5  # other users' traffic, as the server saw it: every 429 was waited out
@@ -68,7 +68,7 @@ def test_a_bar_missing_its_close_is_quarantined_without_a_retry_and_the_rest_sto
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO, max_attempts=3)
     assert not report.failed and sum(t.stats.retries for t in report.tickers) == 0
     msft = {t.ticker: t for t in report.tickers}["MSFT"]
-    assert (msft.stats.calls, msft.quarantined) == (1, 1)
+    assert (msft.stats.calls, msft.counts.quarantined) == (1, 1)
     first = min(expected_rows(["MSFT"], MONDAY, FRIDAY), key=lambda row: row[1])  # the page's first bar lost its `c`
     assert table_rows(storage, tmp_path / "t") == [row for row in expected_rows(list(TRIO), MONDAY, FRIDAY)
                                                    if row != first]
@@ -109,7 +109,7 @@ def test_plan_refusing_today_stores_the_earlier_days_and_reports_today(storage, 
         assert [entry.status for entry in aggs_calls(server)] == [403, 200, 403, 200]
         assert [entry.status for entry in splits_calls(server)] == [200]
     assert not report.failed and [t.ticker for t in report.partial] == ["AAPL", "MSFT"]
-    assert all(t.not_in_plan == [FRIDAY] and "data timeframe" in t.plan_message for t in report.partial)
+    assert all(t.not_in_plan == (FRIDAY,) and "data timeframe" in t.plan_message for t in report.partial)
     assert table_rows(storage, path) == expected_rows(["AAPL", "MSFT"], MONDAY, FRIDAY - dt.timedelta(days=1))
 
 
@@ -122,7 +122,7 @@ def test_plan_refusal_keeps_stored_today_of_other_tickers(storage, tmp_path, clo
     # AAPL is served in full; MSFT's whole-week request is refused once and its retry without today succeeds.
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("403", ticker="MSFT")])) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL", "MSFT"), today=FRIDAY, refetch=True)
-    assert [t.ticker for t in report.partial] == ["MSFT"] and report.partial[0].not_in_plan == [FRIDAY]
+    assert [t.ticker for t in report.partial] == ["MSFT"] and report.partial[0].not_in_plan == (FRIDAY,)
     assert " OR " in storage.history(str(path), limit=1)[-1].parameters["predicate"]
     assert table_rows(storage, path) == expected_rows(["AAPL", "MSFT"], MONDAY, FRIDAY)  # MSFT's Friday kept
 
@@ -192,6 +192,6 @@ def test_a_stop_error_of_any_shape_is_reported_with_what_was_stored(storage, tmp
     with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=TRIO)
     assert isinstance(report.stopped, HostGoneError)
-    assert [t.ticker for t in report.tickers if t.rows_written] == ["AAPL"]
+    assert [t.ticker for t in report.tickers if t.counts.rows_written] == ["AAPL"]
     assert table_rows(storage, tmp_path / "t") == expected_rows(["AAPL"], MONDAY, FRIDAY)
-    assert fixed_errors(report) == ["api.example went away: maintenance (stored 1 ticker(s) fetched before that)"]
+    assert report.errors() == ["api.example went away: maintenance (stored 1 ticker(s) fetched before that)"]

@@ -256,7 +256,7 @@ def test_trade_date_and_every_bar_exact_whatever_the_session_time_zone(storage, 
     with FakeMassiveServer(ApiBehaviour(api_key="k")) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL",), date_from="2024-03-08",
                          date_to="2024-03-11")
-    assert not report.failed and all(t.outside_range == 0 for t in report.tickers)
+    assert not report.failed and all(t.counts.outside_range == 0 for t in report.tickers)
     assert table_rows(storage, path) == expected_rows(["AAPL"], dt.date(2024, 3, 8), dt.date(2024, 3, 11))
     frame = storage.read(str(path)).select("timestamp_ms", "trade_date", "ingested_at").collect()
     new_york = ZoneInfo("America/New_York")

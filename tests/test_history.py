@@ -58,7 +58,7 @@ def test_the_splits_table_holds_each_split_once_after_repeated_runs(storage, tmp
                              date_to="2024-06-12", refetch=refetch)
         assert len(splits_calls(server)) == 1  # refreshed through today by the first run: not asked again
     assert stored_splits(storage, splits_path) == [("NVDA", NVDA_SPLIT, 1.0, 10.0)]
-    assert report.reference_versions["splits"] is None  # the last two runs found the rows already right
+    assert report.references.versions["splits"] is None  # the last two runs found the rows already right
     assert len(storage.history(str(splits_path))) <= 2  # created (delta-rs: empty first), then written once
 
 
@@ -86,15 +86,14 @@ def test_a_daily_run_rereads_the_year_before_it_a_rerun_none_and_a_gap_misses_no
 
 
 def test_a_failed_splits_call_stores_the_bars_and_says_so(storage, tmp_path, clock):
-    from stockpipe.reports import fixed_errors
 
     path = tmp_path / "t"
     with FakeMassiveServer(ApiBehaviour(api_key=KEY, faults=[Fault("503", ticker="splits", times=100)])) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL",), max_attempts=2)
     assert table_rows(storage, path) == expected_rows(["AAPL"], dt.date(2024, 1, 8), dt.date(2024, 1, 12))
-    splits = next(f for f in report.references if f.kind == "splits")
+    splits = next(f for f in report.fetched_references if f.kind == "splits")
     assert splits.error is not None and not splits.refused
-    assert any(line.startswith("splits were not refreshed (") for line in fixed_errors(report))
+    assert any(line.startswith("splits were not refreshed (") for line in report.errors())
     assert stored_splits(storage, tmp_path / "stocks_splits") == []  # what earlier windows knew: nothing yet
     landed = LandingZone(default_landing_path(str(path))).reference_fetches("splits")
     assert not [f for f in landed if f.complete]  # nothing counts as refreshed: asked again next run

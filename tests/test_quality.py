@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -33,7 +34,10 @@ def _regular(bars: list[Any], day: dt.date) -> list[int]:
             if isinstance(b, dict) and isinstance(b.get("t"), int) and start <= b["t"] < end]
 
 
-MALFORMED = [bar_case for name, bar_case in BREAKS.items() if name != "readable"]
+# Each rule's breaking shape moved onto a minute of the sample week, but for the bar from the future: moved onto a
+# past day it is no longer from the future (its own test is below).
+SHAPED = [name for name in BREAKS if name not in ("readable", "ended_before_fetch")]
+MALFORMED = [BREAKS[name] for name in SHAPED]
 
 
 def _malformed_at(t: int, shape: dict[str, Any]) -> dict[str, Any]:
@@ -108,26 +112,28 @@ def test_bad_bars_never_reach_the_table_and_everything_else_does(storage, faulty
     clean = expected_rows(["AAPL", "MSFT", "JPM"], MON, FRI)
     sent = {ticker: feed(ticker, [{"t": r[1], "o": r[5], "h": r[6], "l": r[7], "c": r[8], "v": r[9]}
                                   for r in clean if r[0] == ticker]) for ticker in ("AAPL", "MSFT", "JPM")}
-    good = {(ticker, b["t"]): b for ticker, page in sent.items() for b in page if oracle(b) is None}
+    now_ms = time.time() * 1000  # every bar of the sample week had ended long before it was fetched
+    good = {(ticker, b["t"]): b for ticker, page in sent.items() for b in page if oracle(b, now_ms) is None}
     assert set(stored) == set(good)
     assert all(stored[key][8] == bar_sent["c"] for key, bar_sent in good.items())  # later copies won the repeats
     repeated = [key for key, count in Counter((t, b["t"]) for t, page in sent.items() for b in page
                                               if isinstance(b, dict)).items() if count > 1]
     assert len(repeated) == 3
     aapl = {t.ticker: t for t in first.tickers}["AAPL"]
-    assert (aapl.quarantined, aapl.duplicates) == (len(MALFORMED) + 1, 3)
+    assert (aapl.counts.quarantined, aapl.counts.duplicates) == (len(MALFORMED) + 1, 3)
 
 
 def test_quarantine_holds_each_bad_bar_once_with_its_rule_and_raw_text(storage, faulty):
     path, _, again = faulty
     rows = storage.read(str(path.parent / "stocks_quarantine")).collect()
-    assert Counter(r.reason for r in rows) == Counter([*(n for n in RULE_NAMES if n != "readable"), "readable"])
+    assert Counter(r.reason for r in rows) == Counter([*SHAPED, "readable"])
+    assert set(RULE_NAMES) - set(SHAPED) == {"readable", "ended_before_fetch"}
     assert {r.ticker for r in rows} == {"AAPL"} and {r.trade_date for r in rows} <= {TUE, None}
     assert all(r.run_id and r.source == "api" and r.landed_page.startswith("ticker=AAPL/fetch=") for r in rows)
     quoted = next(r for r in rows if r.reason == "fields_are_numbers")
     assert json.loads(quoted.raw)["c"] == "10.2"  # the raw text, a quoted price kept as sent
     assert next(r for r in rows if r.reason == "readable").raw == "not a bar"
-    assert sum(t.quarantined for t in again.tickers) == len(rows)  # the rerun met them all again, added none
+    assert sum(t.counts.quarantined for t in again.tickers) == len(rows)  # the rerun met them all again, added none
 
 
 def test_every_check_of_every_stored_day_is_recorded_with_the_expected_status(storage, faulty):
@@ -179,8 +185,26 @@ def shrinking(ticker: str, bars: list[dict]) -> list[dict]:
     return sorted([b for b in bars if _day(b) not in (TUE, WED)] + wednesday, key=lambda b: b["t"])
 
 
+def test_a_bar_stamped_after_the_moment_it_was_fetched_is_quarantined_not_stored(storage, tmp_path, clock):
+    """A feed whose clock runs days ahead serves the next trading day's whole session: every bar of it is from the
+    future when its page lands, so each goes to stocks_quarantine (ended_before_fetch) and none to the table."""
+    from stockpipe.market_calendar import new_york_today, trading_days
+
+    today = new_york_today()
+    ahead = trading_days(today + dt.timedelta(days=1), today + dt.timedelta(days=10))[0]
+    later = time.time() + ((ahead - today).days + 1) * 86_400
+    with FakeMassiveServer(ApiBehaviour(api_key=KEY, clock=lambda: later)) as server:
+        report = harvest(storage, tmp_path / "t", server, clock, tickers=("AAPL",), date_from=ahead.isoformat(),
+                         date_to=ahead.isoformat(), today=ahead)
+    counts = report.tickers[0].counts
+    served = counts.bars_landed
+    assert served > 300 and counts.quarantined == served and counts.rows_written == 0
+    quarantined = storage.read(str(tmp_path / "stocks_quarantine")).collect()
+    assert len(quarantined) == served and {r.reason for r in quarantined} == {"ended_before_fetch"}
+    assert storage.count(str(tmp_path / "t")) == 0
+
+
 def test_a_refetch_that_would_shrink_stored_days_keeps_them_and_says_so(storage, tmp_path, clock):
-    from stockpipe.reports import fixed_errors
 
     path = tmp_path / "stocks_fixed"
     with FakeMassiveServer(ApiBehaviour(api_key="k")) as server:
@@ -189,9 +213,9 @@ def test_a_refetch_that_would_shrink_stored_days_keeps_them_and_says_so(storage,
     with FakeMassiveServer(ApiBehaviour(api_key="k", rewrite=shrinking)) as server:
         report = harvest(storage, path, server, clock, tickers=("AAPL",), refetch=True)
     assert table_rows(storage, path) == before  # Tuesday and Wednesday as stored, the other days the same bars
-    errors = fixed_errors(report)
+    errors = report.errors()
     assert errors and "AAPL 2024-01-09" in errors[0] and "AAPL 2024-01-10" in errors[0]
-    assert [str(d) for d in report.tickers[0].kept_back] == ["2024-01-09", "2024-01-10"]
+    assert [str(d) for d in report.tickers[0].counts.kept_back] == ["2024-01-09", "2024-01-10"]
     checks = {(r.trade_date, r.status) for r in storage.read(str(tmp_path / "quality_checks"))
               .filter("check = 'refetch_shrink'").collect()}
     assert checks == {(MON, "pass"), (TUE, "fail"), (WED, "fail"), (THU, "pass"), (FRI, "pass")}
@@ -214,7 +238,7 @@ def test_allow_shrink_replaces_the_days_and_records_a_warning(storage, tmp_path,
     counts = Counter(r[3] for r in table_rows(storage, path))
     monday = len(expected_rows(["AAPL"], MON, MON))
     assert (counts[MON], counts[TUE], counts[WED]) == (monday, 0, 100)
-    assert report.shrinks and not report.guard_errors
+    assert report.shrinks and not report.errors()
     statuses = {r.trade_date: r.status for r in storage.read(str(tmp_path / "quality_checks"))
                 .filter("check = 'refetch_shrink'").collect() if r.status != "pass"}
     assert statuses == {TUE: "warn", WED: "warn"}

@@ -80,8 +80,8 @@ def test_a_one_day_run_adds_three_reference_calls_and_a_rerun_none(one_day):
     paths = sorted(entry.path for entry in calls if "/range/1/minute/" not in entry.path)
     assert paths == ["/v2/aggs/grouped/locale/us/market/stocks/2024-03-11", "/v3/reference/dividends",
                      "/v3/reference/splits"]
-    assert len(calls) == 8 + 3 and second == [] and again.references == []
-    windows = {f.kind: (f.date_from, f.date_to) for f in first.references if f.kind != "official_daily"}
+    assert len(calls) == 8 + 3 and second == [] and again.fetched_references == []
+    windows = {f.kind: (f.date_from, f.date_to) for f in first.fetched_references if f.kind != "official_daily"}
     assert windows == {"splits": (dt.date(2023, 3, 12), dt.date(2024, 3, 12)),
                        "dividends": (dt.date(2023, 3, 12), dt.date(2024, 3, 12))}
 
@@ -131,14 +131,14 @@ def test_a_split_listed_late_readjusts_the_days_before_it_on_the_next_daily_buil
 
 
 def test_a_plan_that_refuses_official_bars_is_a_warning_and_the_bars_are_stored(storage, tmp_path, clock):
-    from stockpipe.reports import fixed_errors, render_fixed
+    from stockpipe.reports import render_fixed
     from stockpipe.testing import Fault
 
     with FakeMassiveServer(ApiBehaviour(api_key="k", faults=[Fault("403", ticker="grouped", times=10)])) as server:
         report = harvest(storage, tmp_path / "stocks_fixed", server, clock, tickers=EIGHT, date_from="2024-03-11",
                          date_to="2024-03-12", today=dt.date(2024, 3, 14))
         grouped = [e for e in server.log if "/grouped/" in e.path]
-    official = next(f for f in report.references if f.kind == "official_daily")
-    assert official.refused and not fixed_errors(report) and [e.status for e in grouped] == [403]
+    official = next(f for f in report.fetched_references if f.kind == "official_daily")
+    assert official.refused and not report.errors() and [e.status for e in grouped] == [403]
     assert "warning: official daily bars not in your plan" in render_fixed(report)
-    assert sum(t.rows_written for t in report.tickers) > 0 and not report.failed
+    assert report.rows_written > 0 and not report.failed

@@ -33,6 +33,7 @@ from stockpipe.runlog import (
     process_started_at,
     start_run,
 )
+from stockpipe.storage.log_table import ArrowLogTable, EngineLogTable
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 from tests.helpers import BOTH_ENGINES, FRIDAY, KEY, MONDAY, ROOT, WEEK, expected_rows, run_door, table_rows
 
@@ -155,6 +156,14 @@ def test_a_run_killed_mid_fetch_leaves_running_and_the_next_run_marks_it_abandon
     assert rerun["status"] == "success" and path.is_dir()
 
 
+def log_of(storage, path: str):
+    """The run log's writer on the engine under test: delta-rs's Arrow writer (what a laptop with `deltalake`
+    uses), or the storage port on delta-spark (what Databricks, which has no `deltalake`, uses)."""
+    if storage.name == "delta-rs":
+        return ArrowLogTable(path)
+    return EngineLogTable(path, lambda: storage, ("run_id",))
+
+
 def record(run_id: str, started_at: dt.datetime, **values) -> RunRecord:
     return RunRecord(run_id, "fixed_stock_harvester", started_at, **values)
 
@@ -164,7 +173,6 @@ def test_which_running_rows_are_abandoned(spark, storage, tmp_path):
     """On this machine the process decides (gone, or its pid reused by a later process); from another machine the
     age does, against the longest a run may last; a finished row is never touched."""
     path = str(tmp_path / "pipeline_runs")
-    via_delta_rs = storage.name == "delta-rs"
     now = dt.datetime.now(dt.UTC)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=30)
@@ -180,7 +188,7 @@ def test_which_running_rows_are_abandoned(spark, storage, tmp_path):
     ]
     frame = spark.createDataFrame([row.as_row() for row in rows], from_arrow_schema(RUNS_SCHEMA))
     storage.upsert(frame, path, ["run_id"])  # the rows in one commit; what is under test is what comes next
-    marked = dict(abandon_gone_runs(path, storage, now=now, delta_rs_first=via_delta_rs))
+    marked = dict(abandon_gone_runs(log_of(storage, path), now=now))
     assert set(marked) == {"dead", "reused", "far-old"}
     assert marked["dead"] == f"its process {gone.pid} on {HERE} is gone"
     assert marked["reused"].startswith(f"pid {me} on {HERE} belongs to another process now")
@@ -190,7 +198,7 @@ def test_which_running_rows_are_abandoned(spark, storage, tmp_path):
     assert statuses == {"dead": ("abandoned", marked["dead"]), "reused": ("abandoned", marked["reused"]),
                         "alive": ("running", None), "far-old": ("abandoned", marked["far-old"]),
                         "far-young": ("running", None), "done": ("success", None)}
-    assert abandon_gone_runs(path, storage, now=now, delta_rs_first=via_delta_rs) == []
+    assert abandon_gone_runs(log_of(storage, path), now=now) == []
 
 
 @BOTH_ENGINES
@@ -204,10 +212,9 @@ def test_a_log_from_before_the_lifecycle_gains_its_columns_and_stays_readable(sp
     storage.write(spark.createDataFrame([old.as_row()[:20]], old_schema), path)
     new = Run("daily_bars")
     new.log_path, new.record.tickers = path, "AAPL"
-    via_delta_rs = storage.name == "delta-rs"
-    start_run(path, new.record, storage, delta_rs_first=via_delta_rs)
+    start_run(log_of(storage, path), new.record)
     new.record.status, new.record.exit_code, new.record.rows_written = "success", 0, 5
-    end_run(path, new.record, storage, delta_rs_first=via_delta_rs)
+    end_run(log_of(storage, path), new.record)
     newest, oldest = last_runs(storage, path)
     assert (newest.run_id, newest.status, newest.rows_written, newest.host) == (new.run_id, "success", 5, HERE)
     assert (oldest.run_id, oldest.status, oldest.host, oldest.ticker_outcomes) == ("old", "success", None, None)
@@ -216,12 +223,12 @@ def test_a_log_from_before_the_lifecycle_gains_its_columns_and_stays_readable(sp
     assert read_back[new.run_id]["pid"] == os.getpid() and len(read_back) == 2
 
 
+@BOTH_ENGINES
 def test_concurrent_runs_keep_each_others_rows(storage, tmp_path):
     """Runs starting and ending at once: their commits race on one table, each lost race is retried, and every row
     ends in its final state."""
     path = str(tmp_path / "pipeline_runs")
-    via_delta_rs = storage.name == "delta-rs"
-    count = 4 if via_delta_rs else 2
+    count = 4 if storage.name == "delta-rs" else 2
     barrier = threading.Barrier(count, timeout=60)
     errors: list[Exception] = []
 
@@ -229,9 +236,9 @@ def test_concurrent_runs_keep_each_others_rows(storage, tmp_path):
         row = record(f"run-{number}", dt.datetime.now(dt.UTC), host=HERE, pid=os.getpid())
         try:
             barrier.wait()
-            start_run(path, row, storage, delta_rs_first=via_delta_rs)
+            start_run(log_of(storage, path), row)
             row.status, row.exit_code = "success", 0
-            end_run(path, row, storage, delta_rs_first=via_delta_rs)
+            end_run(log_of(storage, path), row)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

@@ -102,7 +102,7 @@ def test_ranked_bars_keep_one_valid_assigned_bar_per_minute_the_latest_answer(sp
     bar from any other fetch is never kept, however recent, and neither is a bar that broke a rule."""
     from pyspark.sql import functions as F
 
-    from stockpipe.harvest import ranked_bars
+    from stockpipe.harvest.bars import ranked_bars
     from stockpipe.quality.rules import compact
 
     schema = ("ticker string, fetch_id string, trade_date date, timestamp_ms long, close double, assigned boolean, "

@@ -1,0 +1,44 @@
+"""How a table of minute bars is laid out: a value the table is created with, which the write, the refetch guard and
+the checks read, instead of a constant each of them repeats.
+
+`partitioned` is the assignment's answer: a folder per (ticker, trade_date), one file in each. `clustered` is Delta's
+liquid clustering on the same keys (delta-spark 3.2+ or Databricks): no folders, OPTIMIZE clusters. Whatever the
+layout, a run replaces exactly the (ticker, trade_date) days it stores: that is the unit of a write, not a folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# What a run replaces and what a minute's duplicates share: a ticker's trading day.
+DAY_KEY = ("ticker", "trade_date")
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    partition_by: tuple[str, ...] = ()
+    cluster_by: tuple[str, ...] = ()
+    # The order of the rows inside each file (what Parquet's statistics can then skip on).
+    sort_by: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def by_day_key(self) -> bool:
+        """Partitioned by the day key itself: the harvest's ranking already puts each partition's rows in one task,
+        sorted, so the write needs no shuffle of its own."""
+        return self.partition_by == DAY_KEY
+
+    def describe(self) -> str:
+        if self.cluster_by:
+            return f"liquid clustering by ({', '.join(self.cluster_by)})"
+        return f"partitioned by ({', '.join(self.partition_by)})" if self.partition_by else "no partitions"
+
+
+PARTITIONED = Layout("partitioned", partition_by=DAY_KEY, sort_by=("timestamp_ms",))
+CLUSTERED = Layout("clustered", cluster_by=DAY_KEY, sort_by=(*DAY_KEY, "timestamp_ms"))
+LAYOUTS = {layout.name: layout for layout in (PARTITIONED, CLUSTERED)}
+# The starter's, kept for Part 1: a folder per (ticker, minute), one tiny file in each.
+BROKEN = Layout("broken", partition_by=("ticker", "minute"))
