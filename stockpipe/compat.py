@@ -76,8 +76,8 @@ def conf_for_call(spark: SparkSession, key: str, value: str) -> Iterator[bool]:
             spark.conf.set(key, previous)
 
 
-# Spark compresses the columns of a frame it keeps; on local disk that costs more than it saves. Five years of
-# ranked bars (5.75 M rows) kept on disk: 17.8 s compressed, 13.4 s not, counts and the write's read included.
+# Spark compresses the columns of a frame it keeps; on local disk that costs more than it saves
+# (docs/measurements.md).
 KEPT_UNCOMPRESSED = ("spark.sql.inMemoryColumnarStorage.compressed", "false")
 
 

@@ -124,9 +124,9 @@ def local_confs(master: str = "local[*]") -> tuple[dict[str, str], dict[str, str
         "spark.driver.memory": os.environ.get("STOCKS_DRIVER_MEMORY", "4g"),
         # Hadoop's local file system sets each new file's and folder's permissions by forking `chmod` (without its
         # native library, which pip's Spark lacks), and its checksummed variant writes a .crc file beside each
-        # file, chmod-ed too: most of the 9 ms each data file cost on two cores. The raw variant writes no .crc
-        # files (2,516 partitions: 23.4 s -> 16.5 s); NioLocalFileSystem, the raw variant setting permissions in
-        # the JVM, forks nothing (stockpipe/hadoop/local_fs.py), and vfork makes a fork cheaper where one is left.
+        # file, chmod-ed too: most of what each data file costs on two cores. The raw variant writes no .crc files;
+        # NioLocalFileSystem, the raw variant setting permissions in the JVM, forks nothing
+        # (stockpipe/hadoop/local_fs.py), and vfork makes a fork cheaper where one is left (docs/measurements.md).
         "spark.hadoop.fs.file.impl": file_system.impl,
         "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS,
     }
@@ -136,12 +136,11 @@ def local_confs(master: str = "local[*]") -> tuple[dict[str, str], dict[str, str
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # Delta's VACUUM lists a table's folders with this many tasks (default 10,000): on a laptop's two cores
-        # that alone took ~40 s for a 74-file table. A few tasks per core list the same folders in seconds.
+        # Delta's VACUUM lists a table's folders with this many tasks (default 10,000), sized for clusters: on a
+        # laptop's two cores the listing alone took most of a VACUUM. A few tasks per core list the same folders.
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(LISTING_PARALLELISM),
         # Delta rebuilds a table's state over 50 partitions by default, sized for clusters; a laptop's cores are
-        # few. Measured with VACUUM of a 1,000-file table on 2 cores: 47.6 s with both defaults, 12.7 s with the
-        # listing parallelism above, 6.5 s with this as well (make bench prints the current figure).
+        # few (docs/measurements.md; make bench prints the current figure).
         "spark.databricks.delta.snapshotPartitions": str(max(2, os.cpu_count() or 2)),
     }
     return static, runtime

@@ -1,8 +1,8 @@
 """The Hadoop file system a local session writes its files with: Hadoop's raw local one, without a fork per file.
 
 pip's Spark ships no Hadoop native library, so Hadoop's local file system sets the permissions of every file and
-folder it creates by forking `chmod`. A five-year backfill on delta-spark writes 10,064 files: in `jstack` samples of
-its write, the task threads were inside those forks in 89 of 166 samples (docs/backfill.md). `NioLocalFileSystem`
+folder it creates by forking `chmod`, which is where a long backfill's write on delta-spark spent most of its time
+(docs/measurements.md). `NioLocalFileSystem`
 (beside this module) is Hadoop's raw local file system with the same permissions set through java.nio inside the
 JVM. It is compiled here with the JDK's `javac` against the Hadoop jar the session's Spark ships, once per user cache
 folder and Hadoop version. Where that cannot be had (a Java runtime without the JDK, a `javac` that fails, a cache

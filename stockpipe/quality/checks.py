@@ -92,9 +92,8 @@ def day_stats(ranked: DataFrame, bounds: DataFrame) -> list[DayStats]:
     day. Two aggregations per day, joined: the counts over every bar, and the moves over the regular session's kept
     bars alone, where the previous close is the previous row (`lag`) and a run at one close needs two running
     windows in the frame's own order: no shuffle and no sort. The day's typical minute move is its median absolute
-    move (percentile_approx), so no window over the whole day is needed. Measured on five years of eight tickers,
-    warm: 6.8 s, against 9.0 s with the windows over every bar and 11.8 s with the median and MAD as whole-day
-    windows."""
+    move (percentile_approx), so no window over the whole day is needed: windows over every bar, or over whole
+    days, measured slower (docs/measurements.md)."""
     from stockpipe.transforms import with_market_session
 
     sessioned = with_market_session(ranked, bounds)

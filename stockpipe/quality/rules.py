@@ -92,8 +92,8 @@ POSITIONS_PER_PAGE = 1_000_000
 def compact(judged: DataFrame) -> DataFrame:
     """The judged bars as they cross the shuffle: what only a quarantined bar needs (its rule, its text, its fetch)
     in one `_bad` struct that is null for a good bar, and its place in the answer (page, position) in one `_order`,
-    so every good bar is only two small columns wider than before validation (measured: the shuffle and the kept
-    copy of five years of bars are what a run's time after its last call is made of)."""
+    so every good bar is only two small columns wider than before validation: the shuffle and the kept copy of the
+    bars are most of a long run's time after its last call (docs/measurements.md)."""
     bad = F.struct(F.col("reason").alias("reason"), raw_text().alias("raw"), F.col("fetch_id").alias("fetch_id"))
     return (judged.withColumn("_bad", F.when(~F.col("valid"), bad))
             .withColumn("_order", F.col("page").cast("long") * POSITIONS_PER_PAGE + F.col("position"))

@@ -155,7 +155,7 @@ class SampleApiServer:
 
         self._httpd = QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        # stop() waits for the serve loop's next poll: 50 ms, not socketserver's 0.5 s, paid by every run and test.
+        # stop() waits for the serve loop's next poll: a short one, since every run and test pays it at its stop.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-massive", daemon=True)
         self._thread.start()

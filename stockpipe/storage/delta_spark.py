@@ -371,9 +371,8 @@ def partition_folders_made_ahead(path: str, partition_by: Sequence[str], replace
     machine's disk; folders made here that are still empty afterwards are removed.
 
     Hadoop's local file system (pip's Spark has no native library) forks `chmod` for every folder it makes and
-    every file it writes: a five-year backfill's 10,064 partitions cost 20,143 forks, about half the write. A
-    folder that already exists is not made again and not chmod-ed: write 67.6 s -> 51.3 s (a profiling script on
-    the landed five-year pages; docs/backfill.md). Where the session's file system sets permissions without forking
+    every file it writes, about half of a long backfill's write. A folder that already exists is not made again and
+    not chmod-ed (docs/measurements.md). Where the session's file system sets permissions without forking
     (stockpipe/hadoop/local_fs.py) a folder costs far less, but it is still made once instead of by the first task to
     write into it. Cloud storage and Databricks volumes have no folders to make: nothing is done there."""
     made: list[Path] = []

@@ -47,7 +47,7 @@ class _InClauses:
 
     @functools.cached_property
     def _texts(self) -> tuple[tuple[str, frozenset[str]], ...]:
-        # Built once: a five-year replace checks 10,064 files against 1,258 days each.
+        # Built once: a long backfill's replace checks every file of the table against every day it replaces.
         return tuple((name, frozenset(_text(v) for v in values)) for name, values in self.clauses)
 
     def partitions(self, columns: Sequence[str]) -> set[tuple[str, ...]] | None:

@@ -4,8 +4,8 @@ Spark shuffles the rows so each task holds whole partitions, sorted by partition
 (`mapInArrow`) receives them as Arrow batches and writes one parquet file per partition with pyarrow as soon as the
 partition is complete. No process ever holds more than one partition and one Arrow batch: memory is bounded by a
 partition, not by the table, and the driver keeps one small record per file. (Spark's own parquet writer would do
-the same, but on a local file system Hadoop forks a `chmod` for every file and folder it creates: about 9 ms a file
-on two cores, 90 s for five years of (ticker, trade_date) partitions.)
+the same, but on a local file system Hadoop forks a `chmod` for every file and folder it creates: most of what a
+long backfill's write costs on two cores; docs/measurements.md.)
 
 The files land in a staging folder inside the table (same file system, so moving them in is a rename), with their
 statistics taken from the footers pyarrow just wrote; one delta-rs transaction then adds them and removes the
