@@ -15,15 +15,18 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from stockpipe import DEFAULT_TICKERS
-from stockpipe.config import FAST_CONCURRENCY, SAMPLE_CONCURRENCY, SPLITS_TABLE, HarvestConfig, Source
+from stockpipe.config import FAST_CONCURRENCY, SAMPLE_CONCURRENCY, SPLITS_TABLE, FileEndpoint, HarvestConfig, Source
 from stockpipe.errors import KeyNotFoundError, MissingKeyError, PipelineError, UsageError
+from stockpipe.flatfiles.store import BUCKET as FLATFILES_BUCKET
+from stockpipe.flatfiles.store import DEFAULT_URL as DEFAULT_FLATFILES_URL
+from stockpipe.flatfiles.store import Credentials, S3Endpoint
 from stockpipe.landing import default_landing_path
 from stockpipe.layout import PARTITIONED, Layout
 from stockpipe.market_calendar import new_york_today
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE, redact
 from stockpipe.paths import beside, local_path, require_delta_log
 from stockpipe.runlog import Run
-from stockpipe.sample.source import SampleSource
+from stockpipe.sample.source import SampleFlatFiles, SampleSource
 from stockpipe.session import is_databricks
 
 log = logging.getLogger("stockpipe")
@@ -32,20 +35,49 @@ log = logging.getLogger("stockpipe")
 # Matched before any case change: str.upper() turns some non-ASCII letters into ASCII ("ß" -> "SS").
 TICKER_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|[.\-](?=[A-Za-z0-9])){0,11}")
 API_KEY_VARIABLES = ("MASSIVE_API_KEY", "POLYGON_API_KEY")
+# The flat files' credentials: not the REST key (the provider's help says so; some accounts reuse it as the secret).
+S3_VARIABLES = ("MASSIVE_S3_ACCESS_KEY_ID", "MASSIVE_S3_SECRET_ACCESS_KEY")
+S3_SECRET_KEYS = ("massive_s3_access_key_id", "massive_s3_secret_access_key")  # their names in a secret scope
 # "delta-spark" is accepted too: it is the name every summary prints, so a user can pass it straight back.
 ENGINES = ("auto", "spark", "delta-spark", "delta-rs")
 
 
+# Most tickers hold at most this many symbols; a list file of the whole market holds ~11,000.
+MAX_TICKER_FILE_BYTES = 1 << 20
+
+
 def parse_tickers(text: str) -> tuple[str, ...]:
+    """Comma-separated symbols, or `@FILE`: one a line, `#` starting a comment. A symbol is taken in capitals unless
+    it mixes cases on purpose, as the provider's preferred shares do (`MRTpA`); class shares keep their dot
+    (`BRK.B`)."""
+    if text.startswith("@"):
+        return _ticker_file(text[1:])
+    return _symbols([raw.strip() for raw in text.split(",")], "--tickers")
+
+
+def _ticker_file(name: str) -> tuple[str, ...]:
+    path = Path(name).expanduser()
+    try:
+        if path.stat().st_size > MAX_TICKER_FILE_BYTES:
+            raise UsageError(f"--tickers @{name}: larger than {MAX_TICKER_FILE_BYTES:,} bytes; is it a list of "
+                             "symbols?")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--tickers @{name}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    found = [line.split("#", 1)[0].strip() for line in lines]
+    return _symbols([symbol for symbol in found if symbol], f"--tickers @{name}")
+
+
+def _symbols(raws: list[str], where: str) -> tuple[str, ...]:
     tickers: list[str] = []
-    for raw in text.split(","):
-        if not TICKER_PATTERN.fullmatch(raw.strip()):
-            raise UsageError(f"--tickers: {raw.strip()!r} is not an exchange symbol (letters, digits, '.' or '-')")
-        symbol = raw.strip().upper()
+    for raw in raws:
+        if not TICKER_PATTERN.fullmatch(raw):
+            raise UsageError(f"{where}: {raw!r} is not an exchange symbol (letters, digits, '.' or '-')")
+        symbol = raw if raw != raw.lower() and raw != raw.upper() else raw.upper()
         if symbol not in tickers:
             tickers.append(symbol)
     if not tickers:
-        raise UsageError("--tickers: give at least one symbol")
+        raise UsageError(f"{where}: give at least one symbol")
     return tuple(tickers)
 
 
@@ -167,15 +199,24 @@ def add_engine_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_harvest_args(parser: argparse.ArgumentParser, table: str) -> None:
-    parser.add_argument("--tickers", default=",".join(DEFAULT_TICKERS), help="comma-separated symbols [the eight]")
+def add_harvest_args(parser: argparse.ArgumentParser, table: str, *, flatfiles: bool = False) -> None:
+    parser.add_argument("--tickers", default=",".join(DEFAULT_TICKERS),
+                        help="comma-separated symbols, or @FILE (one a line, # comments) [the eight]")
     parser.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day [to minus 4 days]")
     parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day, inclusive [New York today]")
     parser.add_argument(
-        "--source", choices=("api", "sample"),
-        help="api (needs MASSIVE_API_KEY or POLYGON_API_KEY) or sample (offline loopback fake) "
-        "[api when a key is set, else sample]",
+        "--source", choices=("api", "sample", "flatfiles") if flatfiles else ("api", "sample"),
+        help="api (needs MASSIVE_API_KEY or POLYGON_API_KEY) or sample (offline loopback fake)"
+        + (", or flatfiles (the provider's daily files: a day of every ticker a file; needs MASSIVE_S3_ACCESS_KEY_ID"
+           " and MASSIVE_S3_SECRET_ACCESS_KEY, and without them serves the sample market's files offline)"
+           if flatfiles else "") + " [api when a key is set, else sample]",
     )
+    if flatfiles:
+        parser.add_argument("--flatfiles-url", metavar="URL",
+                            help=f"the flat files' S3 endpoint, bucket {FLATFILES_BUCKET} [{DEFAULT_FLATFILES_URL}]")
+        parser.add_argument("--universe", choices=("list", "market"), default="list",
+                            help="list: the --tickers; market: every ticker each day's flat file holds (with "
+                            "--source flatfiles) [list]")
     parser.add_argument("--base-url", help="API origin [MASSIVE_BASE_URL or https://api.massive.com]")
     parser.add_argument(
         "--calls-per-minute", type=positive_int,
@@ -195,7 +236,8 @@ def add_harvest_args(parser: argparse.ArgumentParser, table: str) -> None:
         help="with --source sample: inject the imperfections of real feeds (a bad print, missing minutes, a malformed "
         "bar, a short answer) so the quality checks and the quarantine have something to show",
     )
-    parser.add_argument("--secret-scope", help="Databricks secret scope holding the API key")
+    parser.add_argument("--secret-scope", help="Databricks secret scope holding the API key"
+                        + (f" (and the flat files' {' and '.join(S3_SECRET_KEYS)})" if flatfiles else ""))
     parser.add_argument("--secret-key", default="massive_api_key", help="key name in --secret-scope")
     add_engine_arg(parser)
 
@@ -219,7 +261,8 @@ class RedactFilter(logging.Filter):
 def setup_logging(verbose: bool = False, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactFilter([*secrets, api_key_from_env() or ""]))
+    environment = [api_key_from_env() or "", *(os.environ.get(name, "") for name in S3_VARIABLES)]
+    handler.addFilter(RedactFilter([*secrets, *environment]))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -242,7 +285,8 @@ def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable
         arguments = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         setup_logging(args.verbose)
-        this_run = Run(script, arguments, secrets=[api_key_from_env() or ""])
+        this_run = Run(script, arguments, secrets=[api_key_from_env() or "",
+                                                   *(os.environ.get(name, "") for name in S3_VARIABLES)])
         code, message = 1, None
         try:
             code = body(args, this_run)
@@ -261,6 +305,24 @@ def door(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable
             this_run.finish(code, message)
 
     return run(main)
+
+
+def mask_secrets(run: Run, cfg: HarvestConfig) -> None:
+    """Every secret the run was configured with masked in what it logs and writes (the REST key, the flat files'
+    credentials, wherever they came from), and where its data comes from recorded."""
+    secrets = [cfg.api_key]
+    if isinstance(cfg.flatfiles, S3Endpoint):
+        secrets += [cfg.flatfiles.credentials.access_key_id, cfg.flatfiles.credentials.secret_access_key]
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, RedactFilter):
+                found.secrets += [s for s in secrets if s and s not in found.secrets]
+    if cfg.flatfiles is not None:
+        url = cfg.flatfiles.url if isinstance(cfg.flatfiles, S3Endpoint) else "http://127.0.0.1"
+        run.calls_api(cfg.flatfiles.name, url)
+    else:
+        run.calls_api(cfg.source, cfg.base_url)
+    run.secrets += [s for s in secrets if s]
 
 
 def report_errors(lines: Sequence[str], this_run: Run | None = None, *, warnings: Sequence[str] = (),
@@ -317,6 +379,12 @@ def build_config(
         looked = (f"secret scope {args.secret_scope!r}, key {args.secret_key!r}" if args.secret_scope else
                   "no --secret-scope given, and neither " + " nor ".join(API_KEY_VARIABLES) + " is set")
         raise KeyNotFoundError(looked)
+    if getattr(args, "universe", "list") == "market" and args.source != "flatfiles":
+        raise UsageError("--universe market needs --source flatfiles: the REST API would take ~11,000 calls a night "
+                         "(37 hours on the free key); market_daily.py stores the whole market's daily bars")
+    if args.source == "flatfiles":
+        return _flatfiles_config(args, tickers, date_from, date_to, table_path, landing_path, splits_path, layout,
+                                 api_key, secret)
     source: Source = "api" if args.source == "api" or (args.source is None and api_key) else "sample"
     if source == "api" and not api_key:
         raise MissingKeyError()
@@ -339,4 +407,42 @@ def build_config(
         sample_faults=args.sample_faults,
         # The one place a run's source is chosen: the API (the client's own endpoint), or the offline sample.
         endpoint=SampleSource(tickers, args.sample_faults) if source == "sample" else None,
+    )
+
+
+def _flatfiles_config(args: argparse.Namespace, tickers: tuple[str, ...], date_from: dt.date, date_to: dt.date,
+                      table_path: str, landing_path: str, splits_path: str, layout: Layout, api_key: str,
+                      secret: Callable[[str, str], str | None]) -> HarvestConfig:
+    """A flat-file run: the provider's endpoint with the S3 credentials (the environment's, or the secret scope's on
+    Databricks), or, without any and off Databricks, the sample market's files from a loopback stand-in. The REST
+    calls beside it (reference data) use the API key as the REST path does, or the sample's when it is the sample."""
+    key_id, secret_key = (os.environ.get(name, "").strip() for name in S3_VARIABLES)
+    if not (key_id and secret_key) and args.secret_scope:
+        key_id, secret_key = (secret(args.secret_scope, name) or "" for name in S3_SECRET_KEYS)
+    url = args.flatfiles_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise UsageError(f"--flatfiles-url: {url!r} is not an http(s) URL")
+    market = args.universe == "market"
+    files: FileEndpoint
+    if key_id and secret_key:
+        files = S3Endpoint((url or DEFAULT_FLATFILES_URL).rstrip("/"), Credentials(key_id, secret_key))
+    elif url is not None or is_databricks():
+        where = (f"secret scope {args.secret_scope!r}, keys {' and '.join(S3_SECRET_KEYS)}" if args.secret_scope
+                 else " and ".join(S3_VARIABLES) + " not set")
+        raise KeyNotFoundError(f"flat-file credentials ({where})")
+    else:
+        log.info("source: the sample market's flat files from a loopback stand-in of the provider's S3 endpoint "
+                 "(set %s for real files)", " and ".join(S3_VARIABLES))
+        files = SampleFlatFiles()
+    sample = files.name == "sample"
+    base_url = args.base_url or os.environ.get("MASSIVE_BASE_URL") or DEFAULT_BASE_URL
+    return HarvestConfig(
+        tickers=() if market else tickers, date_from=date_from, date_to=date_to, table_path=table_path,
+        landing_path=landing_path, splits_path=splits_path, source="flatfiles", base_url=base_url, api_key=api_key,
+        calls_per_minute=args.calls_per_minute, layout=layout, refetch=args.refetch, concurrency=args.concurrency,
+        allow_shrink=getattr(args, "allow_shrink", False),
+        allow_mixed_source=getattr(args, "allow_mixed_source", False),
+        # Reference data through the REST API: its key, or the sample's API beside the sample's files.
+        endpoint=SampleSource(() if market else tickers) if sample else None,
+        flatfiles=files, universe_market=market,
     )

@@ -8,11 +8,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from stockpipe.flatfiles.store import Credentials
 from stockpipe.layout import PARTITIONED, Layout
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE
 from stockpipe.paths import beside
 
-Source = Literal["api", "sample"]
+Source = Literal["api", "sample", "flatfiles"]
 SPLITS_TABLE = "stocks_splits"
 DIVIDENDS_TABLE = "stocks_dividends"
 OFFICIAL_TABLE = "stocks_official_daily"
@@ -47,6 +48,18 @@ class Tables:
 
     def all(self) -> tuple[str, ...]:
         return (self.minutes, self.splits, self.dividends, self.official, self.checks, self.quarantine)
+
+
+class FileEndpoint(Protocol):
+    """Where a flat-file run's files come from, chosen once where the run is configured: the provider's S3 endpoint
+    (`flatfiles.store.S3Endpoint`) or the sample market's loopback stand-in (`sample.source.SampleFlatFiles`)."""
+
+    @property
+    def name(self) -> str:
+        """What a commit records as its source: `flatfiles` (real files) or `sample`."""
+
+    def serve(self) -> AbstractContextManager[tuple[str, Credentials]]:
+        """The endpoint's URL and the credentials to sign with, for as long as the context is open."""
 
 
 class Endpoint(Protocol):
@@ -95,6 +108,9 @@ class HarvestConfig:
     sleep: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
     # Where the calls go; None: the API at base_url with api_key (a sample run is given its SampleSource).
     endpoint: Endpoint | None = field(default=None, repr=False, compare=False)
+    # A flat-file run (--source flatfiles): where its files come from, and whether it stores every ticker of them.
+    flatfiles: FileEndpoint | None = field(default=None, repr=False, compare=False)
+    universe_market: bool = False
 
     def __post_init__(self) -> None:
         for name, table in (("splits_path", SPLITS_TABLE), ("dividends_path", DIVIDENDS_TABLE),

@@ -37,10 +37,14 @@ def read(path: str | Path, *, columns: Sequence[str] | None = None,
         values = {c: action.get(f"partition.{c}") for c in partitions}
         if where and any(str(values.get(k)) != str(v) for k, v in where.items()):
             continue
-        piece = _read_file(Path(path) / unquote(action["path"]), [schema.field(c) for c in data_columns])
+        # A file read for no column has no rows in Arrow: with only partition columns asked, one is read and dropped.
+        reading = data_columns or [next(n for n in schema.names if n not in partitions)]
+        piece = _read_file(Path(path) / unquote(action["path"]), [schema.field(c) for c in reading])
+        piece = piece.select(data_columns)
         for column in partitions:
             if column in wanted:
-                value = pa.array([values[column]] * piece.num_rows, pa.string()).cast(schema.field(column).type)
+                # delta-rs hands partition values as text or, for some tables, typed already: either casts.
+                value = pa.array([values[column]] * piece.num_rows).cast(schema.field(column).type)
                 piece = piece.append_column(schema.field(column), value)
         pieces.append(piece.select(wanted))
     if not pieces:

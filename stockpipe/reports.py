@@ -55,7 +55,41 @@ def render_broken(report: BrokenReport) -> str:
     return "\n".join(lines)
 
 
+# Above this many tickers the end summary counts tickers by status and names those that are not `success`; the
+# full list stays in pipeline_runs (each run's ticker_outcomes).
+SUMMARY_TICKERS = 50
+NAMED_SHOWN = 40
+
+
+def ticker_summary(report: FixedReport) -> str:
+    """The market's end summary: counts by status, then the tickers that are not `success`, a few dozen by name."""
+    counts: dict[str, int] = {}
+    for t in report.tickers:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    lines = [f"Summary: {len(report.tickers):,} tickers: "
+             + ", ".join(f"{counts[s]:,} {s}" for s in Outcome if s in counts),
+             f"  rows {report.rows_written:,}, bars quarantined {sum(t.counts.quarantined for t in report.tickers):,}"]
+    others = [t for t in report.tickers if t.status is not Outcome.SUCCESS]
+    for status in (s for s in Outcome if s is not Outcome.SUCCESS):
+        named = [t.ticker for t in others if t.status is status]
+        if named:
+            shown_names = ", ".join(named[:NAMED_SHOWN]) + (f" ... and {len(named) - NAMED_SHOWN:,} more"
+                                                            if len(named) > NAMED_SHOWN else "")
+            lines.append(f"  {status}: {shown_names}")
+    if others:
+        lines.append("  every ticker's outcome: pipeline_runs, column ticker_outcomes, of this run")
+    return "\n".join(lines)
+
+
+def files_table(report: FixedReport) -> str:
+    rows = [(f.day.isoformat(), f.status, f"{f.bytes / 1e6:.1f}" if f.bytes else "", f"{f.seconds:.1f}"
+             if f.seconds else "", f.reason) for f in report.files]
+    return format_table(["day", "file", "MB downloaded", "seconds", "why"], rows, title="Flat files")
+
+
 def render_fixed(report: FixedReport) -> str:
+    if report.files and not report.tickers:
+        return "\n".join([files_table(report), f"Nothing to write to {shown(report.table_path)}: no file landed"])
     rows = []
     for t in report.tickers:
         c = t.counts
@@ -66,8 +100,9 @@ def render_fixed(report: FixedReport) -> str:
         ["ticker", "status", "days stored", "days refused", "calls", "429s", "retries", "pages", "reused",
          "waited s", "bars", "outside range", "duplicates", "quarantined", "rows"],
         rows, title="Summary",
-    )
-    lines = [table, ""]
+    ) if len(report.tickers) <= SUMMARY_TICKERS else ticker_summary(report)
+    lines = [files_table(report), ""] if report.files else []
+    lines += [table, ""]
     skipped = [t.ticker for t in report.tickers if t.skipped]
     for t in report.tickers:
         if t.skipped:
@@ -78,7 +113,7 @@ def render_fixed(report: FixedReport) -> str:
             lines.append(f"not in your plan: {t.ticker} {', '.join(map(str, t.not_in_plan))} ({t.plan_message}); "
                          "the earlier days are stored")
     silent = [t.ticker for t in report.tickers if t.status is Outcome.NO_BARS and not t.skipped]
-    if silent and report.days:
+    if silent and report.days and len(silent) <= SUMMARY_TICKERS:
         between = (f"on {report.days[0]}" if len(report.days) == 1 else
                    f"from {report.days[0]} to {report.days[-1]}")
         lines.append(f"warning: no bar at all {between} for {', '.join(silent)}: is the symbol right? Nothing was "

@@ -271,6 +271,24 @@ def test_two_writers_creating_the_same_table_at_once_store_each_row_once(spark, 
     assert collect(storage, path) == sorted(rows("AAPL", D1))
 
 
+def test_a_replace_of_each_tickers_own_days_touches_only_those_partitions(spark, storage, tmp_path):
+    """Tickers replacing different days (AnyOf: the plan refused today for some of them) replace exactly their own
+    partitions on either engine (delta-spark makes their folders first, delta-rs removes their files itself)."""
+    from stockpipe.storage import AnyOf
+
+    path = str(tmp_path / "t")
+    by = ["ticker", "trade_date"]
+    storage.write(frame(spark, rows("AAPL", D1) + rows("AAPL", D2) + rows("MSFT", D1) + rows("MSFT", D2)), path,
+                  mode="append", partition_by=by)
+    each = AnyOf((ReplacePredicate.of(ticker=["AAPL"], trade_date=[D1, D2]),
+                  ReplacePredicate.of(ticker=["MSFT"], trade_date=[D1])))
+    new = rows("AAPL", D1, close=50.0) + rows("AAPL", D2, close=60.0) + rows("MSFT", D1, close=70.0)
+    storage.write(frame(spark, new), path, mode="overwrite", partition_by=by, replace=each)
+    assert collect(storage, path) == sorted(new + rows("MSFT", D2))
+    assert each.partitions(by) == {("AAPL", "2024-01-08"), ("AAPL", "2024-01-09"), ("MSFT", "2024-01-08")}
+    assert AnyOf((ReplacePredicate.of(ticker=["AAPL"]),)).partitions(by) is None  # a day left free: not named
+
+
 def test_predicates_check_arrow_rows_as_sql_would():
     """The check delta-rs's creating write runs on the Arrow table in hand: every row must match; a null matches
     nothing; AnyOf matches a row that any of its predicates matches."""

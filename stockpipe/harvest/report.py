@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from stockpipe.errors import StopError
 from stockpipe.fetching import ReferenceFetch, TickerFetch
+from stockpipe.flatfiles.land import DayFetch, DayStatus
 from stockpipe.layout import Layout
 from stockpipe.massive import FetchStats
 from stockpipe.outcome import Outcome
@@ -107,6 +108,7 @@ class FixedReport:
     shrinks: list[Shrink] = field(default_factory=list)  # stored days a refetch would have shrunk
     shrink_allowed: bool = False
     transformed_early: int = 0  # tickers transformed while the fetch went on (EarlyTransform)
+    files: list[DayFetch] = field(default_factory=list)  # a flat-file run's days: landed, reused, lacking
 
     @property
     def started(self) -> bool:
@@ -149,6 +151,9 @@ class FixedReport:
             errors.append(f"{self.stopped}{stored}")
         elif self.failed:
             errors.append(f"{len(self.failed)} ticker(s) failed: {', '.join(t.ticker for t in self.failed)}")
+        for day in self.files:
+            if day.status is DayStatus.MISSING:
+                errors.append(f"{day.day}: no flat file ({day.reason}): that day is not stored")
         for fetched in self.fetched_references:
             if fetched.error is not None and not fetched.refused:
                 errors.append(f"{REFERENCE_NAMES[fetched.kind]} were not refreshed ({fetched.error}); the bars are "
@@ -158,10 +163,11 @@ class FixedReport:
     def warnings(self) -> list[str]:
         """What the key's plan refused (the free tier refuses the current day), named by day: the run is `partial`
         and exits 0 (1 with --strict); everything else asked was stored."""
+        found = [f"{day.day}: {day.reason}" for day in self.files if day.status is DayStatus.NOT_PUBLISHED]
         if not self.partial:
-            return []
+            return found
         refused = sorted({day for t in self.partial for day in t.not_in_plan})
-        return [f"your plan refused {', '.join(map(str, refused))} for {len(self.partial)} ticker(s) "
+        return [*found, f"your plan refused {', '.join(map(str, refused))} for {len(self.partial)} ticker(s) "
                 f"({', '.join(t.ticker for t in self.partial)}); the other days are stored (--strict makes this "
                 "exit 1)"]
 

@@ -12,7 +12,7 @@ from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 
-from stockpipe.config import Source, Tables
+from stockpipe.config import Tables
 from stockpipe.errors import ClusteringUnsupportedError, MixedSourceError, PipelineError
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest.background import EarlyTransform
@@ -29,6 +29,8 @@ from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
 log = logging.getLogger(__name__)
 
 StoredDays = dict[str, list[dt.date]]
+# Where real market data comes from: the REST API, or the provider's flat files.
+REAL_SOURCES = ("api", "flatfiles")
 
 
 # -- before anything is written --------------------------------------------------------------------------------------
@@ -46,12 +48,12 @@ def check_layout(storage: DeltaStorage, path: str, layout: Layout) -> None:
         )
 
 
-def check_source(storage: DeltaStorage, path: str, source: Source, allow_mixed_source: bool) -> None:
+def check_source(storage: DeltaStorage, path: str, source: str, allow_mixed_source: bool) -> None:
     """A table filled from the API takes no sample bars unless asked (--allow-mixed-source): sample prices beside
     real ones would look real in every chart and query. The source of each commit is in its user metadata."""
     if source != "sample" or allow_mixed_source or not storage.is_delta(path):
         return
-    if any(entry.source == "api" for entry in storage.history(path)):
+    if any(entry.source in REAL_SOURCES for entry in storage.history(path)):
         raise MixedSourceError(path)
 
 

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from stockpipe.flatfiles.store import Credentials
 from stockpipe.sample.process import sample_server_process
 from stockpipe.sample.server import SampleApiServer
 
@@ -28,3 +29,19 @@ class SampleSource:
         else:
             with SampleApiServer(universe=self.universe, faults=self.faults) as server:
                 yield server.base_url
+
+
+@dataclass(frozen=True)
+class SampleFlatFiles:
+    """The sample market's daily flat files, served on 127.0.0.1 for the run's life (`sample.s3`): the whole-market
+    path offline, with no credentials to give (the stand-in signs nothing it checks)."""
+
+    symbols: tuple[str, ...] | None = None  # None: the whole sample market
+    name: str = "sample"
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[tuple[str, Credentials]]:
+        from stockpipe.sample.s3 import SampleFlatFilesServer
+
+        with SampleFlatFilesServer(self.symbols) as server:
+            yield server.url, Credentials("sample", "sample")

@@ -10,7 +10,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote
@@ -44,6 +44,7 @@ from stockpipe.storage.staged import (
     count_files_under,
     move_into_table,
     new_staging_dir,
+    partition_file_writer,
     partition_text,
     remove_moved,
     write_files,
@@ -72,14 +73,14 @@ class DeltaRsStorage(DeltaStorage):
         return DeltaTable.is_deltatable(str(path))
 
     def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
-               replace: Replacement | None, cluster_by: list[str]) -> int:
+               replace: Replacement | None, cluster_by: list[str], order: list[str]) -> int:
         root = local_path(path)
         if partition_by and root is not None and (replace is None or replace.columns() <= set(partition_by)):
-            return self._write_staged(df, path, root, mode, partition_by, replace)
+            return self._write_staged(df, path, root, mode, partition_by, replace, order)
         return self._write_arrow(df, path, mode, partition_by, replace)
 
     def _write_staged(self, df: DataFrame, path: str, root: Path, mode: WriteMode, partition_by: list[str],
-                      replace: Replacement | None) -> int:
+                      replace: Replacement | None, order: list[str]) -> int:
         """Spark's tasks write the files, delta-rs commits them (`staged`): memory bounded by a partition.
         The replace predicate is on partition columns, so every file is checked by its partition values (no pass
         over the rows) and the replaced files are exactly those of the matching partitions."""
@@ -90,7 +91,7 @@ class DeltaRsStorage(DeltaStorage):
         try:
             self.progress.phase("write", "Spark tasks write a file per partition")
             with self.progress.ticking(lambda: count_files_under(staging)):
-                files = write_files(df, staging, partition_by)
+                files = write_files(df, staging, partition_by, order)
             self.progress.phase("commit", f"{len(files):,} files in one Delta commit")
             with self.progress.ticking():
                 if replace is not None and not all(replace.matches_partition(f.partition) for f in files):
@@ -145,11 +146,44 @@ class DeltaRsStorage(DeltaStorage):
                                            app_transactions=_claims(partition_by, files, replaced)),
         )
 
+    def _write_batches(self, batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: str, mode: WriteMode,
+                       partition_by: list[str], replace: Replacement | None) -> int:
+        """The batches written a partition at a time by the staged writer Spark's tasks run (no Spark here), and
+        committed as `_write_staged` commits; a predicate on other columns than the partitions' needs delta-rs's
+        rewrite of the matching files, with the rows in hand."""
+        root = local_path(path)
+        if not partition_by or root is None or (replace is not None and not replace.columns() <= set(partition_by)):
+            table = pa.Table.from_batches(list(batches), schema=schema)
+            return self._write_arrow_table(table, path, mode, partition_by, replace)
+        staging = new_staging_dir(root)
+        moved: list[StagedFile] = []
+        try:
+            data_columns = [name for name in schema.names if name not in partition_by]
+            writer = partition_file_writer(str(staging), partition_by, data_columns)
+            records = [r for batch in writer(iter(batches)) for r in batch.to_pylist()]
+            files = [StagedFile(r["relative"], r["size"], r["modified_ms"], json.loads(r["partition"]), r["rows"],
+                                r["stats"]) for r in records]
+            if replace is not None and not all(replace.matches_partition(f.partition) for f in files):
+                raise outside_predicate_error(replace)
+            moved = list(files)
+            move_into_table(staging, root, files)
+            self._commit_files(path, files, schema, mode, partition_by, replace)
+            moved = []
+            return DeltaTable(path).version()
+        finally:
+            remove_moved(root, moved)
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.parent.rmdir()
+
     def _write_arrow(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
                      replace: Replacement | None) -> int:
         """Small or unpartitioned tables (the run log, splits, daily bars): the rows as one Arrow table, written by
         delta-rs (a row predicate needs its rewrite of matching files)."""
-        table = to_arrow(df)  # Arrow straight from Spark: no Python rows
+        return self._write_arrow_table(to_arrow(df), path, mode, partition_by, replace)  # no Python rows
+
+    def _write_arrow_table(self, table: pa.Table, path: str, mode: WriteMode, partition_by: list[str],
+                           replace: Replacement | None) -> int:
         if replace is not None and not self.is_delta(path):
             # delta-rs commits a write that creates a table without looking at what a concurrent creator committed
             # meanwhile: two runs creating the same table at once both landed all their rows (40 of 40 forced races;

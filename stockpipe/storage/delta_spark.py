@@ -116,7 +116,7 @@ class DeltaSparkStorage(DeltaStorage):
         return bool(DeltaTable.isDeltaTable(self.spark, str(path)))
 
     def _write(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
-               replace: Replacement | None, cluster_by: list[str]) -> int:
+               replace: Replacement | None, cluster_by: list[str], order: list[str]) -> int:
         if replace is not None and not self.is_delta(path):
             # Delta checks replaceWhere against an existing table only; the write that creates it is checked here
             # (one job that stops at the first row outside).

@@ -14,10 +14,11 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
@@ -202,11 +203,14 @@ class DeltaStorage(ABC):
         cluster_by: Sequence[str] = (),
         shaped: bool = False,
         overwrite_schema: bool = False,
+        sort_by: Sequence[str] = (),
     ) -> int:
         """Write in one commit; return the new table version. `replace` overwrites only the rows it matches.
         `shaped`: the caller already holds each partition's rows in one Spark task (hash-partitioned by the
         partition columns), so the write adds no shuffle of its own. `overwrite_schema`: replace every row and the
-        table's schema with the frame's (a derived table whose columns changed between versions; unpartitioned)."""
+        table's schema with the frame's (a derived table whose columns changed between versions; unpartitioned).
+        `sort_by`: the order of the rows inside each file (after the partition columns), so Parquet's statistics
+        skip to a value of them (a by-date table's files sorted by ticker)."""
         if replace is not None and mode != "overwrite":
             raise ValueError("a replace predicate needs mode='overwrite'")
         if overwrite_schema:
@@ -217,9 +221,12 @@ class DeltaStorage(ABC):
             raise ClusteringUnsupportedError(self.name)
         if not shaped:
             df = shape_for_write(df, partition_by, cluster_by)
+            if sort_by:
+                df = df.sortWithinPartitions(*partition_by, *sort_by)
+        order = [*partition_by, *sort_by] if sort_by else list(partition_by)
         try:
             return self._with_commit_retries(
-                lambda: self._write(df, path, mode, list(partition_by), replace, list(cluster_by)), path
+                lambda: self._write(df, path, mode, list(partition_by), replace, list(cluster_by), order), path
             )
         except Exception as exc:
             # Both engines check every written row against the predicate while writing (no extra pass over the
@@ -227,6 +234,25 @@ class DeltaStorage(ABC):
             if replace is not None and self._is_outside_predicate(exc):
                 raise outside_predicate_error(replace) from None
             raise
+
+    def write_batches(self, batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: str, *,
+                      mode: WriteMode = "append", partition_by: Sequence[str] = (),
+                      replace: Replacement | None = None) -> int:
+        """Rows already in Arrow, a batch at a time (each partition's rows together and in their file order), in one
+        commit; return the new table version. What a write without Spark's compute hands over (the flat files read
+        with Arrow): delta-rs writes the batches itself, holding one partition at a time; delta-spark takes them
+        into its session. The same refusal of a row outside `replace` as `write`."""
+        if replace is not None and mode != "overwrite":
+            raise ValueError("a replace predicate needs mode='overwrite'")
+        return self._with_commit_retries(
+            lambda: self._write_batches(batches, schema, path, mode, list(partition_by), replace), path)
+
+    def _write_batches(self, batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: str, mode: WriteMode,
+                       partition_by: list[str], replace: Replacement | None) -> int:
+        """The general way, for an engine without its own: the batches into the session as one frame."""
+        table = pa.Table.from_batches(list(batches), schema=schema)
+        return self.write(self.spark.createDataFrame(table.to_pandas(), schema=_spark_schema(schema)), path,
+                          mode=mode, partition_by=partition_by, replace=replace)
 
     def _with_commit_retries(self, attempt: Callable[[], int], path: str) -> int:
         """Concurrent writers: a commit that lost the race is retried (bounded), since each write is idempotent."""
@@ -295,7 +321,10 @@ class DeltaStorage(ABC):
         partition_by: list[str],
         replace: Replacement | None,
         cluster_by: list[str],
-    ) -> int: ...
+        order: list[str],
+    ) -> int:
+        """`order`: how the rows are sorted inside each task already (the partition columns first), which a writer
+        that sorts again keeps."""
 
     @abstractmethod
     def _replace_table(self, df: DataFrame, path: str) -> int:
@@ -349,3 +378,9 @@ class DeltaStorage(ABC):
             raise NotDeltaTableError(path)
 
 
+
+
+def _spark_schema(schema: pa.Schema) -> StructType:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)

@@ -58,12 +58,14 @@ class StagedFile:
     stats: str  # Delta's per-file statistics: numRecords, minValues, maxValues, nullCount
 
 
-def write_files(df: DataFrame, staging: Path, partition_by: Sequence[str]) -> list[StagedFile]:
+def write_files(df: DataFrame, staging: Path, partition_by: Sequence[str], order: Sequence[str] = ()
+                ) -> list[StagedFile]:
     """One parquet file per partition under `staging`, written in Spark's Python workers; what each file is, for
-    its add action. `df` must hold each partition in one Spark task (`shape_for_write` does that)."""
+    its add action. `df` must hold each partition in one Spark task (`shape_for_write` does that); each file's rows
+    are in `order` (the partition columns first, then what the table sorts its files by)."""
     data_columns = [c for c in df.columns if c not in partition_by]
     writer = partition_file_writer(str(staging), list(partition_by), data_columns)
-    rows = df.sortWithinPartitions(*partition_by).mapInArrow(writer, FILE_RECORD_SCHEMA).collect()
+    rows = df.sortWithinPartitions(*(order or partition_by)).mapInArrow(writer, FILE_RECORD_SCHEMA).collect()
     return [StagedFile(r["relative"], r["size"], r["modified_ms"], json.loads(r["partition"]), r["rows"], r["stats"])
             for r in rows]
 

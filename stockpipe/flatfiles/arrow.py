@@ -1,0 +1,231 @@
+"""A day's flat file made into the table's rows without Spark: the delta-rs engine's way, in NumPy over Arrow's
+columns, a day at a time (memory bounded by a day's file, whatever the range).
+
+It does what the Spark path does (`harvest.bars` over `flatfiles.rows.spark_rows`), with the same rules, so both
+engines store the same rows and count the same figures: each bar judged by the bar rules (`quality.rules`, their
+vectorised form), the day's bars kept one a minute (the later line wins a repeated minute), the per-day figures the
+checks read (`quality.checks.DayStats`), the rows in the table's schema sorted by ticker then time, and the bad bars
+in the quarantine's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stockpipe.flatfiles.rows import NumpyRows
+from stockpipe.market_calendar import session_hours
+from stockpipe.quality.checks import SPIKE_MADS, SPIKE_MIN_JUMP, DayStats
+from stockpipe.quality.rules import first_broken_vectorised
+
+NEW_YORK = "America/New_York"
+UTC_US = pa.timestamp("us", tz="UTC")
+# The table's columns and types, as `transforms.SILVER_SCHEMA` declares them for Spark.
+SILVER = pa.schema([
+    pa.field("ticker", pa.string(), False), pa.field("timestamp_ms", pa.int64(), False),
+    pa.field("trade_ts", UTC_US, False), pa.field("trade_date", pa.date32(), False),
+    pa.field("market_session", pa.string(), False), pa.field("open", pa.float64(), False),
+    pa.field("high", pa.float64(), False), pa.field("low", pa.float64(), False),
+    pa.field("close", pa.float64(), False), pa.field("volume", pa.float64(), False),
+    pa.field("vwap", pa.float64(), True), pa.field("num_transactions", pa.int64(), True),
+    pa.field("ingested_at", UTC_US, False),
+])
+QUARANTINE = pa.schema([
+    pa.field("ticker", pa.string(), False), pa.field("trade_date", pa.date32()),
+    pa.field("timestamp_ms", pa.int64()), pa.field("reason", pa.string(), False), pa.field("raw", pa.string()),
+    pa.field("landed_page", pa.string(), False), pa.field("position", pa.int32(), False),
+    pa.field("run_id", pa.string()), pa.field("source", pa.string()), pa.field("fetched_at", UTC_US),
+])
+
+
+@dataclass(frozen=True)
+class PreparedDay:
+    """One file's outcome: the rows to store, the bad bars, and the per-(ticker, day) figures."""
+
+    day: dt.date
+    rows: pa.Table  # SILVER, sorted by ticker then time
+    quarantine: pa.Table  # QUARANTINE, the bars of the file's day (or of no readable day) that broke a rule
+    stats: list[DayStats]
+    outside_day: int  # valid bars stamped on another day than the file's (counted, not stored)
+
+
+def prepare_day(rows: NumpyRows, run_id: str | None, source: str) -> PreparedDay:
+    c = rows.columns
+    day = rows.file.day
+    n = rows.size
+    reasons = first_broken_vectorised(c)
+    valid = np.fromiter((r is None for r in reasons), dtype=bool, count=n)
+    ms = c["timestamp_ms"]
+    dated = c["timestamp_present"]
+    trade_date = _new_york_days(ms, dated)
+    day_number = (day - dt.date(1970, 1, 1)).days
+    assigned = dated & (trade_date == day_number)
+    kept = _one_a_minute(c["ticker"], ms, c["position"], valid & assigned)
+    hours = session_hours(day)
+    open_ms, close_ms = (int(hours.open.timestamp() * 1000), int(hours.close.timestamp() * 1000))
+    regular = kept & (ms >= open_ms) & (ms <= close_ms)
+    landed_us = int(rows.file.landed_at.timestamp() * 1_000_000)
+    table = _silver(c, kept, ms, day_number, open_ms, close_ms, landed_us)
+    bad = ~valid & (assigned | ~dated)
+    quarantine = _quarantine(rows, reasons, bad, trade_date, dated, run_id, source, landed_us)
+    stats = _stats(c, dated, trade_date, assigned, valid, kept, regular, rows)
+    return PreparedDay(day, table, quarantine, stats, int((valid & dated & ~assigned).sum()))
+
+
+def _new_york_days(ms: np.ndarray, dated: np.ndarray) -> np.ndarray:
+    """Each bar's New York calendar day (days since 1970), from its instant: DST included, no session zone."""
+    stamps = pa.array(np.where(dated, ms, 0), pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("ms", tz=NEW_YORK))
+    local = pc.local_timestamp(stamps).cast(pa.int64()).to_numpy()
+    return np.where(dated, np.floor_divide(local, 86_400_000), -(10**9))
+
+
+def _one_a_minute(tickers: np.ndarray, ms: np.ndarray, position: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """The one bar a (ticker, minute) the table keeps among the candidates: the later line of a repeated minute."""
+    kept = np.zeros(len(ms), dtype=bool)
+    chosen = np.nonzero(candidates)[0]
+    if not chosen.size:
+        return kept
+    order = chosen[np.lexsort((position[chosen], ms[chosen], tickers[chosen].astype(str)))]
+    same_next = np.zeros(order.size, dtype=bool)
+    same_next[:-1] = (tickers[order][1:] == tickers[order][:-1]) & (ms[order][1:] == ms[order][:-1])
+    kept[order[~same_next]] = True
+    return kept
+
+
+def _silver(c: dict[str, np.ndarray], kept: np.ndarray, ms: np.ndarray, day_number: int, open_ms: int,
+            close_ms: int, landed_us: int) -> pa.Table:
+    index = np.nonzero(kept)[0]
+    index = index[np.lexsort((ms[index], c["ticker"][index].astype(str)))]
+    chosen_ms = ms[index]
+    session = np.where(chosen_ms < open_ms, "pre", np.where(chosen_ms <= close_ms, "regular", "post"))
+    n_present = c["n_present"][index]
+    return pa.table([
+        pa.array(c["ticker"][index].astype(str), pa.string()),
+        pa.array(chosen_ms, pa.int64()),
+        pa.array(chosen_ms * 1000, pa.int64()).cast(UTC_US),
+        pa.array(np.full(index.size, day_number, dtype=np.int32), pa.int32()).cast(pa.date32()),
+        pa.array(session, pa.string()),
+        *[pa.array(c[name][index], pa.float64()) for name in ("open", "high", "low", "close", "volume")],
+        pa.nulls(index.size, pa.float64()),
+        pa.array(c["num_transactions"][index], pa.int64(), mask=~n_present),
+        pa.array(np.full(index.size, landed_us, dtype=np.int64), pa.int64()).cast(UTC_US),
+    ], schema=SILVER)
+
+
+def _quarantine(rows: NumpyRows, reasons: np.ndarray, bad: np.ndarray, trade_date: np.ndarray, dated: np.ndarray,
+                run_id: str | None, source: str, landed_us: int) -> pa.Table:
+    c = rows.columns
+    index = np.nonzero(bad)[0]
+    malformed = rows.malformed
+    count = index.size + len(malformed)
+    tickers = [*c["ticker"][index].astype(str), *(line.split(",", 1)[0] for _, line in malformed)]
+    dates = [*(int(d) if ok else None for d, ok in zip(trade_date[index], dated[index], strict=True)),
+             *([None] * len(malformed))]
+    stamps = [*(int(t) if ok else None for t, ok in zip(c["timestamp_ms"][index], dated[index], strict=True)),
+              *([None] * len(malformed))]
+    return pa.table([
+        pa.array(tickers, pa.string()),
+        pa.array(dates, pa.int32()).cast(pa.date32()),
+        pa.array(stamps, pa.int64()),
+        pa.array([*reasons[index], *(["readable"] * len(malformed))], pa.string()),
+        pa.array([*c["line"][index], *(line for _, line in malformed)], pa.string()),
+        pa.array([rows.file.relative] * count, pa.string()),
+        pa.array([*c["position"][index].tolist(), *(p for p, _ in malformed)], pa.int32()),
+        pa.array([run_id] * count, pa.string()),
+        pa.array([source] * count, pa.string()),
+        pa.array([landed_us] * count, pa.int64()).cast(UTC_US),
+    ], schema=QUARANTINE)
+
+
+def _stats(c: dict[str, np.ndarray], dated: np.ndarray, trade_date: np.ndarray, assigned: np.ndarray,
+           valid: np.ndarray, kept: np.ndarray, regular: np.ndarray, rows: NumpyRows) -> list[DayStats]:
+    """The per-(ticker, day) figures `quality.checks.day_stats` makes in Spark, made here the same way: counts over
+    every bar, and the moves over each day's regular kept bars in time order."""
+    malformed_tickers = [line.split(",", 1)[0] for _, line in rows.malformed]
+    tickers = np.concatenate([c["ticker"].astype(str), np.array(malformed_tickers, dtype=str)]) \
+        if malformed_tickers else c["ticker"].astype(str)
+    extra = len(malformed_tickers)
+
+    def padded(mask: np.ndarray, value: bool) -> np.ndarray:
+        return np.concatenate([mask, np.full(extra, value)]) if extra else mask
+
+    # Each bar's (ticker, day) as one group number: tickers by their code, days counted from the earliest (0: no
+    # readable day, the malformed lines among them).
+    names, ticker_code = np.unique(tickers, return_inverse=True)
+    dates = padded(np.where(dated, trade_date, 0), False)
+    has_day = padded(dated, False)
+    first_day = int(dates[has_day].min()) if has_day.any() else 0
+    day_code = np.where(has_day, dates - first_day + 1, 0)
+    width = int(day_code.max()) + 1
+    group = ticker_code * width + day_code
+    counted = {
+        "landed": np.ones(group.size, dtype=bool),
+        "assigned": padded(assigned & valid, False),
+        "rows": padded(kept, False),
+        "quarantined": padded(~valid & (assigned | ~dated), True),
+        "regular_rows": padded(regular, False),
+        "zero_volume": padded(regular & (np.nan_to_num(c["volume"], nan=1.0) == 0), False),
+    }
+    size = len(names) * width
+    totals = {name: np.bincount(group, weights=mask, minlength=size).astype(np.int64)
+              for name, mask in counted.items()}
+    moves = _moves(c["ticker"].astype(str), c, regular)
+    file_day = rows.file.day
+    result = []
+    for code in np.nonzero(totals["landed"])[0]:
+        ticker, offset = str(names[code // width]), int(code % width)
+        day = None if offset == 0 else dt.date(1970, 1, 1) + dt.timedelta(days=first_day + offset - 1)
+        move = moves.get(ticker) if day == file_day else None
+        result.append(DayStats(ticker, day, **{name: int(values[code]) for name, values in totals.items()},
+                               **(move or {"longest_flat": 0})))  # type: ignore[arg-type]
+    return result
+
+
+def _moves(tickers: np.ndarray, c: dict[str, np.ndarray], regular: np.ndarray) -> dict[str, dict[str, object]]:
+    """Each ticker's spike and flat-run figures over its regular kept bars of the file's day (see day_stats)."""
+    index = np.nonzero(regular)[0]
+    if not index.size:
+        return {}
+    index = index[np.lexsort((c["timestamp_ms"][index], tickers[index]))]
+    who = tickers[index]
+    ms = c["timestamp_ms"][index]
+    close, high, low = c["close"][index], c["high"][index], c["low"][index]
+    first = np.ones(index.size, dtype=bool)
+    first[1:] = who[1:] != who[:-1]
+    previous = np.concatenate([[np.nan], close[:-1]])
+    previous[first] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        move = np.abs(close / previous - 1)
+        jump = np.maximum(np.abs(high / previous - 1), np.abs(low / previous - 1))
+    changed = first | (close != previous)
+    position = np.arange(index.size)
+    run_start = np.maximum.accumulate(np.where(changed, position, -1))
+    run_from = ms[run_start]
+    group_start = np.nonzero(first)[0]
+    flat = position - run_start + 1
+    found: dict[str, dict[str, object]] = {}
+    for start, stop in zip(group_start, [*group_start[1:], index.size], strict=True):
+        moves = move[start:stop]
+        moves = moves[~np.isnan(moves)]
+        typical = float(np.sort(moves)[max(0, math.ceil(0.5 * moves.size) - 1)]) if moves.size else None
+        jumps = jump[start:stop]
+        big = jumps > SPIKE_MIN_JUMP
+        largest = float(np.nanmax(jumps)) if np.isfinite(jumps).any() else None
+        threshold = max(SPIKE_MIN_JUMP, typical * SPIKE_MADS) if typical is not None else SPIKE_MIN_JUMP
+        spiky = largest is not None and typical is not None and largest > threshold
+        longest = int(flat[start:stop].max())
+        found[str(who[start])] = {
+            "spikes": int(big.sum()) if spiky else 0,
+            "max_jump": largest if spiky else None,
+            "first_spike_ms": int(ms[start:stop][big][0]) if spiky else None,
+            "spike_threshold": typical * SPIKE_MADS if typical is not None else None,
+            "longest_flat": longest,
+            "flat_from_ms": int(run_from[start:stop][int(np.argmax(flat[start:stop]))]),
+        }
+    return found
+

@@ -1,0 +1,255 @@
+"""The whole market from the provider's daily flat files: a day is the unit of work (one file, every ticker), not a
+ticker. Land each requested day's file (listed, never guessed; reused when whole with the same ETag; landed again
+when republished), read every landed file into bars judged by the same rules as the REST path, keep one bar a minute,
+write the days in one commit, quarantine the bad bars, record the checks, and refresh the reference data through the
+REST API as the REST path does.
+
+The engine does the work it exists for: on delta-spark, Spark reads the landed files (one task a file, so a cluster
+reads a year at once); on delta-rs, Arrow reads them a day at a time and delta-rs writes the table, with no Spark
+job at all. Both store the same rows (tests/test_flatfiles.py holds them to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from stockpipe.config import HarvestConfig, Tables
+from stockpipe.errors import NoTradingDayError, PipelineError
+from stockpipe.fetching import Fetcher, ReferenceFetch, fetch_references
+from stockpipe.flatfiles.arrow import QUARANTINE, SILVER, prepare_day
+from stockpipe.flatfiles.land import DayFetch, DayStatus, LandedDays, land_days
+from stockpipe.flatfiles.rows import check_header, numpy_rows, spark_rows
+from stockpipe.flatfiles.store import FlatFileStore
+from stockpipe.flatfiles.zone import FlatFileZone, LandedFile
+from stockpipe.harvest.background import SparkFactory
+from stockpipe.harvest.bars import ranked_bars, silver_bars
+from stockpipe.harvest.report import FixedReport, Laps, References, TickerCounts, TickerReport, Written
+from stockpipe.harvest.steps import check_layout, check_source, write_references
+from stockpipe.landing import LandingZone
+from stockpipe.market_calendar import new_york_today, trading_days
+from stockpipe.massive import FetchStats
+from stockpipe.paths import refuse_foreign_folder
+from stockpipe.quality.checks import CheckResult, CheckSummary, DayStats, day_stats, evaluate, write_checks
+from stockpipe.quality.quarantine import KEY, quarantined_bars, record_quarantine
+from stockpipe.quality.rules import compact, with_reason
+from stockpipe.storage import DeltaStorage, ReplacePredicate
+from stockpipe.transforms import SILVER_SCHEMA, session_bounds, with_trade_date, with_trade_ts
+
+log = logging.getLogger(__name__)
+
+# Above this many tickers a run is the market: its checks keep a row for each ticker-day check that warns or fails
+# and one day-level row per check for the rest, and its end summary counts tickers by status.
+MANY_TICKERS = 50
+
+
+def run_flatfiles(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
+    """Land the days' files, then store them (see the module's docstring)."""
+    assert cfg.flatfiles is not None, "a flat-file run is configured with its endpoint (cli.build_config)"
+    for path in cfg.tables.all():
+        refuse_foreign_folder(path)
+    days = trading_days(cfg.date_from, cfg.date_to)
+    if not days:
+        raise NoTradingDayError(cfg.date_from, cfg.date_to)
+    lap = Laps()
+    zone = FlatFileZone(cfg.landing_path)
+    today = cfg.today or new_york_today()
+    with cfg.flatfiles.serve() as (url, credentials):
+        store = FlatFileStore(url, credentials)
+        landed = land_days(store, zone, days, today, refetch=cfg.refetch, on_day=_said)
+    seconds = {"fetch": lap()}
+    files = landed.files()
+    if not files:
+        return _unstored(cfg, days, landed, seconds)
+    spark, storage = spark_factory()
+    seconds["spark start"] = lap()
+    with storage.tagged(storage.run_id or uuid.uuid4().hex, cfg.flatfiles.name):
+        return _store(cfg, spark, storage, files, landed, days, lap, seconds)
+
+
+def _said(fetched: DayFetch) -> None:
+    if fetched.status in (DayStatus.LANDED, DayStatus.RELANDED):
+        log.info("%s: %s (%.1f MB in %.1f s)", fetched.day, fetched.status, fetched.bytes / 1e6, fetched.seconds)
+
+
+def _store(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, files: list[LandedFile],
+           landed: LandedDays, days: list[dt.date], lap: Laps, seconds: dict[str, float]) -> FixedReport:
+    tables = cfg.tables
+    check_layout(storage, tables.minutes, cfg.layout)
+    check_source(storage, tables.minutes, cfg.flatfiles.name if cfg.flatfiles else cfg.source, cfg.allow_mixed_source)
+    for file in files:
+        check_header(file)
+    wanted = None if cfg.universe_market else frozenset(cfg.tickers)
+    stored_days = [f.day for f in files]
+    # The whole of each landed day is replaced (every ticker of it, or every listed ticker of it).
+    replace = (ReplacePredicate.of(trade_date=stored_days) if wanted is None
+               else ReplacePredicate.of(ticker=sorted(wanted), trade_date=stored_days))
+    storage.create_if_missing(tables.minutes, SILVER_SCHEMA, partition_by=cfg.layout.partition_by,
+                              cluster_by=cfg.layout.cluster_by)
+    if storage.name == "delta-rs":
+        stats, written, quarantined = _store_with_arrow(storage, files, wanted, replace, cfg, tables)
+    else:
+        stats, written, quarantined = _store_with_spark(spark, storage, files, wanted, replace, cfg, tables, days)
+    seconds["transform and write"] = lap()
+    tickers = sorted({s.ticker for s in stats if s.ticker} | (set(wanted) if wanted else set()))
+    by_ticker = {t: [d for d in stored_days] for t in tickers}
+    results = _checks(evaluate(stats, by_ticker), len(tickers))
+    write_checks(storage, tables.checks, storage.run_id or "", results)
+    seconds["checks"] = lap()
+    fetched_references, references = _references(cfg, spark, storage, tables, tickers, by_ticker, days)
+    seconds["reference data"] = lap()
+    counts = _counts(tickers, stats, set(stored_days))
+    reports = [TickerReport(t, FetchStats(t), counts=counts[t]) for t in tickers]
+    return FixedReport(reports, tables.minutes, storage.name, cfg.layout, days, seconds,
+                       source=cfg.flatfiles.name if cfg.flatfiles else cfg.source, written=written,
+                       stopped=landed.stopped, fetched_references=fetched_references, references=references,
+                       checks_path=tables.checks, quarantine_path=tables.quarantine,
+                       checks=CheckSummary.of(results), files=landed.days)
+
+
+def _unstored(cfg: HarvestConfig, days: list[dt.date], landed: LandedDays, seconds: dict[str, float]) -> FixedReport:
+    return FixedReport([], cfg.table_path, "not started", cfg.layout, days, seconds,
+                       source=cfg.flatfiles.name if cfg.flatfiles else cfg.source, stopped=landed.stopped,
+                       files=landed.days)
+
+
+# -- delta-rs: Arrow reads the files, delta-rs writes ----------------------------------------------------------------
+def _store_with_arrow(storage: DeltaStorage, files: list[LandedFile], wanted: frozenset[str] | None,
+                      replace: ReplacePredicate, cfg: HarvestConfig, tables: Tables
+                      ) -> tuple[list[DayStats], Written, int]:
+    """A day at a time: read, judged, ranked and counted in NumPy, its rows handed to delta-rs as it goes, so the
+    whole range is one commit and memory holds one day."""
+    stats: list[DayStats] = []
+    bad: list[pa.Table] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for file in sorted(files, key=lambda f: f.day):
+            started = time.monotonic()
+            day = prepare_day(numpy_rows(file, wanted), storage.run_id, cfg.flatfiles.name if cfg.flatfiles
+                              else cfg.source)
+            stats.extend(day.stats)
+            if day.quarantine.num_rows:
+                bad.append(day.quarantine)
+            log.info("%s: %s bars judged, %s kept (%.1f s)", file.day, f"{sum(s.landed for s in day.stats):,}",
+                     f"{day.rows.num_rows:,}", time.monotonic() - started)
+            # By ticker then time within the day: each partition of either layout is one run of rows, in file order.
+            yield from day.rows.to_batches(max_chunksize=1 << 20)
+
+    version = storage.write_batches(batches(), SILVER, tables.minutes, mode="overwrite",
+                                    partition_by=cfg.layout.partition_by, replace=replace)
+    files_added = storage.history(tables.minutes, limit=1)[-1].changes.files_added or 0
+    quarantined = _record_arrow_quarantine(storage, tables.quarantine, bad)
+    return stats, Written(version, files_added), quarantined
+
+
+def _record_arrow_quarantine(storage: DeltaStorage, path: str, bad: list[pa.Table]) -> int:
+    """The bad bars not recorded before (by where they landed and their place there), in one commit."""
+    if not bad:
+        return 0
+    found = pa.concat_tables(bad)
+    if storage.is_delta(path):
+        from stockpipe import readers
+
+        known = readers.read(path, columns=list(KEY))
+        seen = set(zip(known.column("landed_page").to_pylist(), known.column("position").to_pylist(), strict=True))
+        keep = [(page, position) not in seen for page, position in
+                zip(found.column("landed_page").to_pylist(), found.column("position").to_pylist(), strict=True)]
+        found = found.filter(pa.array(keep))
+    if found.num_rows:
+        storage.write_batches(found.to_batches(), QUARANTINE, path, mode="append")
+    return found.num_rows
+
+
+# -- delta-spark: Spark reads the files ---------------------------------------------------------------------------
+def _store_with_spark(spark: SparkSession, storage: DeltaStorage, files: list[LandedFile],
+                      wanted: frozenset[str] | None, replace: ReplacePredicate, cfg: HarvestConfig, tables: Tables,
+                      days: list[dt.date]) -> tuple[list[DayStats], Written, int]:
+    """Spark reads every landed file (a task a file), judges and ranks the bars as the REST path does, counts them,
+    and writes the days in one commit; the ranked bars are kept for the counts, the write and the quarantine."""
+    from stockpipe.compat import persisted
+
+    with contextlib.ExitStack() as kept:
+        ranked = kept.enter_context(persisted(ranked_bars(flat_bars(spark, files, wanted))))
+        bounds = session_bounds(spark, days)
+        stats = day_stats(ranked, bounds)
+        storage.progress.expected_files = len(files)
+        version = storage.write(silver_bars(ranked, bounds), tables.minutes, mode="overwrite", replace=replace,
+                                partition_by=cfg.layout.partition_by, cluster_by=cfg.layout.cluster_by,
+                                sort_by=cfg.layout.sort_by)
+        files_added = storage.history(tables.minutes, limit=1)[-1].changes.files_added or 0
+        quarantined = sum(s.quarantined for s in stats)
+        if quarantined:
+            record_quarantine(storage, tables.quarantine, quarantined_bars(ranked, storage.run_id,
+                                                                           cfg.flatfiles.name if cfg.flatfiles
+                                                                           else cfg.source))
+    return stats, Written(version, files_added), quarantined
+
+
+def flat_bars(spark: SparkSession, files: list[LandedFile], wanted: frozenset[str] | None) -> DataFrame:
+    """The landed files' bars, judged: a bar is `assigned` when it falls on its file's day."""
+    bars = spark_rows(spark, files, wanted).transform(with_trade_ts).transform(with_trade_date)
+    judged = with_reason(bars.withColumn("assigned", F.coalesce(F.col("trade_date") == F.col("file_day"),
+                                                                 F.lit(False))).drop("file_day"))
+    return compact(judged)
+
+
+# -- what both engines share after the write ------------------------------------------------------------------------
+def _checks(results: list[CheckResult], tickers: int) -> list[CheckResult]:
+    """Every check row for a few tickers; for the market, a row for each ticker-day check that warns or fails and,
+    for the rest, one row a day and check (ticker empty) that counts the tickers that passed."""
+    if tickers <= MANY_TICKERS:
+        return results
+    kept = [r for r in results if r.status != "pass"]
+    passed: dict[tuple[dt.date | None, str], int] = {}
+    for r in results:
+        if r.status == "pass":
+            passed[(r.trade_date, r.check)] = passed.get((r.trade_date, r.check), 0) + 1
+    kept += [CheckResult("", day, check, "pass", float(count), None, f"{count:,} ticker(s) passed")
+             for (day, check), count in sorted(passed.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+    return kept
+
+
+def _counts(tickers: list[str], stats: list[DayStats], stored: set[dt.date]) -> dict[str, TickerCounts]:
+    by_ticker: dict[str, list[DayStats]] = {t: [] for t in tickers}
+    for figures in stats:
+        by_ticker.setdefault(figures.ticker, []).append(figures)
+    return {t: TickerCounts(
+        bars_landed=sum(s.landed for s in mine),
+        outside_range=sum(s.landed for s in mine if s.trade_date is not None and s.trade_date not in stored),
+        quarantined=sum(s.quarantined for s in mine),
+        duplicates=sum(s.duplicates for s in mine if s.trade_date in stored),
+        rows_written=sum(s.rows for s in mine if s.trade_date in stored),
+        partitions=sum(1 for s in mine if s.trade_date in stored and s.rows),
+    ) for t, mine in by_ticker.items()}
+
+
+def _references(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, tables: Tables, tickers: list[str],
+                stored: dict[str, list[dt.date]], days: list[dt.date]) -> tuple[list[ReferenceFetch], References]:
+    """Splits and dividends (two lists for the whole market) and, for a few tickers, their official daily bars,
+    through the REST API as the REST path fetches them; nothing without an API to call (flat-file credentials alone),
+    and said so. The whole market's official bars are market_daily.py's: one call a day."""
+    if cfg.endpoint is None and not cfg.api_key:
+        log.warning("reference data not refreshed: no API key (MASSIVE_API_KEY) for the splits, dividends and "
+                    "official daily bars")
+        return [], References()
+    landing = LandingZone(cfg.landing_path)
+    few = len(tickers) <= MANY_TICKERS
+    with Fetcher(cfg, landing, days) as fetcher:
+        fetched = fetch_references(fetcher, cfg, stored if few else {})
+    try:
+        chosen = tuple(tickers)
+        references = write_references(spark, storage, landing, tables, chosen, stored if few else {})
+    except PipelineError as exc:
+        log.warning("reference data not stored: %s", exc)
+        references = References()
+    return fetched, references
+
+
