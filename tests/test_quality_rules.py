@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from stockpipe.compat import conf_for_call
 from stockpipe.landing import raw_bars_from_pages
 from stockpipe.market_calendar import NEW_YORK
 from stockpipe.quality.checks import CHECK_NAMES
-from stockpipe.quality.rules import BAR_RULES, RULE_NAMES, with_reason
+from stockpipe.quality.rules import BAR_RULES, RULE_NAMES, first_broken_vectorised, with_reason
 
 # Spark code whose behaviour Spark Connect (and Spark 4) may change: run in both lanes.
 pytestmark = pytest.mark.connect
@@ -47,8 +48,33 @@ def land_pages(root: Path, pages: list[list[Any]], ticker: str = "AAPL") -> list
 
 
 def judged(spark, files: list[str]) -> dict[tuple[int, int], str | None]:
-    rows = with_reason(raw_bars_from_pages(spark, files)).select("page", "position", "reason").collect()
-    return {(r.page, r.position): r.reason for r in rows}
+    """Each bar's reason by the Spark rules, checked against the vectorised rules on the same landed columns (the
+    flat files' Arrow path judges with those: both forms must give every bar the same verdict)."""
+    rows = with_reason(raw_bars_from_pages(spark, files)).collect()
+    spark_reasons = {(r.page, r.position): r.reason for r in rows}
+    vectorised = first_broken_vectorised(as_columns(rows))
+    assert dict(zip(((r.page, r.position) for r in rows), vectorised, strict=True)) == spark_reasons
+    return spark_reasons
+
+
+def as_columns(rows) -> dict[str, np.ndarray]:
+    """Landed bars (Spark rows) as the NumPy columns the vectorised rules read."""
+    def floats(name: str) -> tuple[np.ndarray, np.ndarray]:
+        values = [getattr(r, name) for r in rows]
+        return (np.array([np.nan if v is None else v for v in values], dtype=float),
+                np.array([v is not None for v in values], dtype=bool))
+
+    columns: dict[str, np.ndarray] = {}
+    for name in ("open", "high", "low", "close", "volume", "vwap"):
+        columns[name], columns[f"{name}_present"] = floats(name)
+    columns["n_value"], columns["n_present"] = floats("n_value")
+    columns["n_whole"] = np.array([r.num_transactions is not None for r in rows], dtype=bool)
+    columns["timestamp_present"] = np.array([r.timestamp_ms is not None for r in rows], dtype=bool)
+    columns["timestamp_ms"] = np.array([r.timestamp_ms or 0 for r in rows], dtype=np.int64)
+    columns["fetched_ms"] = np.array([int(r.fetched_at.timestamp() * 1000) for r in rows], dtype=np.int64)
+    columns["not_numbers"] = np.array([bool(r.not_numbers) for r in rows], dtype=bool)
+    columns["not_object"] = np.array([bool(r.not_object) for r in rows], dtype=bool)
+    return columns
 
 
 GOOD = {"t": ny_ms(dt.date(2024, 1, 9), 10, 0), "o": 10.0, "h": 10.5, "l": 9.5, "c": 10.2, "v": 1200, "vw": 10.1,
