@@ -111,10 +111,20 @@ def daily(base: str, version: int) -> pd.DataFrame:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def tickers_and_days(base: str, version: int) -> dict[str, list[str]]:
-    """Each ticker's stored days, from the minute table's log alone (no data file opened), once per version: the
-    5-year table's log lists 10,064 files, which is the page's cost if replayed on every redraw."""
+    """Each ticker's stored days, once per version: from the minute table's log alone (no data file opened) when it
+    is partitioned by ticker (the 5-year table's log lists 10,064 files, the page's cost if replayed on every
+    redraw); a by-date table (the market) says it from the daily table, one row a ticker and day."""
+    minute = Path(base) / "stocks_fixed"
+    table = open_table(minute)
+    if table is not None and "ticker" in table.metadata().partition_columns:
+        pairs = partitions(minute, ["ticker", "trade_date"])
+    else:
+        source = Path(base) / "stocks_daily" if open_table(Path(base) / "stocks_daily") is not None else minute
+        found = read(source, columns=["ticker", "trade_date"])
+        pairs = sorted({(str(t), str(d)) for t, d in zip(found.column("ticker").to_pylist(),
+                                                          found.column("trade_date").to_pylist(), strict=True)})
     days: dict[str, list[str]] = {}
-    for ticker, day in partitions(Path(base) / "stocks_fixed", ["ticker", "trade_date"]):
+    for ticker, day in pairs:
         days.setdefault(ticker, []).append(day)  # sorted pairs: each ticker's days in order
     return days
 

@@ -244,9 +244,9 @@ def _read_or_empty(storage: DeltaStorage, path: str, schema: str, what: str) -> 
 
 def current_inputs(storage: DeltaStorage, minute_path: str, splits: DataFrame, dividends: DataFrame,
                    official: DataFrame) -> Inputs:
-    """Fingerprints of the inputs: each minute partition by its live files (a rewrite writes new ones; a table not
-    partitioned by (ticker, trade_date) gets its version instead, so any change rebuilds it), each ticker's corporate
-    actions by their rows, and the official bars' values."""
+    """Fingerprints of the inputs: each minute partition by its live files (a rewrite writes new ones; a by-date
+    table's day by that day's files; any other layout gets its version instead, so any change rebuilds it), each
+    ticker's corporate actions by their rows, and the official bars' values."""
     detail = storage.detail(minute_path)
     by_day: dict[tuple[str, dt.date], list[str]] = {}
     if detail.partition_columns == ["ticker", "trade_date"]:
@@ -254,6 +254,15 @@ def current_inputs(storage: DeltaStorage, minute_path: str, splits: DataFrame, d
             key = (info.partition["ticker"], dt.date.fromisoformat(info.partition["trade_date"]))
             by_day.setdefault(key, []).append(info.path.rsplit("/", 1)[-1])
         sources = {key: fingerprint(sorted(names)) for key, names in by_day.items()}
+    elif detail.partition_columns == ["trade_date"]:
+        # By date (the whole market): a day's files stand for each ticker of that day; a rewritten day (a file
+        # landed again) rebuilds that day's rows and no other.
+        files_of: dict[dt.date, list[str]] = {}
+        for info in detail.files:
+            files_of.setdefault(dt.date.fromisoformat(info.partition["trade_date"]), []).append(
+                info.path.rsplit("/", 1)[-1])
+        days = storage.read(minute_path).select("ticker", "trade_date").distinct().collect()
+        sources = {(r.ticker, r.trade_date): fingerprint(sorted(files_of.get(r.trade_date, []))) for r in days}
     else:
         days = storage.read(minute_path).select("ticker", "trade_date").distinct().collect()
         sources = {(r.ticker, r.trade_date): fingerprint([detail.version]) for r in days}

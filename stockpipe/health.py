@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from stockpipe.errors import DataLossError, UsageError
+from stockpipe.layout import BY_DATE, ZORDER_BY
 from stockpipe.paths import beside
-from stockpipe.storage import DeltaStorage, FileChanges, HistoryEntry
+from stockpipe.storage import DeltaStorage, FileChanges, HistoryEntry, Maintained, ReplacePredicate
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,19 @@ def run_maintenance(
     check_zorder_columns(zorder_by, detail.partition_columns, storage.read(path).columns)
     before = snapshot(storage, path)
     started = time.monotonic()
-    optimized = storage.optimize(path, zorder_by)
+    where = None
+    if not zorder_by and detail.partition_columns == list(BY_DATE.partition_by):
+        # A by-date table (the market): its days with several files are Z-ordered by ticker, so a one-ticker query
+        # skips again; a day already one file, written sorted by ticker, is left as it is (a Z-ORDER rewrites every
+        # file it is given).
+        files_a_day = Counter(f.partition["trade_date"] for f in detail.files)
+        crowded = sorted(day for day, files in files_a_day.items() if files > 1)
+        if crowded:
+            zorder_by, where = ZORDER_BY[BY_DATE.name], ReplacePredicate.of(
+                trade_date=[dt.date.fromisoformat(day) for day in crowded])
+    optimized = (storage.optimize(path, zorder_by, where=where) if where is not None or
+                 detail.partition_columns != list(BY_DATE.partition_by) or zorder_by
+                 else Maintained(FileChanges(files_added=0, files_removed=0), ()))
     optimized_at = time.monotonic()
     log.debug("%s: %s in %.1f s", path, "; ".join(optimized.calls) or "OPTIMIZE", optimized_at - started)
     vacuumed = storage.vacuum(path, retain_hours)

@@ -23,8 +23,10 @@ def open_table(path: str | Path) -> DeltaTable | None:
 
 def read(path: str | Path, *, columns: Sequence[str] | None = None,
          where: Mapping[str, str] | None = None) -> pa.Table:
-    """The table's rows (or the `columns` asked), reading only the files whose partition values equal `where`'s
-    (a `(ticker, trade_date)` view of the minute table reads one file). An absent table raises FileNotFoundError."""
+    """The table's rows (or the `columns` asked) that equal `where`'s values: a partition column's skips whole files
+    (a `(ticker, trade_date)` view of the minute table reads one file), any other column's skips the row groups
+    whose statistics cannot match (a by-date table's day file, sorted by ticker, read for one ticker). An absent
+    table raises FileNotFoundError."""
     table = open_table(path)
     if table is None:
         raise FileNotFoundError(f"no Delta table at {path}")
@@ -33,13 +35,16 @@ def read(path: str | Path, *, columns: Sequence[str] | None = None,
     wanted = list(columns) if columns is not None else schema.names
     data_columns = [c for c in wanted if c not in partitions]
     pieces = []
+    by_file = {k: v for k, v in (where or {}).items() if k in partitions}
+    by_row = {k: v for k, v in (where or {}).items() if k not in partitions}
     for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
         values = {c: action.get(f"partition.{c}") for c in partitions}
-        if where and any(str(values.get(k)) != str(v) for k, v in where.items()):
+        if any(str(values.get(k)) != str(v) for k, v in by_file.items()):
             continue
         # A file read for no column has no rows in Arrow: with only partition columns asked, one is read and dropped.
-        reading = data_columns or [next(n for n in schema.names if n not in partitions)]
-        piece = _read_file(Path(path) / unquote(action["path"]), [schema.field(c) for c in reading])
+        reading = list(dict.fromkeys([*(data_columns or [next(n for n in schema.names if n not in partitions)]),
+                                      *by_row]))
+        piece = _read_file(Path(path) / unquote(action["path"]), [schema.field(c) for c in reading], by_row)
         piece = piece.select(data_columns)
         for column in partitions:
             if column in wanted:
@@ -52,13 +57,18 @@ def read(path: str | Path, *, columns: Sequence[str] | None = None,
     return pa.concat_tables(pieces, promote_options="permissive")
 
 
-def _read_file(file: Path, fields: Sequence[pa.Field]) -> pa.Table:
+def _read_file(file: Path, fields: Sequence[pa.Field], equal: Mapping[str, str] | None = None) -> pa.Table:
     """These columns of one data file, in the table's types: a column the table gained after the file was written
     (the run log's lifecycle columns in an older run's file) reads as nulls, as Delta readers read it, and Spark's
-    timestamps (written without a zone) read as the UTC instants they are."""
+    timestamps (written without a zone) read as the UTC instants they are. `equal`: only the rows whose columns
+    hold these values, the row groups that cannot hold them skipped."""
     source = pq.ParquetFile(file)
     present = set(source.schema_arrow.names)
-    piece = source.read(columns=[f.name for f in fields if f.name in present])
+    if equal:
+        piece = pq.read_table(file, columns=[f.name for f in fields if f.name in present],
+                              filters=[(name, "=", value) for name, value in equal.items()])
+    else:
+        piece = source.read(columns=[f.name for f in fields if f.name in present])
     for index, spec in enumerate(fields):
         if spec.name not in present:
             piece = piece.add_column(index, spec, pa.nulls(piece.num_rows, spec.type))

@@ -177,6 +177,55 @@ def test_the_run_records_every_tickers_outcome(market, storage):
     assert SECRET not in json.dumps(run, default=str) and ACCESS_KEY not in json.dumps(run, default=str)
 
 
+@BOTH_ENGINES
+def test_the_other_doors_work_on_a_by_date_table_and_maintenance_z_orders_its_crowded_days(market, storage, tmp_path,
+                                                                                           capsys, monkeypatch):
+    """Monday's AAPL rows rewritten apart (as a later run for a few tickers leaves a day: two files); maintenance
+    Z-orders that day by ticker, and only it (Tuesday, one file sorted by ticker, is left as it is); the daily
+    table, the external table and the dashboard read the by-date table as they read the partitioned one."""
+    import shutil
+
+    import daily_bars
+    import external_table
+    import maintenance
+    from stockpipe.compat import to_arrow
+    from stockpipe.storage import ReplacePredicate
+
+    base = tmp_path / "m"
+    shutil.copytree(market[0], base)
+    table = str(base / "stocks_fixed")
+    aapl = ReplacePredicate.of(ticker=["AAPL"], trade_date=[MON])
+    kept = to_arrow(storage.read(table).filter(aapl.column()))
+    spark = storage.spark
+    storage.write(spark.createDataFrame(kept.to_pandas().iloc[:0], storage.read(table).schema), table,
+                  mode="overwrite", replace=aapl, partition_by=["trade_date"])
+    storage.write(spark.createDataFrame(kept.to_pandas(), storage.read(table).schema), table, mode="append",
+                  partition_by=["trade_date"])
+
+    def files_a_day() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for info in storage.detail(table).files:
+            found[info.partition["trade_date"]] = found.get(info.partition["trade_date"], 0) + 1
+        return found
+
+    assert files_a_day()["2024-01-08"] >= 2 and files_a_day()["2024-01-09"] == 1
+    code, out, err = run_door(maintenance, ["--table-path", table, "--engine", storage.name], capsys)
+    assert code == 0, err
+    assert "OPTIMIZE (Z-ORDER BY (ticker))" in out and "2024-01-08" in out and "2024-01-09" not in out.split(
+        "Calls run")[1].split("VACUUM")[0]
+    assert files_a_day() == {"2024-01-08": 1, "2024-01-09": 1}
+    assert stored_rows(base) == expected_market_rows((MON, TUE))
+    assert run_door(daily_bars, ["--table-path", table, "--engine", storage.name], capsys)[0] == 0
+    assert readers.read(base / "stocks_daily", columns=["ticker"]).num_rows == 2 * len(MARKET)
+    code, out, _ = run_door(external_table, ["--table-path", table, "--engine", storage.name, "--no-drop-demo",
+                                             "--ticker", "AAPL", "--day", "2024-01-09"], capsys)
+    assert code == 0 and "Partition pruning: AAPL on 2024-01-09" in out
+    from tests.test_dashboard import app
+
+    page = app(base, monkeypatch)
+    assert not page.exception and "AAPL" in page.selectbox[0].options
+
+
 def test_both_engines_store_the_same_table(moto, tmp_path, spark_info, credentials):
     """Arrow and delta-rs on one side, Spark and delta-spark on the other: the same rows, every column."""
     if not spark_info.has_delta_spark:

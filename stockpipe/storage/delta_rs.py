@@ -275,16 +275,19 @@ class DeltaRsStorage(DeltaStorage):
                 kept.append(f"{root}/{unquote(action['path'])}")
         return kept
 
-    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
-                 ) -> Maintained:
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None,
+                 where: ReplacePredicate | None = None) -> Maintained:
         table = self._table(path)
+        filters = where.partition_filters() if where is not None else None
+        shown = f", partition_filters={filters!r}" if filters else ""
         if zorder_by:
-            metrics = table.optimize.z_order(list(zorder_by), target_size=target_file_bytes,
+            metrics = table.optimize.z_order(list(zorder_by), partition_filters=filters, target_size=target_file_bytes,
                                              commit_properties=self._commit())
-            call = f"z_order({list(zorder_by)!r})"
+            call = f"z_order({list(zorder_by)!r}{shown})"
         else:
-            metrics = table.optimize.compact(target_size=target_file_bytes, commit_properties=self._commit())
-            call = "compact()"
+            metrics = table.optimize.compact(partition_filters=filters, target_size=target_file_bytes,
+                                             commit_properties=self._commit())
+            call = f"compact({shown.removeprefix(', ')})"
         return Maintained(self.changes(metrics), (f"DeltaTable('{path}').optimize.{call}",))
 
     def vacuum(self, path: str, retain_hours: float) -> Maintained:

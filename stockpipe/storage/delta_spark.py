@@ -41,9 +41,11 @@ from stockpipe.storage.port import (
     WriteMode,
     parse_user_metadata,
 )
-from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
+from stockpipe.storage.predicates import Replacement, ReplacePredicate, RowFilter, outside_predicate_error
 from stockpipe.storage.staged import count_files_under, folder_value
 
+# Row groups of a sorted file (its statistics are what a query skips by): ~0.2 M bars each.
+SORTED_ROW_GROUP_BYTES = 16 << 20
 log = logging.getLogger(__name__)
 
 # delta-spark's Python conflict exceptions are siblings, and over Spark Connect none of them is raised: the name or
@@ -129,7 +131,12 @@ class DeltaSparkStorage(DeltaStorage):
             writer = writer.partitionBy(*partition_by)
         if replace is not None:
             writer = writer.option("replaceWhere", replace.sql())
-        with partition_folders_made_ahead(path, partition_by, replace):
+        with contextlib.ExitStack() as stack:
+            if len(order) > len(partition_by):
+                # Files sorted for skipping (a by-date day sorted by ticker) need row groups small enough to skip:
+                # Parquet's 128 MB would make a market day one group. Where the session refuses, the default stays.
+                stack.enter_context(conf_for_call(self.spark, "parquet.block.size", str(SORTED_ROW_GROUP_BYTES)))
+            stack.enter_context(partition_folders_made_ahead(path, partition_by, replace))
             self._save(writer, path)
         return self._version(path)
 
@@ -265,8 +272,8 @@ class DeltaSparkStorage(DeltaStorage):
         frame = self.spark.read.format("delta").load(path)
         return frame if where is None else frame.filter(where.column())
 
-    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
-                 ) -> Maintained:
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None,
+                 where: ReplacePredicate | None = None) -> Maintained:
         calls: list[str] = []
         with contextlib.ExitStack() as stack:
             self._tag_commits(stack)
@@ -280,26 +287,30 @@ class DeltaSparkStorage(DeltaStorage):
                                 "default")
             if self.through_sql:
                 self.require_delta(path)
-                statement = self._optimize_sql(path, zorder_by)
+                statement = self._optimize_sql(path, zorder_by, where)
                 result = self.spark.sql(statement)
                 calls.append(f'spark.sql("{statement}")')
             else:
                 table = self._delta_table(path)
+                builder = table.optimize() if where is None else table.optimize().where(where.sql())
+                narrowed = "" if where is None else f'.where("{where.sql()}")'
                 if zorder_by:
-                    result = table.optimize().executeZOrderBy(*zorder_by)
+                    result = builder.executeZOrderBy(*zorder_by)
                     columns = ", ".join(f'"{c}"' for c in zorder_by)
-                    calls.append(f'DeltaTable.forPath(spark, "{path}").optimize().executeZOrderBy({columns})')
+                    calls.append(f'DeltaTable.forPath(spark, "{path}").optimize(){narrowed}'
+                                 f'.executeZOrderBy({columns})')
                 else:
-                    result = table.optimize().executeCompaction()
-                    calls.append(f'DeltaTable.forPath(spark, "{path}").optimize().executeCompaction()')
+                    result = builder.executeCompaction()
+                    calls.append(f'DeltaTable.forPath(spark, "{path}").optimize(){narrowed}.executeCompaction()')
             metrics = result.collect()[0]["metrics"]
         found = metrics.asDict(recursive=True) if hasattr(metrics, "asDict") else dict(metrics)
         return Maintained(self.changes(found), tuple(calls))
 
     @staticmethod
-    def _optimize_sql(path: str, zorder_by: Sequence[str]) -> str:
+    def _optimize_sql(path: str, zorder_by: Sequence[str], where: ReplacePredicate | None = None) -> str:
         zorder = f" ZORDER BY ({', '.join(f'`{c}`' for c in zorder_by)})" if zorder_by else ""
-        return f"OPTIMIZE delta.`{_sql_path(path)}`{zorder}"
+        narrowed = f" WHERE {where.sql()}" if where is not None else ""
+        return f"OPTIMIZE delta.`{_sql_path(path)}`{narrowed}{zorder}"
 
     def vacuum(self, path: str, retain_hours: float) -> Maintained:
         self.require_delta(path)

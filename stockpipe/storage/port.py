@@ -25,7 +25,7 @@ from pyspark.sql.types import StructType
 from stockpipe.errors import ClusteringUnsupportedError, NotDeltaTableError, PipelineError
 from stockpipe.paths import parquet_files_on_disk
 from stockpipe.progress import WorkProgress
-from stockpipe.storage.predicates import Replacement, RowFilter, outside_predicate_error
+from stockpipe.storage.predicates import Replacement, ReplacePredicate, RowFilter, outside_predicate_error
 
 log = logging.getLogger(__name__)
 
@@ -352,9 +352,11 @@ class DeltaStorage(ABC):
         statistics cannot match (Delta's data skipping)."""
 
     @abstractmethod
-    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None
-                 ) -> Maintained:
-        """Compact (or Z-ORDER) into files of about target_file_bytes (the engine's default when None)."""
+    def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None,
+                 where: ReplacePredicate | None = None) -> Maintained:
+        """Compact (or Z-ORDER) into files of about target_file_bytes (the engine's default when None); `where`
+        names the partitions to touch (a Z-ORDER rewrites every file it is given, so a table whose other partitions
+        are in order is spared)."""
 
     @abstractmethod
     def vacuum(self, path: str, retain_hours: float) -> Maintained:
