@@ -205,3 +205,31 @@ def _explain_text(df: DataFrame) -> str:
     except Exception:  # noqa: BLE001 - the filters are a nicety next to the count
         return ""
     return buffer.getvalue()
+
+
+_SHIPPED: set[tuple[int, str]] = set()
+
+
+def ship_package(spark: SparkSession, package: str = "stockpipe") -> None:
+    """Make the package importable in the session's Python workers (a task that runs the package's own code: a flat
+    file prepared where it is read), once a session: a zip of it added to the session, through `addPyFile` on a
+    classic session, through `addArtifacts(pyfile=True)` on a Connect one (Databricks serverless). Locally the workers
+    could import it from the working folder only when the run started there."""
+    import importlib
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    key = (id(spark), package)
+    if key in _SHIPPED:
+        return
+    root = Path(importlib.import_module(package).__file__ or "").parent
+    target = Path(tempfile.mkdtemp(prefix="stocks-ship-")) / f"{package}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(root.rglob("*.py")):
+            archive.write(file, Path(package) / file.relative_to(root))
+    if is_connect(spark):
+        spark.addArtifacts(str(target), pyfile=True)
+    else:
+        spark.sparkContext.addPyFile(str(target))
+    _SHIPPED.add(key)

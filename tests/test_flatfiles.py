@@ -226,6 +226,7 @@ def test_the_other_doors_work_on_a_by_date_table_and_maintenance_z_orders_its_cr
     assert not page.exception and "AAPL" in page.selectbox[0].options
 
 
+@pytest.mark.connect  # Spark Connect ships the package to its workers another way (addArtifacts)
 def test_both_engines_store_the_same_table(moto, tmp_path, spark_info, credentials):
     """Arrow and delta-rs on one side, Spark and delta-spark on the other: the same rows, every column."""
     if not spark_info.has_delta_spark:

@@ -65,15 +65,16 @@ def prepare_day(rows: NumpyRows, run_id: str | None, source: str) -> PreparedDay
     trade_date = _new_york_days(ms, dated)
     day_number = (day - dt.date(1970, 1, 1)).days
     assigned = dated & (trade_date == day_number)
-    kept = _one_a_minute(c["ticker"], ms, c["position"], valid & assigned)
+    codes = c["ticker_code"]
+    kept = _one_a_minute(codes, ms, c["position"], valid & assigned)
     hours = session_hours(day)
     open_ms, close_ms = (int(hours.open.timestamp() * 1000), int(hours.close.timestamp() * 1000))
     regular = kept & (ms >= open_ms) & (ms <= close_ms)
     landed_us = int(rows.file.landed_at.timestamp() * 1_000_000)
-    table = _silver(c, kept, ms, day_number, open_ms, close_ms, landed_us)
+    table = _silver(rows, kept, ms, day_number, open_ms, close_ms, landed_us)
     bad = ~valid & (assigned | ~dated)
     quarantine = _quarantine(rows, reasons, bad, trade_date, dated, run_id, source, landed_us)
-    stats = _stats(c, dated, trade_date, assigned, valid, kept, regular, rows)
+    stats = _stats(rows, dated, trade_date, assigned, valid, kept, regular)
     return PreparedDay(day, table, quarantine, stats, int((valid & dated & ~assigned).sum()))
 
 
@@ -84,28 +85,30 @@ def _new_york_days(ms: np.ndarray, dated: np.ndarray) -> np.ndarray:
     return np.where(dated, np.floor_divide(local, 86_400_000), -(10**9))
 
 
-def _one_a_minute(tickers: np.ndarray, ms: np.ndarray, position: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+def _one_a_minute(codes: np.ndarray, ms: np.ndarray, position: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """The one bar a (ticker, minute) the table keeps among the candidates: the later line of a repeated minute."""
     kept = np.zeros(len(ms), dtype=bool)
     chosen = np.nonzero(candidates)[0]
     if not chosen.size:
         return kept
-    order = chosen[np.lexsort((position[chosen], ms[chosen], tickers[chosen].astype(str)))]
+    tickers = codes
+    order = chosen[np.lexsort((position[chosen], ms[chosen], tickers[chosen]))]
     same_next = np.zeros(order.size, dtype=bool)
     same_next[:-1] = (tickers[order][1:] == tickers[order][:-1]) & (ms[order][1:] == ms[order][:-1])
     kept[order[~same_next]] = True
     return kept
 
 
-def _silver(c: dict[str, np.ndarray], kept: np.ndarray, ms: np.ndarray, day_number: int, open_ms: int,
+def _silver(rows: NumpyRows, kept: np.ndarray, ms: np.ndarray, day_number: int, open_ms: int,
             close_ms: int, landed_us: int) -> pa.Table:
+    c = rows.columns
     index = np.nonzero(kept)[0]
-    index = index[np.lexsort((ms[index], c["ticker"][index].astype(str)))]
+    index = index[np.lexsort((ms[index], c["ticker_code"][index]))]
     chosen_ms = ms[index]
     session = np.where(chosen_ms < open_ms, "pre", np.where(chosen_ms <= close_ms, "regular", "post"))
     n_present = c["n_present"][index]
     return pa.table([
-        pa.array(c["ticker"][index].astype(str), pa.string()),
+        pa.array(rows.tickers(index), pa.string()),
         pa.array(chosen_ms, pa.int64()),
         pa.array(chosen_ms * 1000, pa.int64()).cast(UTC_US),
         pa.array(np.full(index.size, day_number, dtype=np.int32), pa.int32()).cast(pa.date32()),
@@ -123,7 +126,7 @@ def _quarantine(rows: NumpyRows, reasons: np.ndarray, bad: np.ndarray, trade_dat
     index = np.nonzero(bad)[0]
     malformed = rows.malformed
     count = index.size + len(malformed)
-    tickers = [*c["ticker"][index].astype(str), *(line.split(",", 1)[0] for _, line in malformed)]
+    tickers = [*rows.tickers(index).tolist(), *(line.split(",", 1)[0] for _, line in malformed)]
     dates = [*(int(d) if ok else None for d, ok in zip(trade_date[index], dated[index], strict=True)),
              *([None] * len(malformed))]
     stamps = [*(int(t) if ok else None for t, ok in zip(c["timestamp_ms"][index], dated[index], strict=True)),
@@ -133,7 +136,7 @@ def _quarantine(rows: NumpyRows, reasons: np.ndarray, bad: np.ndarray, trade_dat
         pa.array(dates, pa.int32()).cast(pa.date32()),
         pa.array(stamps, pa.int64()),
         pa.array([*reasons[index], *(["readable"] * len(malformed))], pa.string()),
-        pa.array([*c["line"][index], *(line for _, line in malformed)], pa.string()),
+        pa.array([*rows.lines(index), *(line for _, line in malformed)], pa.string()),
         pa.array([rows.file.relative] * count, pa.string()),
         pa.array([*c["position"][index].tolist(), *(p for p, _ in malformed)], pa.int32()),
         pa.array([run_id] * count, pa.string()),
@@ -142,27 +145,30 @@ def _quarantine(rows: NumpyRows, reasons: np.ndarray, bad: np.ndarray, trade_dat
     ], schema=QUARANTINE)
 
 
-def _stats(c: dict[str, np.ndarray], dated: np.ndarray, trade_date: np.ndarray, assigned: np.ndarray,
-           valid: np.ndarray, kept: np.ndarray, regular: np.ndarray, rows: NumpyRows) -> list[DayStats]:
+def _stats(rows: NumpyRows, dated: np.ndarray, trade_date: np.ndarray, assigned: np.ndarray, valid: np.ndarray,
+           kept: np.ndarray, regular: np.ndarray) -> list[DayStats]:
     """The per-(ticker, day) figures `quality.checks.day_stats` makes in Spark, made here the same way: counts over
     every bar, and the moves over each day's regular kept bars in time order."""
+    c = rows.columns
     malformed_tickers = [line.split(",", 1)[0] for _, line in rows.malformed]
-    tickers = np.concatenate([c["ticker"].astype(str), np.array(malformed_tickers, dtype=str)]) \
-        if malformed_tickers else c["ticker"].astype(str)
+    # Each bar's ticker as a code into `names`: the file's, then any only a malformed line names.
+    extra_names = sorted(set(malformed_tickers) - set(rows.names.tolist()))
+    names = np.concatenate([rows.names, np.array(extra_names, dtype=str)]) if extra_names else rows.names
+    where = {name: code for code, name in enumerate(names.tolist())}
+    ticker_code = np.concatenate([c["ticker_code"], np.array([where[t] for t in malformed_tickers], dtype=np.int32)])
     extra = len(malformed_tickers)
 
     def padded(mask: np.ndarray, value: bool) -> np.ndarray:
         return np.concatenate([mask, np.full(extra, value)]) if extra else mask
 
-    # Each bar's (ticker, day) as one group number: tickers by their code, days counted from the earliest (0: no
-    # readable day, the malformed lines among them).
-    names, ticker_code = np.unique(tickers, return_inverse=True)
+    # Each bar's (ticker, day) as one group number; days counted from the earliest (0: no readable day, the
+    # malformed lines among them).
     dates = padded(np.where(dated, trade_date, 0), False)
     has_day = padded(dated, False)
     first_day = int(dates[has_day].min()) if has_day.any() else 0
     day_code = np.where(has_day, dates - first_day + 1, 0)
-    width = int(day_code.max()) + 1
-    group = ticker_code * width + day_code
+    width = int(day_code.max()) + 1 if day_code.size else 1
+    group = ticker_code.astype(np.int64) * width + day_code
     counted = {
         "landed": np.ones(group.size, dtype=bool),
         "assigned": padded(assigned & valid, False),
@@ -174,7 +180,7 @@ def _stats(c: dict[str, np.ndarray], dated: np.ndarray, trade_date: np.ndarray, 
     size = len(names) * width
     totals = {name: np.bincount(group, weights=mask, minlength=size).astype(np.int64)
               for name, mask in counted.items()}
-    moves = _moves(c["ticker"].astype(str), c, regular)
+    moves = _moves(rows, regular)
     file_day = rows.file.day
     result = []
     for code in np.nonzero(totals["landed"])[0]:
@@ -186,13 +192,14 @@ def _stats(c: dict[str, np.ndarray], dated: np.ndarray, trade_date: np.ndarray, 
     return result
 
 
-def _moves(tickers: np.ndarray, c: dict[str, np.ndarray], regular: np.ndarray) -> dict[str, dict[str, object]]:
+def _moves(rows: NumpyRows, regular: np.ndarray) -> dict[str, dict[str, object]]:
     """Each ticker's spike and flat-run figures over its regular kept bars of the file's day (see day_stats)."""
+    c = rows.columns
     index = np.nonzero(regular)[0]
     if not index.size:
         return {}
-    index = index[np.lexsort((c["timestamp_ms"][index], tickers[index]))]
-    who = tickers[index]
+    index = index[np.lexsort((c["timestamp_ms"][index], c["ticker_code"][index]))]
+    who = c["ticker_code"][index]
     ms = c["timestamp_ms"][index]
     close, high, low = c["close"][index], c["high"][index], c["low"][index]
     first = np.ones(index.size, dtype=bool)
@@ -219,7 +226,7 @@ def _moves(tickers: np.ndarray, c: dict[str, np.ndarray], regular: np.ndarray) -
         threshold = max(SPIKE_MIN_JUMP, typical * SPIKE_MADS) if typical is not None else SPIKE_MIN_JUMP
         spiky = largest is not None and typical is not None and largest > threshold
         longest = int(flat[start:stop].max())
-        found[str(who[start])] = {
+        found[str(rows.names[who[start]])] = {
             "spikes": int(big.sum()) if spiky else 0,
             "max_jump": largest if spiky else None,
             "first_spike_ms": int(ms[start:stop][big][0]) if spiky else None,

@@ -1,7 +1,6 @@
-"""A landed flat file's lines as bars, with the columns the bar rules read, in the engine's own terms: a Spark
-frame (`spark_rows`: one task a file) or NumPy columns (`numpy_rows`: Arrow's CSV reader). Both parse a field the
-same way, by the same patterns, so a line is the same bar, the same verdict and the same row whichever engine reads
-it.
+"""A landed flat file's lines as bars, with the columns the bar rules read: NumPy columns from Arrow's CSV reader
+(`numpy_rows`), whichever engine stores them (delta-rs in its own process, delta-spark in a Spark task a file: see
+`flatfiles.tasks`), so a line is the same bar, the same verdict and the same row either way.
 
     ticker,volume,open,close,high,low,window_start,transactions
 
@@ -16,15 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from stockpipe.errors import PipelineError
 from stockpipe.flatfiles.zone import LandedFile
@@ -51,89 +47,30 @@ def check_header(file: LandedFile) -> None:
                             f"({','.join(HEADER)}); found {first[:120]!r}")
 
 
-# -- Spark ---------------------------------------------------------------------------------------------------------
-def spark_rows(spark: SparkSession, files: Iterable[LandedFile], tickers: frozenset[str] | None) -> DataFrame:
-    """Every line of these files as a bar in the landed-bars shape (`landing.RAW_BARS_SCHEMA`, plus `landed`, the
-    file it came from, and `file_day`). One scan a file, unioned: a gzip file is one task, and each keeps its own
-    partition, so the row id Spark gives is the line's place in its file."""
-    frames = [_file_rows(spark, f, tickers) for f in files]
-    if not frames:
-        raise ValueError("no landed file to read")
-    found = frames[0]
-    for frame in frames[1:]:
-        found = found.unionByName(frame)
-    return found
-
-
-def _file_rows(spark: SparkSession, file: LandedFile, tickers: frozenset[str] | None) -> DataFrame:
-    lines = spark.read.text(str(file.path)).select(
-        F.col("value").alias("line"),
-        (F.monotonically_increasing_id().bitwiseAND(F.lit((1 << 33) - 1)) - 1).cast("int").alias("position"),
-        F.col("_metadata.file_modification_time").alias("fetched_at"),
-    ).filter(F.col("position") >= 0)  # the header
-    fields = F.split(F.col("line"), ",", -1)
-    parts = lines.select("line", "position", "fetched_at", fields.alias("fields"))
-    if tickers is not None:
-        parts = parts.filter(F.col("fields")[0].isin(sorted(tickers)))
-    whole_line = (F.size("fields") == FIELDS) & (F.col("fields")[0] != "")
-
-    def field(name: str) -> Column:
-        return F.when(whole_line, F.trim(F.col("fields")[HEADER.index(name)]))
-
-    def number(name: str) -> Column:
-        text = field(name)
-        return F.when(text.rlike(NUMBER), text.cast("double"))
-
-    def text_not_number(name: str) -> Column:
-        text = field(name)
-        return F.coalesce((text != "") & ~text.rlike(NUMBER), F.lit(False))
-
-    nanos = F.when(field("window_start").rlike(INTEGER), F.expr(
-        f"try_cast(trim(fields[{HEADER.index('window_start')}]) as bigint)"))
-    window_text = field("window_start")
-    n = number("transactions")
-    whole_n = n.isNotNull() & ~F.isnan(n) & (F.abs(n) < F.lit(LONG_LIMIT)) & (n == F.floor(n))
-    not_numbers = text_not_number("volume")
-    for name in ("open", "close", "high", "low", "transactions"):
-        not_numbers = not_numbers | text_not_number(name)
-    # window_start is a count of nanoseconds: text that is not a number at all is not a number; a number that is not
-    # a whole count (or beyond a long) leaves no timestamp (t_integer_ms).
-    not_numbers = not_numbers | text_not_number("window_start")
-    return parts.select(
-        F.when(whole_line, F.col("fields")[0]).otherwise(F.lit("")).alias("ticker"),
-        F.lit(file.fetch_id).alias("fetch_id"),
-        F.lit(0).alias("page"),
-        F.col("position"),
-        F.when(nanos % NANOS_PER_MS == 0, (nanos / NANOS_PER_MS).cast("long")).alias("timestamp_ms"),
-        number("open").alias("open"), number("high").alias("high"), number("low").alias("low"),
-        number("close").alias("close"), number("volume").alias("volume"),
-        F.lit(None).cast("double").alias("vwap"),
-        F.when(whole_n, n.cast("long")).alias("num_transactions"),
-        F.lit(file.landed_at.replace(tzinfo=None)).cast("timestamp").alias("_landed_utc"),
-        F.col("fetched_at"),
-        F.when(window_text.rlike(NUMBER), window_text.cast("double") / NANOS_PER_MS).alias("t_value"),
-        n.alias("n_value"),
-        F.col("line").alias("raw"),
-        not_numbers.alias("not_numbers"),
-        (~whole_line).alias("not_object"),
-        F.lit(file.relative).alias("landed"),
-        F.lit(file.day).alias("file_day"),
-    ).withColumn("ingested_at", F.to_utc_timestamp("_landed_utc", "UTC")).drop("_landed_utc")
-
-
 # -- NumPy / Arrow ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NumpyRows:
-    """One file's bars as NumPy columns: what the vectorised bar rules read (`quality.rules.Columns`), the values
-    the table stores, and each line's text for the quarantine."""
+    """One file's bars as NumPy columns: what the vectorised bar rules read (`quality.rules.Columns`) and the values
+    the table stores. A ticker is a code into `names` (sorted, so codes sort as the tickers do): two million Python
+    strings would double a market day's memory. A line's text is made only for the bars the quarantine keeps."""
 
     file: LandedFile
     columns: dict[str, np.ndarray]
+    names: np.ndarray  # the file's tickers, sorted (str)
+    text: pa.Table  # the fields as read, for `lines`
     malformed: list[tuple[int, str]]  # (position, line) of lines Arrow could not split into the header's fields
 
     @property
     def size(self) -> int:
-        return len(self.columns["ticker"])
+        return len(self.columns["ticker_code"])
+
+    def tickers(self, index: np.ndarray) -> np.ndarray:
+        return self.names[self.columns["ticker_code"][index]]
+
+    def lines(self, index: np.ndarray) -> list[str]:
+        """These rows as their lines of the file."""
+        chosen = self.text.take(pa.array(index, pa.int64()))
+        return pc.binary_join_element_wise(*[chosen.column(n) for n in HEADER], ",").to_pylist()
 
 
 def numpy_rows(file: LandedFile, tickers: frozenset[str] | None) -> NumpyRows:
@@ -149,10 +86,14 @@ def numpy_rows(file: LandedFile, tickers: frozenset[str] | None) -> NumpyRows:
         table, position = table.filter(pa.array(keep)), position[keep]
         malformed = [(p, line) for p, line in malformed if line.split(",", 1)[0] in tickers]
     fetched_ms = os.stat(file.path).st_mtime_ns // NANOS_PER_MS
-    columns: dict[str, np.ndarray] = {
-        "ticker": table.column("ticker").to_numpy(zero_copy_only=False).astype(object),
-        "position": position,
-    }
+    encoded = pc.dictionary_encode(table.column("ticker")).combine_chunks()
+    appearing = encoded.dictionary.to_numpy(zero_copy_only=False).astype(str)
+    order = np.argsort(appearing, kind="stable")
+    rank = np.empty(order.size, dtype=np.int32)
+    rank[order] = np.arange(order.size, dtype=np.int32)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)] if order.size else np.zeros(0, dtype=np.int32)
+    names = appearing[order]
+    columns: dict[str, np.ndarray] = {"ticker_code": codes.astype(np.int32), "position": position}
     not_numbers = np.zeros(table.num_rows, dtype=bool)
     for source, name in (*NUMBERS, ("transactions", "n")):
         values, present, text_not_number = _numbers(table.column(source))
@@ -173,10 +114,9 @@ def numpy_rows(file: LandedFile, tickers: frozenset[str] | None) -> NumpyRows:
     columns["vwap"] = np.full(table.num_rows, np.nan)
     columns["vwap_present"] = np.zeros(table.num_rows, dtype=bool)
     columns["not_numbers"] = not_numbers
-    columns["not_object"] = columns["ticker"] == ""
+    columns["not_object"] = (names[codes] == "") if codes.size else np.zeros(0, dtype=bool)
     columns["fetched_ms"] = np.full(table.num_rows, fetched_ms, dtype=np.int64)
-    columns["line"] = _lines(table)
-    return NumpyRows(file, columns, malformed)
+    return NumpyRows(file, columns, names, table, malformed)
 
 
 def _read(file: LandedFile, threads: bool) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -236,12 +176,6 @@ def _nanos(texts: pa.ChunkedArray) -> tuple[_Masked, np.ndarray, np.ndarray]:
     mask = pc.is_null(longs).to_numpy(zero_copy_only=False).astype(np.int8)
     number, _, not_number = _numbers(texts)
     return _Masked(values, mask), not_number, number
-
-
-def _lines(table: pa.Table) -> np.ndarray:
-    """Each row as its line of the file (the quarantine keeps a bad row's text as it was)."""
-    joined = pc.binary_join_element_wise(*[table.column(name) for name in HEADER], ",")
-    return joined.to_numpy(zero_copy_only=False).astype(object)
 
 
 def landed_ms(file: LandedFile) -> int:

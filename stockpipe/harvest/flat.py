@@ -11,15 +11,16 @@ job at all. Both store the same rows (tests/test_flatfiles.py holds them to it).
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import datetime as dt
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from stockpipe.config import HarvestConfig, Tables
@@ -27,28 +28,36 @@ from stockpipe.errors import NoTradingDayError, PipelineError
 from stockpipe.fetching import Fetcher, ReferenceFetch, fetch_references
 from stockpipe.flatfiles.arrow import QUARANTINE, SILVER, prepare_day
 from stockpipe.flatfiles.land import DayFetch, DayStatus, LandedDays, land_days
-from stockpipe.flatfiles.rows import check_header, numpy_rows, spark_rows
+from stockpipe.flatfiles.rows import check_header, numpy_rows
 from stockpipe.flatfiles.store import FlatFileStore
+from stockpipe.flatfiles.tasks import prepared_frame, side_outputs
 from stockpipe.flatfiles.zone import FlatFileZone, LandedFile
 from stockpipe.harvest.background import SparkFactory
-from stockpipe.harvest.bars import ranked_bars, silver_bars
 from stockpipe.harvest.report import FixedReport, Laps, References, TickerCounts, TickerReport, Written
 from stockpipe.harvest.steps import check_layout, check_source, write_references
 from stockpipe.landing import LandingZone
 from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.massive import FetchStats
 from stockpipe.paths import refuse_foreign_folder
-from stockpipe.quality.checks import CheckResult, CheckSummary, DayStats, day_stats, evaluate, write_checks
-from stockpipe.quality.quarantine import KEY, quarantined_bars, record_quarantine
-from stockpipe.quality.rules import compact, with_reason
+from stockpipe.quality.checks import (
+    CheckResult,
+    CheckSummary,
+    DayStats,
+    evaluate,
+    write_checks,
+)
+from stockpipe.quality.quarantine import KEY
+from stockpipe.reference.corporate_actions import ACTION_KINDS, landed_actions
 from stockpipe.storage import DeltaStorage, ReplacePredicate
-from stockpipe.transforms import SILVER_SCHEMA, session_bounds, with_trade_date, with_trade_ts
+from stockpipe.transforms import SILVER_SCHEMA
 
 log = logging.getLogger(__name__)
 
 # Above this many tickers a run is the market: its checks keep a row for each ticker-day check that warns or fails
 # and one day-level row per check for the rest, and its end summary counts tickers by status.
 MANY_TICKERS = 50
+# Across the market, completeness is judged for names trading at least this share of the regular session's minutes.
+LIQUID_SHARE = 0.9
 
 
 def run_flatfiles(cfg: HarvestConfig, spark_factory: SparkFactory) -> FixedReport:
@@ -156,10 +165,8 @@ def _record_arrow_quarantine(storage: DeltaStorage, path: str, bad: list[pa.Tabl
         return 0
     found = pa.concat_tables(bad)
     if storage.is_delta(path):
-        from stockpipe import readers
-
-        known = readers.read(path, columns=list(KEY))
-        seen = set(zip(known.column("landed_page").to_pylist(), known.column("position").to_pylist(), strict=True))
+        known = storage.read(path).select(*KEY).collect()
+        seen = {(row["landed_page"], row["position"]) for row in known}
         keep = [(page, position) not in seen for page, position in
                 zip(found.column("landed_page").to_pylist(), found.column("position").to_pylist(), strict=True)]
         found = found.filter(pa.array(keep))
@@ -168,45 +175,43 @@ def _record_arrow_quarantine(storage: DeltaStorage, path: str, bad: list[pa.Tabl
     return found.num_rows
 
 
-# -- delta-spark: Spark reads the files ---------------------------------------------------------------------------
+# -- delta-spark: Spark's tasks read the files -------------------------------------------------------------------
 def _store_with_spark(spark: SparkSession, storage: DeltaStorage, files: list[LandedFile],
                       wanted: frozenset[str] | None, replace: ReplacePredicate, cfg: HarvestConfig, tables: Tables,
                       days: list[dt.date]) -> tuple[list[DayStats], Written, int]:
-    """Spark reads every landed file (a task a file), judges and ranks the bars as the REST path does, counts them,
-    and writes the days in one commit; the ranked bars are kept for the counts, the write and the quarantine."""
-    from stockpipe.compat import persisted
+    """A Spark task a landed file prepares it (the same preparation as the delta-rs path's) and hands its rows to
+    the write, in one commit; its figures and bad bars wait beside the landed files until the write is done. Each
+    task holds one day, its rows by ticker then time: either layout's partitions are already one a task."""
 
-    with contextlib.ExitStack() as kept:
-        ranked = kept.enter_context(persisted(ranked_bars(flat_bars(spark, files, wanted))))
-        bounds = session_bounds(spark, days)
-        stats = day_stats(ranked, bounds)
+
+    source = cfg.flatfiles.name if cfg.flatfiles else cfg.source
+    side_folder = FlatFileZone(cfg.landing_path).root / "_prepared" / (storage.run_id or uuid.uuid4().hex)
+    try:
+        rows = prepared_frame(spark, files, wanted, storage.run_id, source, side_folder).select(
+            *[F.col(f.name).cast(f.dataType) for f in SILVER_SCHEMA.fields])
         storage.progress.expected_files = len(files)
-        version = storage.write(silver_bars(ranked, bounds), tables.minutes, mode="overwrite", replace=replace,
-                                partition_by=cfg.layout.partition_by, cluster_by=cfg.layout.cluster_by,
-                                sort_by=cfg.layout.sort_by)
-        files_added = storage.history(tables.minutes, limit=1)[-1].changes.files_added or 0
-        quarantined = sum(s.quarantined for s in stats)
-        if quarantined:
-            record_quarantine(storage, tables.quarantine, quarantined_bars(ranked, storage.run_id,
-                                                                           cfg.flatfiles.name if cfg.flatfiles
-                                                                           else cfg.source))
+        version = storage.write(rows, tables.minutes, mode="overwrite", replace=replace, shaped=True,
+                                partition_by=cfg.layout.partition_by, cluster_by=cfg.layout.cluster_by)
+        stats, bad = side_outputs(side_folder, files)
+    finally:
+        shutil.rmtree(side_folder, ignore_errors=True)
+    files_added = storage.history(tables.minutes, limit=1)[-1].changes.files_added or 0
+    quarantined = _record_arrow_quarantine(storage, tables.quarantine, [bad] if bad.num_rows else [])
     return stats, Written(version, files_added), quarantined
-
-
-def flat_bars(spark: SparkSession, files: list[LandedFile], wanted: frozenset[str] | None) -> DataFrame:
-    """The landed files' bars, judged: a bar is `assigned` when it falls on its file's day."""
-    bars = spark_rows(spark, files, wanted).transform(with_trade_ts).transform(with_trade_date)
-    judged = with_reason(bars.withColumn("assigned", F.coalesce(F.col("trade_date") == F.col("file_day"),
-                                                                 F.lit(False))).drop("file_day"))
-    return compact(judged)
 
 
 # -- what both engines share after the write ------------------------------------------------------------------------
 def _checks(results: list[CheckResult], tickers: int) -> list[CheckResult]:
     """Every check row for a few tickers; for the market, a row for each ticker-day check that warns or fails and,
-    for the rest, one row a day and check (ticker empty) that counts the tickers that passed."""
+    for the rest, one row a day and check (ticker empty) that counts the tickers that passed. Across the market,
+    most names trade a few dozen minutes a day and many most of the day, not all: completeness judges the names
+    that traded at least LIQUID_SHARE of the session (a liquid name's gap is what it looks for) and counts the
+    others as passed, not judged."""
     if tickers <= MANY_TICKERS:
         return results
+    results = [dataclasses.replace(r, status="pass", message=f"not a liquid name's day: {r.message}; not judged")
+               if r.check == "completeness" and r.observed is not None and r.observed < LIQUID_SHARE else r
+               for r in results]
     kept = [r for r in results if r.status != "pass"]
     passed: dict[tuple[dt.date | None, str], int] = {}
     for r in results:
@@ -245,7 +250,10 @@ def _references(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, 
     with Fetcher(cfg, landing, days) as fetcher:
         fetched = fetch_references(fetcher, cfg, stored if few else {})
     try:
-        chosen = tuple(tickers)
+        # Across the market, the tickers the lists name: the others have no action to store, and a predicate naming
+        # 11,000 tickers would cost more than the rows it replaces.
+        chosen = tuple(tickers) if few else tuple(sorted(
+            {action.ticker for kind in ACTION_KINDS for action in landed_actions(landing, kind, tickers)}))
         references = write_references(spark, storage, landing, tables, chosen, stored if few else {})
     except PipelineError as exc:
         log.warning("reference data not stored: %s", exc)

@@ -35,8 +35,7 @@ def quarantined_bars(ranked: DataFrame, run_id: str | None, source: str) -> Data
     """The run's bad bars in QUARANTINE_SCHEMA: those of the days it stores, and those whose day is unknown. (The
     harvest's ranked bars carry what a bad bar needs in `_bad`, and its place in the answer in `_order`.)"""
     page_number = (F.col("_order") / POSITIONS_PER_PAGE).cast("long")
-    page = F.coalesce(F.col("_bad.landed"), F.format_string("ticker=%s/fetch=%s/page-%05d.json", F.col("ticker"),
-                                                            F.col("_bad.fetch_id"), page_number))
+    page = F.format_string("ticker=%s/fetch=%s/page-%05d.json", F.col("ticker"), F.col("_bad.fetch_id"), page_number)
     chosen = ranked.filter(F.col("_bad").isNotNull() & (F.col("assigned") | F.col("trade_date").isNull()))
     return chosen.select(
         "ticker", "trade_date", "timestamp_ms", F.col("_bad.reason").alias("reason"), F.col("_bad.raw").alias("raw"),

@@ -147,15 +147,11 @@ def compact(judged: DataFrame) -> DataFrame:
     in one `_bad` struct that is null for a good bar, and its place in the answer (page, position) in one `_order`,
     so every good bar is only two small columns wider than before validation: the shuffle and the kept copy of the
     bars are most of a long run's time after its last call (docs/measurements.md)."""
-    # Where a bad bar landed: a flat file's path (its `landed` column), or, for a REST page, worked out from its
-    # fetch and page by the quarantine.
-    landed = F.col("landed") if "landed" in judged.columns else F.lit(None).cast("string")
-    bad = F.struct(F.col("reason").alias("reason"), raw_text().alias("raw"), F.col("fetch_id").alias("fetch_id"),
-                   landed.alias("landed"))
+    bad = F.struct(F.col("reason").alias("reason"), raw_text().alias("raw"), F.col("fetch_id").alias("fetch_id"))
     return (judged.withColumn("_bad", F.when(~F.col("valid"), bad))
             .withColumn("_order", F.col("page").cast("long") * POSITIONS_PER_PAGE + F.col("position"))
             .drop("reason", "valid", "page", "position", "raw", "t_value", "n_value", "not_numbers", "not_object",
-                  "fetched_at", "landed"))
+                  "fetched_at"))
 
 
 def valid() -> Column:
