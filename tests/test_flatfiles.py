@@ -307,6 +307,30 @@ def test_a_rerun_downloads_nothing_and_a_republished_file_is_landed_again_and_re
     assert len(stored) == len(expected_market_rows((MON,)))  # the day replaced, not added to
 
 
+def test_a_republished_file_cut_short_keeps_the_stored_day_unless_allowed(moto, tmp_path, credentials, capsys):
+    """The refetch guard, a day at a time: a republished Monday with a third of its lines would shrink the stored
+    day; it is kept as stored, the check fails and the run exits 1 naming the day; --allow-shrink replaces it and
+    warns. Tuesday, whole, is stored either way."""
+    argv = harvest_argv(moto, tmp_path, days=(MON, TUE))
+    with bucket(moto, {MON: day_bytes(MON), TUE: day_bytes(TUE)}):
+        assert run_door(fixed_stock_harvester, argv, capsys)[0] == 0
+    whole = stored_rows(tmp_path)
+    with bucket(moto, {MON: day_bytes(MON, lambda lines: lines[: len(lines) // 3]), TUE: day_bytes(TUE)}):
+        code, out, err = run_door(fixed_stock_harvester, argv, capsys)
+        assert code == 1 and "2024-01-08  relanded" in out
+        assert "refetch would shrink 1 stored day(s), kept as stored: 2024-01-08" in err
+        assert stored_rows(tmp_path) == whole
+        checks = [r for r in readers.read(tmp_path / "quality_checks").to_pylist() if r["check"] == "refetch_shrink"]
+        assert {(r["trade_date"], r["status"]) for r in checks} == {(MON, "fail"), (TUE, "pass")}
+        code, out, err = run_door(fixed_stock_harvester, [*argv, "--allow-shrink"], capsys)
+    assert code == 0, err
+    whole_monday = expected_market_rows((MON,))
+    monday = stored_rows(tmp_path) & whole_monday
+    assert 0 < len(monday) < len(whole_monday) // 2
+    checks = [r for r in readers.read(tmp_path / "quality_checks").to_pylist() if r["check"] == "refetch_shrink"]
+    assert (MON, "warn") in {(r["trade_date"], r["status"]) for r in checks}
+
+
 def test_a_day_the_endpoint_lacks_is_partial_when_latest_and_a_failure_when_older(moto, tmp_path, credentials,
                                                                                    capsys, monkeypatch):
     """Friday's file is not out yet on the Monday after (published about 11:00 New York): partial, exit 0; Tuesday's

@@ -46,6 +46,7 @@ from stockpipe.quality.checks import (
     evaluate,
     write_checks,
 )
+from stockpipe.quality.guard import Shrink, by_day, shrink_results, shrinking_days, stored_rows, stored_rows_of_days
 from stockpipe.quality.quarantine import KEY
 from stockpipe.reference.corporate_actions import ACTION_KINDS, landed_actions
 from stockpipe.storage import DeltaStorage, ReplacePredicate
@@ -97,6 +98,13 @@ def _store(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, files
     for file in files:
         check_header(file)
     wanted = None if cfg.universe_market else frozenset(cfg.tickers)
+    files, shrinks, shrink_checks = _guard_refetch(storage, tables.minutes, files, wanted, cfg)
+    if not files:  # every landed day would have shrunk a stored one: nothing is written
+        write_checks(storage, tables.checks, storage.run_id or "", shrink_checks)
+        return FixedReport([], tables.minutes, storage.name, cfg.layout, days, seconds, source=cfg.flatfiles.name
+                           if cfg.flatfiles else cfg.source, stopped=landed.stopped, checks_path=tables.checks,
+                           checks=CheckSummary.of(shrink_checks), shrinks=shrinks, shrink_allowed=cfg.allow_shrink,
+                           files=landed.days)
     stored_days = [f.day for f in files]
     # The whole of each landed day is replaced (every ticker of it, or every listed ticker of it).
     replace = (ReplacePredicate.of(trade_date=stored_days) if wanted is None
@@ -110,7 +118,7 @@ def _store(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, files
     seconds["transform and write"] = lap()
     tickers = sorted({s.ticker for s in stats if s.ticker} | (set(wanted) if wanted else set()))
     by_ticker = {t: [d for d in stored_days] for t in tickers}
-    results = _checks(evaluate(stats, by_ticker), len(tickers))
+    results = _checks(evaluate(stats, by_ticker), len(tickers)) + shrink_checks
     write_checks(storage, tables.checks, storage.run_id or "", results)
     seconds["checks"] = lap()
     fetched_references, references = _references(cfg, spark, storage, tables, tickers, by_ticker, days)
@@ -121,7 +129,35 @@ def _store(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, files
                        source=cfg.flatfiles.name if cfg.flatfiles else cfg.source, written=written,
                        stopped=landed.stopped, fetched_references=fetched_references, references=references,
                        checks_path=tables.checks, quarantine_path=tables.quarantine,
-                       checks=CheckSummary.of(results), files=landed.days)
+                       checks=CheckSummary.of(results), shrinks=shrinks, shrink_allowed=cfg.allow_shrink,
+                       files=landed.days)
+
+
+def _guard_refetch(storage: DeltaStorage, path: str, files: list[LandedFile], wanted: frozenset[str] | None,
+                   cfg: HarvestConfig) -> tuple[list[LandedFile], list[Shrink], list[CheckResult]]:
+    """The refetch guard of the REST path, a day being the unit here: a landed day that would replace stored rows
+    with fewer than half of them (a file cut short, a republication gone wrong) is kept as stored, unless
+    --allow-shrink. Listed tickers are judged a (ticker, day) each, and one shrinking keeps its whole day; the market
+    is judged a day at a time, since tickers come and go from it. Only a day already stored is prepared twice."""
+    days = [f.day for f in files]
+    stored = (stored_rows(storage, path, {t: days for t in wanted}) if wanted is not None
+              else stored_rows_of_days(storage, path, days))
+    if not stored:
+        return files, [], []
+    stored_on = {day for _, day in stored}
+    answered: dict[tuple[str, dt.date], int] = {}
+    for file in files:
+        if file.day in stored_on:
+            prepared = prepare_day(numpy_rows(file, wanted), None, file.key)
+            answered.update({(s.ticker, s.trade_date): s.rows for s in prepared.stats if s.trade_date == file.day})
+    if wanted is None:
+        stored, answered = by_day(stored), by_day(answered)
+    shrinks = shrinking_days(stored, answered)
+    for shrink in shrinks:
+        log.warning("%s", shrink.line(replaced=cfg.allow_shrink))
+    kept_back = set() if cfg.allow_shrink else {s.trade_date for s in shrinks}
+    return ([f for f in files if f.day not in kept_back], shrinks,
+            shrink_results(stored, answered, shrinks, cfg.allow_shrink))
 
 
 def _unstored(cfg: HarvestConfig, days: list[dt.date], landed: LandedDays, seconds: dict[str, float]) -> FixedReport:

@@ -142,7 +142,7 @@ class FixedReport:
         reference data not refreshed."""
         errors = []
         if self.shrinks and not self.shrink_allowed:
-            days = ", ".join(f"{s.ticker} {s.trade_date}" for s in self.shrinks)
+            days = ", ".join(s.where for s in self.shrinks)
             errors.append(f"refetch would shrink {len(self.shrinks)} stored day(s), kept as stored: {days} (check "
                           "the API's answer; --allow-shrink replaces them)")
         if self.stopped is not None:

@@ -25,9 +25,14 @@ class Shrink:
     stored: int
     answered: int
 
+    @property
+    def where(self) -> str:
+        return f"{self.ticker} {self.trade_date}" if self.ticker else str(self.trade_date)
+
     def line(self, replaced: bool) -> str:
         what = "replaced anyway (--allow-shrink)" if replaced else "kept the stored day"
-        return (f"{self.ticker} {self.trade_date}: the answer has {self.answered:,} bar(s) where {self.stored:,} are "
+        who = self.ticker or "every ticker of"  # a market day is judged whole (ticker empty)
+        return (f"{who} {self.trade_date}: the answer has {self.answered:,} bar(s) where {self.stored:,} are "
                 f"stored; {what}")
 
 
@@ -41,6 +46,24 @@ def stored_rows(storage: DeltaStorage, path: str, days: Mapping[str, list[dt.dat
              .groupBy("ticker", "trade_date").agg(F.count(F.lit(1)).alias("rows")).collect())
     return {(row["ticker"], row["trade_date"]): int(row["rows"]) for row in found
             if row["trade_date"] in set(days.get(row["ticker"], ()))}
+
+
+def stored_rows_of_days(storage: DeltaStorage, path: str, days: list[dt.date]) -> dict[tuple[str, dt.date], int]:
+    """Rows stored per (ticker, trade_date) on these days, whatever the tickers (a market day replaced whole)."""
+    if not days or not storage.is_delta(path):
+        return {}
+    found = (storage.read(path, where=RowFilter.of(trade_date=sorted(days)))
+             .groupBy("ticker", "trade_date").agg(F.count(F.lit(1)).alias("rows")).collect())
+    return {(row["ticker"], row["trade_date"]): int(row["rows"]) for row in found}
+
+
+def by_day(rows: Mapping[tuple[str, dt.date], int]) -> dict[tuple[str, dt.date], int]:
+    """Per-(ticker, day) rows summed to one figure a day (ticker empty): how a market day is judged, since tickers
+    come and go from the market while a file stopping short empties most of them at once."""
+    totals: dict[tuple[str, dt.date], int] = {}
+    for (_, day), rows_of_day in rows.items():
+        totals[("", day)] = totals.get(("", day), 0) + rows_of_day
+    return totals
 
 
 def shrinking_days(stored: Mapping[tuple[str, dt.date], int], answered: Mapping[tuple[str, dt.date], int]
