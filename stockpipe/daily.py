@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from stockpipe.config import DIVIDENDS_TABLE, OFFICIAL_TABLE
 from stockpipe.errors import PipelineError
@@ -235,11 +237,11 @@ class Inputs:
     official: dict[tuple[str, dt.date], tuple[Any, ...]]
 
 
-def _read_or_empty(storage: DeltaStorage, path: str, schema: str, what: str) -> DataFrame:
+def _read_or_empty(storage: DeltaStorage, path: str, schema: str | pa.Schema, what: str) -> DataFrame:
     if storage.is_delta(path):
         return storage.read(path)
     log.warning("no %s table at %s: taken as empty (the fixed harvester fills it)", what, path)
-    return storage.spark.createDataFrame([], schema)
+    return storage.spark.createDataFrame([], schema if isinstance(schema, str) else from_arrow_schema(schema))
 
 
 def current_inputs(storage: DeltaStorage, minute_path: str, splits: DataFrame, dividends: DataFrame,

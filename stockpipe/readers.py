@@ -6,9 +6,10 @@ interpreter exit. Local tables only (what a laptop's dashboard opens)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -22,11 +23,11 @@ def open_table(path: str | Path) -> DeltaTable | None:
 
 
 def read(path: str | Path, *, columns: Sequence[str] | None = None,
-         where: Mapping[str, str] | None = None) -> pa.Table:
+         where: Mapping[str, str] | None = None, keep: Callable[[dict[str, Any]], bool] | None = None) -> pa.Table:
     """The table's rows (or the `columns` asked) that equal `where`'s values: a partition column's skips whole files
     (a `(ticker, trade_date)` view of the minute table reads one file), any other column's skips the row groups
     whose statistics cannot match (a by-date table's day file, sorted by ticker, read for one ticker). An absent
-    table raises FileNotFoundError."""
+    table raises FileNotFoundError. `keep`: whether a file (its add action, flattened) may hold wanted rows."""
     table = open_table(path)
     if table is None:
         raise FileNotFoundError(f"no Delta table at {path}")
@@ -39,7 +40,7 @@ def read(path: str | Path, *, columns: Sequence[str] | None = None,
     by_row = {k: v for k, v in (where or {}).items() if k not in partitions}
     for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
         values = {c: action.get(f"partition.{c}") for c in partitions}
-        if any(str(values.get(k)) != str(v) for k, v in by_file.items()):
+        if any(str(values.get(k)) != str(v) for k, v in by_file.items()) or (keep is not None and not keep(action)):
             continue
         # A file read for no column has no rows in Arrow: with only partition columns asked, one is read and dropped.
         reading = list(dict.fromkeys([*(data_columns or [next(n for n in schema.names if n not in partitions)]),

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from pyspark.sql.pandas.types import from_arrow_schema
 
 import daily_bars
 import fixed_stock_harvester
@@ -91,9 +92,10 @@ def write_inputs(spark, storage, base, minutes=MINUTES, splits=(SPLIT,), dividen
                  official=(OFFICIAL,)) -> str:
     minute = str(base / "stocks_fixed")
     storage.write(spark.createDataFrame(minutes, SILVER_SCHEMA), minute, mode="append", partition_by=PARTITION_COLUMNS)
-    storage.write(spark.createDataFrame(list(splits), SPLITS_SCHEMA), str(base / "stocks_splits"), mode="append")
-    storage.write(spark.createDataFrame(list(dividends), DIVIDENDS_SCHEMA), str(base / "stocks_dividends"),
+    storage.write(spark.createDataFrame(list(splits), from_arrow_schema(SPLITS_SCHEMA)), str(base / "stocks_splits"),
                   mode="append")
+    storage.write(spark.createDataFrame(list(dividends), from_arrow_schema(DIVIDENDS_SCHEMA)),
+                  str(base / "stocks_dividends"), mode="append")
     storage.write(spark.createDataFrame(list(official), OFFICIAL_SCHEMA), str(base / "stocks_official_daily"),
                   mode="append")
     return minute
@@ -143,7 +145,8 @@ def test_a_build_with_nothing_new_writes_nothing(built):
 
 def test_a_new_split_rederives_that_tickers_rows_and_as_traded_never_moves(built, spark):
     storage, base, _ = built
-    storage.write(spark.createDataFrame([("ABC", QUIET, 1.0, 3.0, "E-abc-2023-11-28")], SPLITS_SCHEMA),
+    storage.write(spark.createDataFrame([("ABC", QUIET, 1.0, 3.0, "E-abc-2023-11-28")],
+                                        from_arrow_schema(SPLITS_SCHEMA)),
                   str(base / "stocks_splits"), mode="append")
     report = build(storage, base)
     assert report.rewritten == 5 and not report.full

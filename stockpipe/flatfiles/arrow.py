@@ -11,7 +11,6 @@ in the quarantine's.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,9 +56,8 @@ class PreparedDay:
 def prepare_day(rows: NumpyRows, run_id: str | None, source: str) -> PreparedDay:
     c = rows.columns
     day = rows.file.day
-    n = rows.size
     reasons = first_broken_vectorised(c)
-    valid = np.fromiter((r is None for r in reasons), dtype=bool, count=n)
+    valid = reasons == None  # noqa: E711 - elementwise over an object array, in C
     ms = c["timestamp_ms"]
     dated = c["timestamp_present"]
     trade_date = _new_york_days(ms, dated)
@@ -92,23 +90,40 @@ def _one_a_minute(codes: np.ndarray, ms: np.ndarray, position: np.ndarray, candi
     if not chosen.size:
         return kept
     tickers = codes
-    order = chosen[np.lexsort((position[chosen], ms[chosen], tickers[chosen]))]
+    # The provider's files come sorted by ticker then time (and positions rise through a file): no sort then.
+    order = chosen if _in_order(codes[chosen], ms[chosen]) else \
+        chosen[np.lexsort((position[chosen], ms[chosen], tickers[chosen]))]
     same_next = np.zeros(order.size, dtype=bool)
     same_next[:-1] = (tickers[order][1:] == tickers[order][:-1]) & (ms[order][1:] == ms[order][:-1])
     kept[order[~same_next]] = True
     return kept
 
 
+def _in_order(codes: np.ndarray, ms: np.ndarray) -> bool:
+    """Whether the rows are by ticker then time already (equal minutes allowed: a repeat keeps its file order)."""
+    if codes.size < 2:
+        return True
+    step = np.diff(codes)
+    return bool(np.all((step > 0) | ((step == 0) & (np.diff(ms) >= 0))))
+
+
+def _by_ticker_then_time(index: np.ndarray, codes: np.ndarray, ms: np.ndarray) -> np.ndarray:
+    """These rows by ticker then time: as they are when the file is (a sort only when it is not)."""
+    if _in_order(codes[index], ms[index]):
+        return index
+    return index[np.lexsort((ms[index], codes[index]))]
+
+
 def _silver(rows: NumpyRows, kept: np.ndarray, ms: np.ndarray, day_number: int, open_ms: int,
             close_ms: int, landed_us: int) -> pa.Table:
     c = rows.columns
-    index = np.nonzero(kept)[0]
-    index = index[np.lexsort((ms[index], c["ticker_code"][index]))]
+    index = _by_ticker_then_time(np.nonzero(kept)[0], c["ticker_code"], ms)
     chosen_ms = ms[index]
     session = np.where(chosen_ms < open_ms, "pre", np.where(chosen_ms <= close_ms, "regular", "post"))
     n_present = c["n_present"][index]
     return pa.table([
-        pa.array(rows.tickers(index), pa.string()),
+        pa.DictionaryArray.from_arrays(pa.array(c["ticker_code"][index], pa.int32()),
+                                       pa.array(rows.names, pa.string())).cast(pa.string()),
         pa.array(chosen_ms, pa.int64()),
         pa.array(chosen_ms * 1000, pa.int64()).cast(UTC_US),
         pa.array(np.full(index.size, day_number, dtype=np.int32), pa.int32()).cast(pa.date32()),
@@ -126,6 +141,8 @@ def _quarantine(rows: NumpyRows, reasons: np.ndarray, bad: np.ndarray, trade_dat
     index = np.nonzero(bad)[0]
     malformed = rows.malformed
     count = index.size + len(malformed)
+    if not count:
+        return QUARANTINE.empty_table()
     tickers = [*rows.tickers(index).tolist(), *(line.split(",", 1)[0] for _, line in malformed)]
     dates = [*(int(d) if ok else None for d, ok in zip(trade_date[index], dated[index], strict=True)),
              *([None] * len(malformed))]
@@ -193,12 +210,13 @@ def _stats(rows: NumpyRows, dated: np.ndarray, trade_date: np.ndarray, assigned:
 
 
 def _moves(rows: NumpyRows, regular: np.ndarray) -> dict[str, dict[str, object]]:
-    """Each ticker's spike and flat-run figures over its regular kept bars of the file's day (see day_stats)."""
+    """Each ticker's spike and flat-run figures over its regular kept bars of the file's day (see day_stats), for
+    every ticker at once: a group a ticker, its figures by NumPy's reductions over the groups."""
     c = rows.columns
     index = np.nonzero(regular)[0]
     if not index.size:
         return {}
-    index = index[np.lexsort((c["timestamp_ms"][index], c["ticker_code"][index]))]
+    index = _by_ticker_then_time(index, c["ticker_code"], c["timestamp_ms"])
     who = c["ticker_code"][index]
     ms = c["timestamp_ms"][index]
     close, high, low = c["close"][index], c["high"][index], c["low"][index]
@@ -212,27 +230,39 @@ def _moves(rows: NumpyRows, regular: np.ndarray) -> dict[str, dict[str, object]]
     changed = first | (close != previous)
     position = np.arange(index.size)
     run_start = np.maximum.accumulate(np.where(changed, position, -1))
-    run_from = ms[run_start]
-    group_start = np.nonzero(first)[0]
     flat = position - run_start + 1
+    starts = np.nonzero(first)[0]
+    group = np.cumsum(first) - 1
+    # The typical move: each group's lower median of its moves (NaN, a group's first bar, left out).
+    has_move = ~np.isnan(move)
+    moves_of = np.bincount(group[has_move], minlength=starts.size)
+    # By group, then move within it (NaN last): a stable sort by the group of the moves in order, which beats a
+    # two-key lexsort (a stable sort of small integers is a radix sort).
+    by_value = np.argsort(move)  # ties are equal values: any order of them picks the same median
+    small = group.astype(np.uint16) if starts.size <= np.iinfo(np.uint16).max else group  # radix-sortable
+    by_move = by_value[np.argsort(small[by_value], kind="stable")]
+    pick = starts + np.maximum(0, np.ceil(0.5 * moves_of).astype(np.int64) - 1)
+    typical = np.where(moves_of > 0, move[by_move[np.minimum(pick, index.size - 1)]], np.nan)
+    largest = np.fmax.reduceat(jump, starts)  # NaN left out, as nanmax does
+    has_largest = np.add.reduceat(np.isfinite(jump).astype(np.int64), starts) > 0
+    threshold = np.where(moves_of > 0, np.maximum(SPIKE_MIN_JUMP, typical * SPIKE_MADS), SPIKE_MIN_JUMP)
+    spiky = has_largest & (moves_of > 0) & (largest > threshold)
+    with np.errstate(invalid="ignore"):
+        big = jump > SPIKE_MIN_JUMP
+    spikes = np.add.reduceat(big.astype(np.int64), starts)
+    first_big = np.minimum.reduceat(np.where(big, position, index.size), starts)
+    longest = np.maximum.reduceat(flat, starts)
+    first_longest = np.minimum.reduceat(np.where(flat == longest[group], position, index.size), starts)
+    run_from = ms[run_start]
     found: dict[str, dict[str, object]] = {}
-    for start, stop in zip(group_start, [*group_start[1:], index.size], strict=True):
-        moves = move[start:stop]
-        moves = moves[~np.isnan(moves)]
-        typical = float(np.sort(moves)[max(0, math.ceil(0.5 * moves.size) - 1)]) if moves.size else None
-        jumps = jump[start:stop]
-        big = jumps > SPIKE_MIN_JUMP
-        largest = float(np.nanmax(jumps)) if np.isfinite(jumps).any() else None
-        threshold = max(SPIKE_MIN_JUMP, typical * SPIKE_MADS) if typical is not None else SPIKE_MIN_JUMP
-        spiky = largest is not None and typical is not None and largest > threshold
-        longest = int(flat[start:stop].max())
+    for g, start in enumerate(starts.tolist()):
+        is_spiky = bool(spiky[g])
         found[str(rows.names[who[start]])] = {
-            "spikes": int(big.sum()) if spiky else 0,
-            "max_jump": largest if spiky else None,
-            "first_spike_ms": int(ms[start:stop][big][0]) if spiky else None,
-            "spike_threshold": typical * SPIKE_MADS if typical is not None else None,
-            "longest_flat": longest,
-            "flat_from_ms": int(run_from[start:stop][int(np.argmax(flat[start:stop]))]),
+            "spikes": int(spikes[g]) if is_spiky else 0,
+            "max_jump": float(largest[g]) if is_spiky else None,
+            "first_spike_ms": int(ms[first_big[g]]) if is_spiky else None,
+            "spike_threshold": float(typical[g] * SPIKE_MADS) if moves_of[g] > 0 else None,
+            "longest_flat": int(longest[g]),
+            "flat_from_ms": int(run_from[first_longest[g]]),
         }
     return found
-

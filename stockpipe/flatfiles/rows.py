@@ -57,7 +57,7 @@ class NumpyRows:
     file: LandedFile
     columns: dict[str, np.ndarray]
     names: np.ndarray  # the file's tickers, sorted (str)
-    text: pa.Table  # the fields as read, for `lines`
+    text: pa.Table | None  # the fields as text, for `lines` (None when read typed: the file is read again if asked)
     malformed: list[tuple[int, str]]  # (position, line) of lines Arrow could not split into the header's fields
 
     @property
@@ -68,18 +68,43 @@ class NumpyRows:
         return self.names[self.columns["ticker_code"][index]]
 
     def lines(self, index: np.ndarray) -> list[str]:
-        """These rows as their lines of the file."""
-        chosen = self.text.take(pa.array(index, pa.int64()))
+        """These rows as their lines of the file (a typed read kept no text: the file's lines are read again, as text,
+        which only a day with bad bars needs)."""
+        if self.text is None:
+            every_line = _read(self.file, threads=True)[0]  # typed: no line was malformed, so row = position
+            chosen = every_line.take(pa.array(self.columns["position"][index], pa.int64()))
+        else:
+            chosen = self.text.take(pa.array(index, pa.int64()))
         return pc.binary_join_element_wise(*[chosen.column(n) for n in HEADER], ",").to_pylist()
 
 
-def numpy_rows(file: LandedFile, tickers: frozenset[str] | None) -> NumpyRows:
-    """The file read by Arrow's CSV reader (every field as text, so a bad field is found, not fatal; no quoting, as
-    the provider quotes nothing and Spark's split of a line does not either); a line with too many or too few
-    fields is set aside by the reader and comes back as a `readable` bar."""
+# A clean file's fields as typed: what a day holds when nothing in it is malformed, read in one pass. The whole
+# numbers are read as text and taken only when every one is plain digits: Arrow's own integer parse takes "0x10"
+# as 16, which the rules call text.
+TYPED = {"ticker": pa.string(), "volume": pa.float64(), "open": pa.float64(), "close": pa.float64(),
+         "high": pa.float64(), "low": pa.float64(), "window_start": pa.string(), "transactions": pa.string()}
+WHOLE = ("window_start", "transactions")
+
+
+def numpy_rows(file: LandedFile, tickers: frozenset[str] | None, typed: bool = True) -> NumpyRows:
+    """The file read by Arrow's CSV reader (no quoting, as the provider quotes nothing and Spark's split of a line
+    does not either). A clean file is read typed, in one pass; when any field is not what the contract says (text
+    where a number goes, a blank, a line of the wrong width), the file is read again with every field as text, so a
+    bad field is found, not fatal, and a line with too many or too few fields comes back as a `readable` bar. Either
+    read makes the same columns of a clean file (tests/test_flatfiles.py holds them to it)."""
+    if typed:
+        try:
+            return _columns(file, tickers, *_whole_numbers(_read(file, threads=True, types=TYPED, strict=True)))
+        except (pa.ArrowInvalid, _MalformedError):
+            pass
     table, malformed = _read(file, threads=True)
     if malformed:  # rare: read again on one thread, where the reader numbers the lines it sets aside
         table, malformed = _read(file, threads=False)
+    return _columns(file, tickers, table, malformed)
+
+
+def _columns(file: LandedFile, tickers: frozenset[str] | None, table: pa.Table,
+             malformed: list[tuple[int, str]]) -> NumpyRows:
     position = _renumber(table.num_rows, np.array(sorted(p for p, _ in malformed), dtype=np.int64))
     if tickers is not None:
         keep = pc.is_in(table.column("ticker"), pa.array(sorted(tickers))).to_numpy(zero_copy_only=False)
@@ -102,6 +127,7 @@ def numpy_rows(file: LandedFile, tickers: frozenset[str] | None) -> NumpyRows:
         not_numbers |= text_not_number
     nanos, nanos_text_bad, window_value = _nanos(table.column("window_start"))
     not_numbers |= nanos_text_bad
+    typed = pa.types.is_integer(table.schema.field("window_start").type)
     on_ms = (nanos.mask == 0) & (nanos.values % NANOS_PER_MS == 0)
     columns["timestamp_ms"] = np.where(on_ms, nanos.values // NANOS_PER_MS, 0)
     columns["timestamp_present"] = on_ms
@@ -116,13 +142,30 @@ def numpy_rows(file: LandedFile, tickers: frozenset[str] | None) -> NumpyRows:
     columns["not_numbers"] = not_numbers
     columns["not_object"] = (names[codes] == "") if codes.size else np.zeros(0, dtype=bool)
     columns["fetched_ms"] = np.full(table.num_rows, fetched_ms, dtype=np.int64)
-    return NumpyRows(file, columns, names, table, malformed)
+    return NumpyRows(file, columns, names, None if typed else table, malformed)
 
 
-def _read(file: LandedFile, threads: bool) -> tuple[pa.Table, list[tuple[int, str]]]:
+def _whole_numbers(read: tuple[pa.Table, list[tuple[int, str]]]) -> tuple[pa.Table, list[tuple[int, str]]]:
+    table, malformed = read
+    for name in WHOLE:
+        digits = pc.utf8_is_digit(table.column(name))  # ASCII and Unicode digits; the cast refuses the latter
+        if not pc.all(digits).as_py():
+            raise _MalformedError
+        table = table.set_column(table.schema.get_field_index(name), name, pc.cast(table.column(name), pa.int64()))
+    return table, malformed
+
+
+class _MalformedError(Exception):
+    """A line the typed read cannot take: the file is read again as text."""
+
+
+def _read(file: LandedFile, threads: bool, types: dict[str, pa.DataType] | None = None,
+          strict: bool = False) -> tuple[pa.Table, list[tuple[int, str]]]:
     malformed: list[tuple[int, str]] = []
 
     def aside(row: pacsv.InvalidRow) -> str:
+        if strict:
+            return "error"  # the read stops with ArrowInvalid: the file is read again as text
         # The reader numbers lines from 1, the header first: a row's place among the rows is that less two.
         malformed.append((row.number - 2 if row.number is not None else -1, row.text))
         return "skip"
@@ -131,8 +174,10 @@ def _read(file: LandedFile, threads: bool) -> tuple[pa.Table, list[tuple[int, st
         file.path,
         read_options=pacsv.ReadOptions(use_threads=threads, block_size=16 << 20),
         parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False, invalid_row_handler=aside),
-        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(HEADER, pa.string()),
-                                              include_columns=list(HEADER), strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(column_types=types or dict.fromkeys(HEADER, pa.string()),
+                                              include_columns=list(HEADER), strings_can_be_null=False,
+                                              # typed: a blank or null-looking field is not a number, so not clean
+                                              null_values=[], quoted_strings_can_be_null=False),
     )
     return table, malformed
 
@@ -154,6 +199,9 @@ class _Masked:
 
 def _numbers(texts: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values with NaN where none, present: the field holds a number, text_not_number: it holds something else)."""
+    if not pa.types.is_string(texts.type):  # read typed: every field is a number
+        values = texts.cast(pa.float64()).to_numpy()
+        return values, np.ones(values.size, dtype=bool), np.zeros(values.size, dtype=bool)
     trimmed = pc.utf8_trim_whitespace(texts)
     valid = pc.match_substring_regex(trimmed, NUMBER)
     values = pc.cast(pc.if_else(valid, trimmed, pa.scalar(None, pa.string())), pa.float64())
@@ -165,6 +213,10 @@ def _numbers(texts: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _nanos(texts: pa.ChunkedArray) -> tuple[_Masked, np.ndarray, np.ndarray]:
     """window_start: whole nanoseconds that fit a long, what in it is text, and its value as a number (t as sent)."""
+    if pa.types.is_integer(texts.type):  # read typed: every field a long
+        longs = texts.to_numpy()
+        return _Masked(longs, np.zeros(longs.size, dtype=np.int8)), np.zeros(longs.size, dtype=bool), \
+            longs.astype(np.float64)
     trimmed = pc.utf8_trim_whitespace(texts)
     integer = pc.match_substring_regex(trimmed, INTEGER)
     exact = pc.cast(pc.if_else(integer, trimmed, pa.scalar(None, pa.string())), pa.decimal128(20, 0))

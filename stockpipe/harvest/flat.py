@@ -201,8 +201,8 @@ def _record_arrow_quarantine(storage: DeltaStorage, path: str, bad: list[pa.Tabl
         return 0
     found = pa.concat_tables(bad)
     if storage.is_delta(path):
-        known = storage.read(path).select(*KEY).collect()
-        seen = {(row["landed_page"], row["position"]) for row in known}
+        known = storage.read_arrow(path, columns=KEY)
+        seen = set(zip(known.column("landed_page").to_pylist(), known.column("position").to_pylist(), strict=True))
         keep = [(page, position) not in seen for page, position in
                 zip(found.column("landed_page").to_pylist(), found.column("position").to_pylist(), strict=True)]
         found = found.filter(pa.array(keep))

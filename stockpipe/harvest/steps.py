@@ -184,7 +184,7 @@ def write_references(spark: SparkSession, storage: DeltaStorage, landing: Landin
     known, versions = {}, {}
     for kind in ACTION_KINDS:
         actions = landed_actions(landing, kind, tickers)
-        versions[kind.name] = store_actions(spark, storage, paths[kind.name], kind, tickers, actions)
+        versions[kind.name] = store_actions(storage, paths[kind.name], kind, tickers, actions)
         known[kind.name] = len(actions)
     official = landed_official(landing.official(), stored_days)
     versions["official_daily"] = store_official(spark, storage, tables.official, official, stored_days)

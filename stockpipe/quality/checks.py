@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
 
 from stockpipe.market_calendar import NEW_YORK, regular_minutes
 from stockpipe.quality.rules import valid
@@ -264,8 +263,8 @@ class CheckSummary:
         return summary
 
 
-def checks_frame(spark: SparkSession, run_id: str, results: Sequence[CheckResult]) -> DataFrame:
-    """The rows as a Spark frame in CHECKS_SCHEMA, crossing in bulk (Arrow via pandas), not row by row."""
+def checks_table(run_id: str, results: Sequence[CheckResult]) -> pa.Table:
+    """The rows in CHECKS_SCHEMA."""
     now = dt.datetime.now(dt.UTC)
     table = pa.table({
         "run_id": [run_id] * len(results),
@@ -278,11 +277,12 @@ def checks_frame(spark: SparkSession, run_id: str, results: Sequence[CheckResult
         "message": [r.message for r in results],
         "checked_at": [now] * len(results),
     }, schema=CHECKS_SCHEMA)
-    return spark.createDataFrame(table.to_pandas(), schema=from_arrow_schema(CHECKS_SCHEMA))
+    return table
 
 
 def write_checks(storage: DeltaStorage, path: str, run_id: str, results: Sequence[CheckResult]) -> int | None:
-    """Append the run's rows in one commit; None when there is nothing to record."""
+    """Append the run's rows in one commit, handed over in Arrow (delta-rs writes them without a Spark job);
+    None when there is nothing to record."""
     if not results:
         return None
-    return storage.write(checks_frame(storage.spark, run_id, results), path, mode="append")
+    return storage.write_batches(checks_table(run_id, results).to_batches(), CHECKS_SCHEMA, path, mode="append")

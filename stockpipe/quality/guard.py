@@ -12,8 +12,6 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pyspark.sql import functions as F
-
 from stockpipe.quality.checks import SHRINK_BELOW, CheckResult, Status
 from stockpipe.storage import DeltaStorage, RowFilter
 
@@ -42,9 +40,8 @@ def stored_rows(storage: DeltaStorage, path: str, days: Mapping[str, list[dt.dat
     every_day = sorted({d for wanted in days.values() for d in wanted})
     if not tickers or not storage.is_delta(path):
         return {}
-    found = (storage.read(path, where=RowFilter.of(ticker=tickers, trade_date=every_day))
-             .groupBy("ticker", "trade_date").agg(F.count(F.lit(1)).alias("rows")).collect())
-    return {(row["ticker"], row["trade_date"]): int(row["rows"]) for row in found
+    found = storage.count_by(path, ("ticker", "trade_date"), RowFilter.of(ticker=tickers, trade_date=every_day))
+    return {(row["ticker"], row["trade_date"]): int(row["rows"]) for row in found.to_pylist()
             if row["trade_date"] in set(days.get(row["ticker"], ()))}
 
 
@@ -52,9 +49,8 @@ def stored_rows_of_days(storage: DeltaStorage, path: str, days: list[dt.date]) -
     """Rows stored per (ticker, trade_date) on these days, whatever the tickers (a market day replaced whole)."""
     if not days or not storage.is_delta(path):
         return {}
-    found = (storage.read(path, where=RowFilter.of(trade_date=sorted(days)))
-             .groupBy("ticker", "trade_date").agg(F.count(F.lit(1)).alias("rows")).collect())
-    return {(row["ticker"], row["trade_date"]): int(row["rows"]) for row in found}
+    found = storage.count_by(path, ("ticker", "trade_date"), RowFilter.of(trade_date=sorted(days)))
+    return {(row["ticker"], row["trade_date"]): int(row["rows"]) for row in found.to_pylist()}
 
 
 def by_day(rows: Mapping[tuple[str, dt.date], int]) -> dict[tuple[str, dt.date], int]:

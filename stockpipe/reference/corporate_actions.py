@@ -14,19 +14,23 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from pyspark.sql import SparkSession
+import pyarrow as pa
 
 from stockpipe.landing import LandingZone
-from stockpipe.storage import DeltaStorage, ReplacePredicate
+from stockpipe.storage import DeltaStorage, ReplacePredicate, RowFilter
 
 log = logging.getLogger(__name__)
 
-SPLITS_SCHEMA = "ticker string, execution_date date, split_from double, split_to double, id string"
-DIVIDENDS_SCHEMA = ("ticker string, ex_dividend_date date, cash_amount double, currency string, declaration_date date, "
-                    "record_date date, pay_date date, frequency int, dividend_type string, id string")
+SPLITS_SCHEMA = pa.schema([("ticker", pa.string()), ("execution_date", pa.date32()), ("split_from", pa.float64()),
+                           ("split_to", pa.float64()), ("id", pa.string())])
+DIVIDENDS_SCHEMA = pa.schema([
+    ("ticker", pa.string()), ("ex_dividend_date", pa.date32()), ("cash_amount", pa.float64()),
+    ("currency", pa.string()), ("declaration_date", pa.date32()), ("record_date", pa.date32()),
+    ("pay_date", pa.date32()), ("frequency", pa.int32()), ("dividend_type", pa.string()), ("id", pa.string()),
+])
 
 
 @dataclass(frozen=True, order=True)
@@ -98,7 +102,7 @@ class ActionKind:
 
     name: str
     table: str
-    schema: str
+    schema: pa.Schema
     parse: Callable[[Any], Action | None]
     same: Callable[[Action], tuple[Any, ...]] | None = None  # beyond the provider's id
 
@@ -134,17 +138,17 @@ def landed_actions(landing: LandingZone, kind: ActionKind, tickers: Iterable[str
     return sorted(by_id.values())
 
 
-def store_actions(spark: SparkSession, storage: DeltaStorage, path: str, kind: ActionKind, tickers: Iterable[str],
+def store_actions(storage: DeltaStorage, path: str, kind: ActionKind, tickers: Iterable[str],
                   actions: list[Action]) -> int | None:
     """Make the table's rows for these tickers exactly `actions`, in one commit; None when they already are (no
     commit, so reruns add no version). The table is created even when none is known yet, so readers always find
-    it."""
+    it. A handful of rows a ticker, read and written in Arrow (no Spark job on delta-rs)."""
     chosen = sorted(set(tickers))
     if storage.is_delta(path):
-        stored = storage.read(path).filter(ReplacePredicate.of(ticker=chosen).column()).collect()
+        stored = storage.read_arrow(path, where=RowFilter.of(ticker=chosen)).select(kind.schema.names)
         current = StoredSplit if kind is SPLITS else StoredDividend
-        if sorted(current(**row.asDict()) for row in stored) == actions:
+        if sorted(current(**row) for row in stored.to_pylist()) == actions:
             return None
-    # A handful of rows a ticker: a Python list is the bulk here.
-    frame = spark.createDataFrame([astuple(action) for action in actions], kind.schema)
-    return storage.write(frame, path, mode="overwrite", replace=ReplacePredicate.of(ticker=chosen))
+    rows = pa.Table.from_pylist([asdict(action) for action in actions], schema=kind.schema)
+    return storage.write_batches(rows.to_batches(), kind.schema, path, mode="overwrite",
+                                 replace=ReplacePredicate.of(ticker=chosen))

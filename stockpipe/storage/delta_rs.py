@@ -264,6 +264,26 @@ class DeltaRsStorage(DeltaStorage):
         frame = frame.select(*[f.name for f in schema.fields])
         return frame if where is None else frame.filter(where.column())
 
+    def read_arrow(self, path: str, where: RowFilter | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        from stockpipe import readers
+
+        local = local_path(path)
+        if local is None:  # an object store: through the session
+            return super().read_arrow(path, where, columns)
+        wanted = list(columns) if columns else None
+        needed = None if wanted is None else sorted(set(wanted) | (where.columns() if where else set()))
+        table = readers.read(local, columns=needed, keep=None if where is None else (
+            lambda action: all(_may_match(action, column, values) for column, values in where.clauses)))
+        if where is not None:
+            table = table.filter(where.mask(table))
+        return table.select(wanted) if wanted else table
+
+    def count_by(self, path: str, by: Sequence[str], where: RowFilter | None = None) -> pa.Table:
+        if local_path(path) is None:
+            return super().count_by(path, by, where)
+        counted = self.read_arrow(path, where, columns=by).group_by(list(by)).aggregate([([], "count_all")])
+        return counted.select([*by, "count_all"]).rename_columns([*by, "rows"])
+
     def _skip_files(self, table: DeltaTable, path: str, where: RowFilter) -> list[str]:
         """Data skipping as a Delta reader does it: keep a file only if, for every clause, its partition value is
         one of the values, or one of the values lies within the file's min/max statistics."""

@@ -351,6 +351,23 @@ class DeltaStorage(ABC):
         """The table as a Spark DataFrame; `where` filters it, skipping files whose partition values or column
         statistics cannot match (Delta's data skipping)."""
 
+    def read_arrow(self, path: str, where: RowFilter | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows a run reads back to decide something (a small table, a few columns) as Arrow: through the session
+        here; delta-rs reads the files itself, with no Spark job."""
+        from stockpipe.compat import to_arrow
+
+        frame = self.read(path, where)
+        return to_arrow(frame.select(*columns) if columns else frame)
+
+    def count_by(self, path: str, by: Sequence[str], where: RowFilter | None = None) -> pa.Table:
+        """Rows counted per value of the `by` columns (`by` and `rows`): one small Spark job here; delta-rs counts
+        with Arrow."""
+        from pyspark.sql import functions as F
+
+        from stockpipe.compat import to_arrow
+
+        return to_arrow(self.read(path, where).groupBy(*by).agg(F.count(F.lit(1)).cast("long").alias("rows")))
+
     @abstractmethod
     def optimize(self, path: str, zorder_by: Sequence[str] = (), target_file_bytes: int | None = None,
                  where: ReplacePredicate | None = None) -> Maintained:
