@@ -18,6 +18,8 @@ delta-spark when its jars load, e.g. with DELTA_JARS_DIR) unless --engines says 
      written --layout clustered on delta-spark. Run before the bench's own session, like 6 and 7
   9. the daily table over the 5-year table of section 8, on each engine, `daily_bars.py` in its own process: the
      full build, a build with nothing new (no commit), and the incremental build after the last day is fetched again
+ 10-13. the whole market from the daily flat files: a market day beside lean Arrow and PySpark pipelines, the cost
+     curve in tickers a day, five days in one run against five runs, the layout crossover (benchmarks/market.py)
 
 Times are medians of --repeat runs (queries and small writes); a row says n= where fewer runs were affordable.
 """
@@ -657,6 +659,10 @@ def render(results: dict[str, Any]) -> str:
                "is up).\n",
                _md_table(["engine", "build", "wall s", "build s", "what it wrote", "driver MiB", "JVM MiB"], rows),
                ""]
+    if "market" in results:
+        from benchmarks import market
+
+        md += market.render(results["market"])
     return "\n".join(md)
 
 
@@ -726,6 +732,10 @@ def charts(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "market" in results:
+        from benchmarks import market
+
+        market.chart(results["market"], out)
     if "layouts" in results:
         measured = [r for r in results["layouts"] if r["files"]]
         fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(measured) + 1.5))
@@ -779,12 +789,20 @@ def charts(results: dict[str, Any], out: Path) -> None:
         plt.close(fig)
 
 
+def _delta_spark_loads() -> bool:
+    """Whether delta-spark's jars load here (DELTA_JARS_DIR or Maven), asked of a short process of its own."""
+    probe = ("import sys; from stockpipe.session import build_session; "
+             "sys.exit(0 if build_session('probe').has_delta_spark else 3)")
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_results", help="results folder [bench_results]")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed step [3]")
     parser.add_argument("--only", choices=("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e",
-                                                    "concurrency", "backfill"),
+                                                    "concurrency", "backfill", "market"),
                         action="append")
     parser.add_argument("--engines", choices=("all", "delta-rs", "delta-spark"), default="all",
                         help="engines to measure: every one this session has, or one [all]")
@@ -802,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "results.md").write_text(render(stored))
         return 0
     sections = set(args.only or ("broken_vs_fixed", "layouts", "fetch", "scaling", "vacuum", "e2e", "concurrency",
-                                 "backfill"))
+                                 "backfill", "market"))
     end_to_end: dict[str, Any] = {}
     backfills: list[dict[str, Any]] = []
     daily_builds: list[dict[str, Any]] = []
@@ -819,6 +837,12 @@ def main(argv: list[str] | None = None) -> int:
                         backfills += bench_backfill(engine, Path(tmp), "clustered", BACKFILLS[-1:])
                 except RuntimeError as exc:  # delta-spark without its jars: say so, measure the rest
                     backfills.append({"engine": engine, "error": str(exc)})
+    market_results: dict[str, Any] = {}
+    if "market" in sections:
+        from benchmarks.market import bench_market
+
+        # The market's own processes, before this one starts Spark; delta-spark where its jars load.
+        market_results = bench_market([e for e in wanted if e != "delta-spark" or _delta_spark_loads()])
     fetch_curve: list[dict[str, Any]] = []
     if "concurrency" in sections:
         print("fetching 512 tickers at concurrency 1, 4, 8, 16...", file=sys.stderr)
@@ -851,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and previous.exists():
         results = {**json.loads(previous.read_text()), **{k: results[k] for k in ("engines", "repeat", "machine",
                                                                                    "started")}}
+    if market_results:
+        results["market"] = market_results
     if end_to_end:
         results["e2e"] = end_to_end
     if fetch_curve:

@@ -22,7 +22,7 @@ from stockpipe.flatfiles.store import DEFAULT_URL as DEFAULT_FLATFILES_URL
 from stockpipe.flatfiles.store import Credentials, S3Endpoint
 from stockpipe.landing import default_landing_path
 from stockpipe.layout import PARTITIONED, Layout
-from stockpipe.market_calendar import new_york_today
+from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.massive import DEFAULT_BASE_URL, FREE_TIER_CALLS_PER_MINUTE, redact
 from stockpipe.paths import beside, local_path, require_delta_log
 from stockpipe.runlog import Run
@@ -88,6 +88,11 @@ def parse_date(text: str, flag: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"{flag}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def previous_session(today: dt.date) -> dt.date:
+    """The last NYSE session before `today`."""
+    return trading_days(today - dt.timedelta(days=14), today - dt.timedelta(days=1))[-1]
 
 
 def resolve_dates(date_from: str | None, date_to: str | None, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
@@ -203,7 +208,9 @@ def add_harvest_args(parser: argparse.ArgumentParser, table: str, *, flatfiles: 
     parser.add_argument("--tickers", default=",".join(DEFAULT_TICKERS),
                         help="comma-separated symbols, or @FILE (one a line, # comments) [the eight]")
     parser.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day [to minus 4 days]")
-    parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day, inclusive [New York today]")
+    parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD",
+                        help="last day, inclusive [New York today; with --source flatfiles, the session before it: "
+                             "the latest a day's file is published for]")
     parser.add_argument(
         "--source", choices=("api", "sample", "flatfiles") if flatfiles else ("api", "sample"),
         help="api (needs MASSIVE_API_KEY or POLYGON_API_KEY) or sample (offline loopback fake)"
@@ -364,7 +371,12 @@ def build_config(
 ) -> HarvestConfig:
     """Argparse in, config out: everything the user typed is validated before any network or Spark work."""
     tickers = parse_tickers(args.tickers)
-    date_from, date_to = resolve_dates(args.date_from, args.date_to)
+    date_to_text = args.date_to
+    if args.source == "flatfiles" and date_to_text is None:
+        # A day's file is published about 11:00 New York the next day: the latest a run can take is the previous
+        # session, so a nightly run is not partial every night for want of today's file.
+        date_to_text = previous_session(new_york_today()).isoformat()
+    date_from, date_to = resolve_dates(args.date_from, date_to_text)
     table_path = table_path_or_default(args.table_path, default_table_path)
     landing_path = table_path_or_default(args.landing_path, lambda: default_landing_path(table_path), "--landing-path")
     splits_path = table_path_or_default(getattr(args, "splits_path", None), lambda: beside(table_path, SPLITS_TABLE),
@@ -374,7 +386,7 @@ def build_config(
     api_key = api_key_from_env() or ""
     if not api_key and args.secret_scope:
         api_key = secret(args.secret_scope, args.secret_key) or ""
-    if not api_key and args.source != "sample" and is_databricks():
+    if not api_key and args.source not in ("sample", "flatfiles") and is_databricks():
         # A job on a cluster that quietly harvested sample data into the real table would look like it worked.
         looked = (f"secret scope {args.secret_scope!r}, key {args.secret_key!r}" if args.secret_scope else
                   "no --secret-scope given, and neither " + " nor ".join(API_KEY_VARIABLES) + " is set")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 import fixed_stock_harvester
 from stockpipe import readers
@@ -291,6 +292,7 @@ def test_a_rerun_downloads_nothing_and_a_republished_file_is_landed_again_and_re
         assert run_door(fixed_stock_harvester, argv, capsys)[0] == 0
         code, out, _ = run_door(fixed_stock_harvester, argv, capsys)
     assert code == 0 and "2024-01-08  reused" in out
+    assert len(DeltaTable(str(tmp_path / "stocks_fixed")).history()) == 2  # created, written once: not rewritten
     # The provider republishes Monday with one bar corrected: a new ETag, landed again, the day replaced.
     def corrected(lines: list[str]) -> list[str]:
         fields = lines[1].split(",")
@@ -321,7 +323,8 @@ def test_a_republished_file_cut_short_keeps_the_stored_day_unless_allowed(moto, 
         assert "refetch would shrink 1 stored day(s), kept as stored: 2024-01-08" in err
         assert stored_rows(tmp_path) == whole
         checks = [r for r in readers.read(tmp_path / "quality_checks").to_pylist() if r["check"] == "refetch_shrink"]
-        assert {(r["trade_date"], r["status"]) for r in checks} == {(MON, "fail"), (TUE, "pass")}
+        # Tuesday's stored rows came from the very file landed: not written again, so not judged again.
+        assert {(r["trade_date"], r["status"]) for r in checks} == {(MON, "fail")}
         code, out, err = run_door(fixed_stock_harvester, [*argv, "--allow-shrink"], capsys)
     assert code == 0, err
     whole_monday = expected_market_rows((MON,))
@@ -449,3 +452,16 @@ def test_a_day_table_holds_the_same_eight_as_the_rest_answers():
     aapl = table.filter(pa.compute.equal(table.column("ticker"), "AAPL"))
     assert (aapl.column("window_start").to_numpy() // 1_000_000).tolist() == range_bars("AAPL", MON, MON)["t"].tolist()
     assert table.column("ticker").to_pylist() == sorted(table.column("ticker").to_pylist())
+
+
+def test_a_flat_file_run_ends_by_default_on_the_session_before_today(monkeypatch, tmp_path):
+    """Today's file is published tomorrow: the default --to is the previous session (over a holiday weekend too),
+    so a nightly run is not partial every night; --to still says otherwise when given."""
+    from stockpipe import cli
+
+    monkeypatch.setattr(cli, "new_york_today", lambda: dt.date(2024, 1, 16))  # Tuesday after MLK day
+    parser = fixed_stock_harvester.build_parser()
+    cfg = cli.build_config(parser.parse_args(["--source", "flatfiles", "--table-path", str(tmp_path / "t")]),
+                           default_table_path=lambda: str(tmp_path / "t"), secret=lambda scope, key: None)
+    assert (cfg.date_from, cfg.date_to) == (dt.date(2024, 1, 8), FRI)
+    assert cli.previous_session(dt.date(2024, 1, 8)) == dt.date(2024, 1, 5)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stockpipe.flatfiles.rows import NumpyRows
+from stockpipe.flatfiles.zone import LandedFile
 from stockpipe.market_calendar import session_hours
 from stockpipe.quality.checks import SPIKE_MADS, SPIKE_MIN_JUMP, DayStats
 from stockpipe.quality.rules import first_broken_vectorised
@@ -68,12 +69,18 @@ def prepare_day(rows: NumpyRows, run_id: str | None, source: str) -> PreparedDay
     hours = session_hours(day)
     open_ms, close_ms = (int(hours.open.timestamp() * 1000), int(hours.close.timestamp() * 1000))
     regular = kept & (ms >= open_ms) & (ms <= close_ms)
-    landed_us = int(rows.file.landed_at.timestamp() * 1_000_000)
+    landed_us = ingested_us(rows.file)
     table = _silver(rows, kept, ms, day_number, open_ms, close_ms, landed_us)
     bad = ~valid & (assigned | ~dated)
     quarantine = _quarantine(rows, reasons, bad, trade_date, dated, run_id, source, landed_us)
     stats = _stats(rows, dated, trade_date, assigned, valid, kept, regular)
     return PreparedDay(day, table, quarantine, stats, int((valid & dated & ~assigned).sum()))
+
+
+def ingested_us(file: LandedFile) -> int:
+    """The rows' ingested_at (microseconds since the epoch): when their file was landed, so a stored day names the
+    file it came from."""
+    return int(file.landed_at.timestamp() * 1_000_000)
 
 
 def _new_york_days(ms: np.ndarray, dated: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from stockpipe.config import HarvestConfig, Tables
 from stockpipe.errors import NoTradingDayError, PipelineError
 from stockpipe.fetching import Fetcher, ReferenceFetch, fetch_references
-from stockpipe.flatfiles.arrow import QUARANTINE, SILVER, prepare_day
+from stockpipe.flatfiles.arrow import QUARANTINE, SILVER, ingested_us, prepare_day
 from stockpipe.flatfiles.land import DayFetch, DayStatus, LandedDays, land_days
 from stockpipe.flatfiles.rows import check_header, numpy_rows
 from stockpipe.flatfiles.store import FlatFileStore
@@ -49,7 +49,7 @@ from stockpipe.quality.checks import (
 from stockpipe.quality.guard import Shrink, by_day, shrink_results, shrinking_days, stored_rows, stored_rows_of_days
 from stockpipe.quality.quarantine import KEY
 from stockpipe.reference.corporate_actions import ACTION_KINDS, landed_actions
-from stockpipe.storage import DeltaStorage, ReplacePredicate
+from stockpipe.storage import DeltaStorage, ReplacePredicate, RowFilter
 from stockpipe.transforms import SILVER_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,14 @@ def _store(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, files
     for file in files:
         check_header(file)
     wanted = None if cfg.universe_market else frozenset(cfg.tickers)
+    if not cfg.refetch:
+        done = _stored_from_these_files(storage, tables.minutes, files, wanted)
+        for day in sorted(done):
+            log.info("%s: stored from this very file already: not written again", day)
+        files = [f for f in files if f.day not in done]
+        if not files:
+            return FixedReport([], tables.minutes, storage.name, cfg.layout, days, seconds, source=cfg.flatfiles.name
+                               if cfg.flatfiles else cfg.source, stopped=landed.stopped, files=landed.days)
     files, shrinks, shrink_checks = _guard_refetch(storage, tables.minutes, files, wanted, cfg)
     if not files:  # every landed day would have shrunk a stored one: nothing is written
         write_checks(storage, tables.checks, storage.run_id or "", shrink_checks)
@@ -131,6 +139,31 @@ def _store(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, files
                        checks_path=tables.checks, quarantine_path=tables.quarantine,
                        checks=CheckSummary.of(results), shrinks=shrinks, shrink_allowed=cfg.allow_shrink,
                        files=landed.days)
+
+
+def _stored_from_these_files(storage: DeltaStorage, path: str, files: list[LandedFile],
+                             wanted: frozenset[str] | None) -> set[dt.date]:
+    """The days whose stored rows all came from the landed file of that day (their ingested_at is its landing
+    time): a nightly run's window reaches back a few days to heal a missed night, and rewriting a market day it
+    already holds would cost as much as the new one. A listed run's day counts only when every listed ticker is
+    there from that file (a ticker the file lacks keeps its day in the run: a few rows, cheap to write again)."""
+    if not storage.is_delta(path):
+        return set()
+    where = (RowFilter.of(trade_date=[f.day for f in files]) if wanted is None
+             else RowFilter.of(ticker=sorted(wanted), trade_date=[f.day for f in files]))
+    found = storage.count_by(path, ("ticker", "trade_date", "ingested_at") if wanted else ("trade_date", "ingested_at"),
+                             where).to_pylist()
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    sources: dict[dt.date, set[int]] = {}
+    tickers: dict[dt.date, set[str]] = {}
+    for row in found:
+        stamp = row["ingested_at"]
+        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+        sources.setdefault(row["trade_date"], set()).add((stamp - epoch) // dt.timedelta(microseconds=1))
+        if wanted:
+            tickers.setdefault(row["trade_date"], set()).add(row["ticker"])
+    return {f.day for f in files if sources.get(f.day) == {ingested_us(f)}
+            and (wanted is None or tickers.get(f.day, set()) >= wanted)}
 
 
 def _guard_refetch(storage: DeltaStorage, path: str, files: list[LandedFile], wanted: frozenset[str] | None,
