@@ -36,8 +36,11 @@ def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def job() -> dict:
-    return load(ROOT / "resources" / "stock_pipeline.yml")["resources"]["jobs"]["stock_pipeline"]
+def job(name: str = "stock_pipeline") -> dict:
+    return load(ROOT / "resources" / f"{name}.yml")["resources"]["jobs"][name]
+
+
+JOBS = ("stock_pipeline", "market_pipeline")
 
 
 def resolve(text: str, values: dict[str, str]) -> str:
@@ -48,9 +51,9 @@ def defaults() -> dict[str, str]:
     return {name: spec["default"] for name, spec in load(ROOT / "databricks.yml")["variables"].items()}
 
 
-def tasks_in_order() -> list[dict]:
+def tasks_in_order(name: str = "stock_pipeline") -> list[dict]:
     """The job's tasks, each after the tasks it depends on (and the file's order among the rest)."""
-    pending, done, ordered = list(job()["tasks"]), set(), []
+    pending, done, ordered = list(job(name)["tasks"]), set(), []
     for _ in range(len(pending) ** 2 + 1):  # bounded: a cycle would leave tasks pending
         if not pending:
             break
@@ -83,7 +86,7 @@ def test_the_schema_check_would_catch_a_misspelt_key():
     assert list(schema_validator().iter_errors(broken))
 
 
-@pytest.mark.parametrize("task", job()["tasks"], ids=lambda t: t["task_key"])
+@pytest.mark.parametrize("task", [t for name in JOBS for t in job(name)["tasks"]], ids=lambda t: t["task_key"])
 def test_every_task_parameter_is_a_flag_its_door_knows(task):
     """Parsed by the door's own parser (whose errors are UsageError): an unknown or misspelt flag fails here."""
     door = door_of(task)
@@ -106,8 +109,8 @@ def test_the_job_runs_after_the_close_on_weekdays_on_serverless_with_only_what_t
     assert installs and not {"pyspark", "delta-spark", "pyspark[connect]"} & set(installs)
     targets = load(ROOT / "databricks.yml")["targets"]
     assert targets["dev"]["mode"] == "development" and targets["prod"]["mode"] == "production"
-    assert set(defaults()) == {"catalog", "schema", "volume_path", "secret_scope", "secret_key", "tickers",
-                               "alert_email"}
+    assert set(defaults()) == {"catalog", "schema", "volume_path", "market_volume_path", "market_pause_status",
+                               "secret_scope", "secret_key", "tickers", "alert_email"}
 
 
 def test_the_job_can_be_operated_timeouts_alerts_a_retried_harvest_and_no_failure_workaround():
@@ -176,3 +179,57 @@ def test_a_local_dry_run_executes_the_tasks_in_order_against_a_loopback_api(spar
     # The plan refuses a range reaching today, which it does when today is a trading day.
     assert harvest["status"] == ("partial" if today in trading_days(today, today) else "success")
     assert all(r["status"] in ("success", "partial") and r["exit_code"] == 0 for r in rows)
+
+
+def test_the_market_job_takes_every_ticker_from_the_flat_files_once_published_then_the_daily_table_and_upkeep():
+    """Trading days at 11:30 New York (the previous session's file is out about 11:00), paused until the plan has
+    flat files; the S3 keys from the secret scope; by-date under a volume of its own; then the daily table and
+    maintenance; a late file is retried, resuming what was landed."""
+    from stockpipe.runlog import ABANDONED_AFTER
+
+    spec = job("market_pipeline")
+    assert spec["schedule"] == {"quartz_cron_expression": "0 30 11 ? * MON-FRI", "timezone_id": "America/New_York",
+                                "pause_status": "${var.market_pause_status}"}
+    assert defaults()["market_pause_status"] == "PAUSED"
+    assert defaults()["market_volume_path"] != defaults()["volume_path"]
+    ordered = tasks_in_order("market_pipeline")
+    assert [t["task_key"] for t in ordered] == ["harvest_market", "market_daily_bars", "market_maintenance"]
+    params = ordered[0]["spark_python_task"]["parameters"]
+    flags = dict(zip(params[::2], params[1::2], strict=True))
+    assert flags["--source"] == "flatfiles" and flags["--universe"] == "market" and flags["--layout"] == "by-date"
+    assert flags["--secret-scope"] == "${var.secret_scope}"
+    assert all("${var.market_volume_path}/stocks_fixed" in t["spark_python_task"]["parameters"] for t in ordered)
+    assert "--all" in ordered[2]["spark_python_task"]["parameters"]
+    assert all(0 < t["timeout_seconds"] <= ABANDONED_AFTER.total_seconds() for t in ordered)
+    assert (ordered[0]["max_retries"], ordered[0]["retry_on_timeout"]) == (1, True)
+    assert spec["email_notifications"]["on_failure"] == ["${var.alert_email}"]
+
+
+@pytest.mark.slow
+def test_a_local_dry_run_of_the_market_job_stores_the_sample_markets_days(spark, tmp_path, monkeypatch):
+    """The market job's tasks in order, here: no S3 keys in the (absent) secret scope and not on Databricks, so the
+    harvest takes the sample market's files from the loopback stand-in (a market of 12 tickers, to be quick), by
+    default up to the session before today; then the daily table and maintenance over the by-date table."""
+    from stockpipe.sample.source import SampleFlatFiles
+    from stockpipe.sample.universe import market_symbols
+
+    small = tuple(sorted(market_symbols()[:12]))
+    monkeypatch.setattr("stockpipe.cli.SampleFlatFiles", lambda: SampleFlatFiles(small))
+    monkeypatch.setattr("stockpipe.storage.engines.session_has_delta", lambda spark: False)
+    for name in ("MASSIVE_S3_ACCESS_KEY_ID", "MASSIVE_S3_SECRET_ACCESS_KEY", "MASSIVE_API_KEY", "POLYGON_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    values = {**defaults(), "market_volume_path": str(tmp_path)}
+    codes = {}
+    for task in tasks_in_order("market_pipeline"):
+        params = [resolve(p, values) for p in task["spark_python_task"].get("parameters", [])]
+        codes[task["task_key"]] = door_of(task).main(params)
+    assert codes == {"harvest_market": 0, "market_daily_bars": 0, "market_maintenance": 0}
+    from stockpipe import readers
+
+    stored = readers.read(tmp_path / "stocks_fixed", columns=["ticker", "trade_date"])
+    assert set(stored.column("ticker").to_pylist()) == set(small)
+    daily = readers.read(tmp_path / "stocks_daily", columns=["ticker"])
+    assert set(daily.column("ticker").to_pylist()) == set(small)
+    runs = readers.read(tmp_path / "pipeline_runs").to_pylist()
+    assert [r["script"] for r in sorted(runs, key=lambda r: r["started_at"])] == [
+        "fixed_stock_harvester", "daily_bars", "maintenance"]
