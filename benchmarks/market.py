@@ -174,10 +174,11 @@ def warm_day(engine: str, url: str) -> dict[str, Any]:
                 folder.mkdir()
                 started = time.monotonic()
                 if who == "ours":
-                    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    said = io.StringIO()
+                    with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
                         code = fixed_stock_harvester.main(flat_argv(url, folder / "stocks_fixed", engine, DAY, DAY))
                     if code != 0:
-                        raise RuntimeError(f"the market day on {engine} exited {code}")
+                        raise RuntimeError(f"the market day on {engine} exited {code}: {said.getvalue()[-800:]}")
                 elif engine == "delta-rs":
                     _lean_arrow(url, folder / "lean")
                 else:

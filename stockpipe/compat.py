@@ -207,6 +207,19 @@ def _explain_text(df: DataFrame) -> str:
     return buffer.getvalue()
 
 
+def default_parallelism(spark: SparkSession) -> int:
+    """The tasks the session runs at once: the classic context's default parallelism; through Connect, the conf when
+    set, else this machine's cores (what a local Connect server has)."""
+    import os
+
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    try:
+        return int(spark.conf.get("spark.default.parallelism", None) or os.cpu_count() or 2)
+    except Exception:  # noqa: BLE001 - a Connect server may refuse to show a conf
+        return os.cpu_count() or 2
+
+
 _SHIPPED: set[tuple[int, str]] = set()
 
 

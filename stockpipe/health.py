@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import statistics
@@ -18,8 +19,9 @@ from typing import Any
 
 from stockpipe.errors import DataLossError, UsageError
 from stockpipe.layout import BY_DATE, ZORDER_BY
-from stockpipe.paths import beside
+from stockpipe.paths import beside, local_path
 from stockpipe.storage import DeltaStorage, FileChanges, HistoryEntry, Maintained, ReplacePredicate
+from stockpipe.storage.port import FileInfo, TableDetail
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,48 @@ def check_zorder_columns(columns: Sequence[str], partition_columns: Sequence[str
             raise UsageError(f"--zorder-by {column}: no such column (table has {', '.join(schema_names)})")
 
 
+def crowded_days(path: str, detail: TableDetail) -> list[str]:
+    """The days of a by-date table whose files' ticker ranges overlap, so a one-ticker query opens more than one of
+    them: a rerun's appended file, a day written in pieces. A day written as one file, or as several runs of tickers
+    one after another (Spark's tasks sharing a day's file), is in order already. Each file's range is read from its
+    Parquet footer where the file is on a local or mounted disk; elsewhere a day of several files counts as
+    crowded."""
+    by_day: dict[str, list[FileInfo]] = {}
+    for info in detail.files:
+        by_day.setdefault(info.partition["trade_date"], []).append(info)
+    return sorted(day for day, files in by_day.items() if len(files) > 1 and _overlapping(path, files))
+
+
+def _overlapping(table: str, files: list[FileInfo]) -> bool:
+    ranges = []
+    for info in files:
+        found = _ticker_range(table, info.path)
+        if found is None:
+            return True
+        ranges.append(found)
+    ranges.sort()
+    return any(later[0] <= earlier[1] for earlier, later in itertools.pairwise(ranges))
+
+
+def _ticker_range(table: str, file: str) -> tuple[str, str] | None:
+    import pyarrow.parquet as pq
+
+    found = local_path(file)
+    root = local_path(table)
+    if found is None or root is None:
+        return None
+    where = found if found.is_absolute() else root / found
+    try:
+        metadata = pq.ParquetFile(where).metadata
+        column = metadata.schema.to_arrow_schema().get_field_index("ticker")
+        stats = [metadata.row_group(i).column(column).statistics for i in range(metadata.num_row_groups)]
+    except (OSError, ValueError):
+        return None
+    if column < 0 or not stats or any(s is None or not s.has_min_max for s in stats):
+        return None
+    return min(str(s.min) for s in stats), max(str(s.max) for s in stats)
+
+
 def run_maintenance(
     storage: DeltaStorage, path: str, *, retain_hours: float = 0, zorder_by: Sequence[str] = ()
 ) -> MaintenanceReport:
@@ -171,8 +215,7 @@ def run_maintenance(
         # A by-date table (the market): its days with several files are Z-ordered by ticker, so a one-ticker query
         # skips again; a day already one file, written sorted by ticker, is left as it is (a Z-ORDER rewrites every
         # file it is given).
-        files_a_day = Counter(f.partition["trade_date"] for f in detail.files)
-        crowded = sorted(day for day, files in files_a_day.items() if files > 1)
+        crowded = crowded_days(path, detail)
         if crowded:
             zorder_by, where = ZORDER_BY[BY_DATE.name], ReplacePredicate.of(
                 trade_date=[dt.date.fromisoformat(day) for day in crowded])

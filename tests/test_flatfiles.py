@@ -181,8 +181,9 @@ def test_the_run_records_every_tickers_outcome(market, storage):
 @BOTH_ENGINES
 def test_the_other_doors_work_on_a_by_date_table_and_maintenance_z_orders_its_crowded_days(market, storage, tmp_path,
                                                                                            capsys, monkeypatch):
-    """Monday's AAPL rows rewritten apart (as a later run for a few tickers leaves a day: two files); maintenance
-    Z-orders that day by ticker, and only it (Tuesday, one file sorted by ticker, is left as it is); the daily
+    """Monday's rows of a ticker in the middle of the alphabet rewritten apart (as a later run for a few tickers
+    leaves a day: two files whose ticker ranges overlap, so a one-ticker query opens both); maintenance Z-orders that
+    day by ticker, and only it (Tuesday, one file sorted by ticker, is left as it is); the daily
     table, the external table and the dashboard read the by-date table as they read the partitioned one."""
     import shutil
 
@@ -195,11 +196,13 @@ def test_the_other_doors_work_on_a_by_date_table_and_maintenance_z_orders_its_cr
     base = tmp_path / "m"
     shutil.copytree(market[0], base)
     table = str(base / "stocks_fixed")
-    aapl = ReplacePredicate.of(ticker=["AAPL"], trade_date=[MON])
-    kept = to_arrow(storage.read(table).filter(aapl.column()))
+    middle = MARKET[len(MARKET) // 2]
+    apart = ReplacePredicate.of(ticker=[middle], trade_date=[MON])
+    kept = to_arrow(storage.read(table).filter(apart.column()))
+    assert kept.num_rows > 0
     spark = storage.spark
     storage.write(spark.createDataFrame(kept.to_pandas().iloc[:0], storage.read(table).schema), table,
-                  mode="overwrite", replace=aapl, partition_by=["trade_date"])
+                  mode="overwrite", replace=apart, partition_by=["trade_date"])
     storage.write(spark.createDataFrame(kept.to_pandas(), storage.read(table).schema), table, mode="append",
                   partition_by=["trade_date"])
 
@@ -250,6 +253,19 @@ def test_both_engines_store_the_same_table(moto, tmp_path, spark_info, credentia
                                  readers.read(tmp_path / engine / "stocks_quarantine").to_pylist())
                   for engine in ("delta-rs", "delta-spark")}
     assert quarantine["delta-rs"] == quarantine["delta-spark"] and len(quarantine["delta-rs"]) == 3
+    # One day on several cores: Spark's tasks share the day's file, each a run of its tickers, so the day is a file a
+    # task, their ticker ranges one after another: in order already, nothing for maintenance to Z-order.
+    from stockpipe.compat import default_parallelism
+    from stockpipe.flatfiles.tasks import parts_a_file
+    from stockpipe.health import crowded_days
+    from stockpipe.storage import choose_engine
+
+    for engine in ("delta-rs", "delta-spark"):
+        storage, _ = choose_engine(spark_info.spark, engine)
+        path = str(tmp_path / engine / "stocks_fixed")
+        detail = storage.detail(path)
+        expected = 1 if engine == "delta-rs" else parts_a_file(1, default_parallelism(spark_info.spark))
+        assert detail.num_files == expected and crowded_days(path, detail) == []
 
 
 def _with_faults(lines: list[str]) -> list[str]:
@@ -465,3 +481,29 @@ def test_a_flat_file_run_ends_by_default_on_the_session_before_today(monkeypatch
                            default_table_path=lambda: str(tmp_path / "t"), secret=lambda scope, key: None)
     assert (cfg.date_from, cfg.date_to) == (dt.date(2024, 1, 8), FRI)
     assert cli.previous_session(dt.date(2024, 1, 8)) == dt.date(2024, 1, 5)
+
+
+def test_a_day_is_crowded_only_when_its_files_ticker_ranges_overlap(tmp_path):
+    """Spark's tasks sharing a day write runs of tickers one after another: a one-ticker query opens one file, so the
+    day is left alone; a later run's file for a ticker inside another file's range makes the day crowded; a file the
+    footer cannot be read from (not on a local disk) counts as crowding, as maintenance cannot tell."""
+    import pyarrow.parquet as pq
+
+    from stockpipe.health import crowded_days
+    from stockpipe.storage.port import FileInfo, TableDetail
+
+    day = tmp_path / "stocks_fixed" / "trade_date=2024-01-08"
+    day.mkdir(parents=True)
+
+    def piece(name: str, tickers: list[str]) -> FileInfo:
+        pq.write_table(pa.table({"ticker": tickers}), day / name)
+        return FileInfo(f"trade_date=2024-01-08/{name}", 1, {"trade_date": "2024-01-08"})
+
+    def crowded(*files: FileInfo) -> list[str]:
+        detail = TableDetail(str(tmp_path / "stocks_fixed"), "delta-rs", 1, ["trade_date"], [], list(files))
+        return crowded_days(detail.path, detail)
+
+    first, second = piece("a.parquet", ["AAPL", "MSFT"]), piece("b.parquet", ["NVDA", "TSLA"])
+    assert crowded(first) == [] and crowded(first, second) == []
+    assert crowded(first, second, piece("c.parquet", ["GOOGL"])) == ["2024-01-08"]
+    assert crowded(first, FileInfo("s3://bucket/t/x.parquet", 1, {"trade_date": "2024-01-08"})) == ["2024-01-08"]

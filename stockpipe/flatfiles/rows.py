@@ -86,21 +86,40 @@ TYPED = {"ticker": pa.string(), "volume": pa.float64(), "open": pa.float64(), "c
 WHOLE = ("window_start", "transactions")
 
 
-def numpy_rows(file: LandedFile, tickers: frozenset[str] | None, typed: bool = True) -> NumpyRows:
+def numpy_rows(file: LandedFile, tickers: frozenset[str] | None, typed: bool = True,
+               part: tuple[int, int] = (0, 1)) -> NumpyRows:
     """The file read by Arrow's CSV reader (no quoting, as the provider quotes nothing and Spark's split of a line
     does not either). A clean file is read typed, in one pass; when any field is not what the contract says (text
     where a number goes, a blank, a line of the wrong width), the file is read again with every field as text, so a
     bad field is found, not fatal, and a line with too many or too few fields comes back as a `readable` bar. Either
-    read makes the same columns of a clean file (tests/test_flatfiles.py holds them to it)."""
+    read makes the same columns of a clean file (tests/flatfile_rows.py holds them to it).
+
+    `part` (k, n): only the k-th of n runs of the file's tickers in order (a malformed line whose ticker the file
+    holds nowhere else goes with the first), so n tasks can share a day's file, each a run of tickers of its own."""
+    read: tuple[pa.Table, list[tuple[int, str]]] | None = None
     if typed:
         try:
-            return _columns(file, tickers, *_whole_numbers(_read(file, threads=True, types=TYPED, strict=True)))
+            read = _whole_numbers(_read(file, threads=True, types=TYPED, strict=True))
         except (pa.ArrowInvalid, _MalformedError):
-            pass
-    table, malformed = _read(file, threads=True)
-    if malformed:  # rare: read again on one thread, where the reader numbers the lines it sets aside
-        table, malformed = _read(file, threads=False)
+            read = None
+    if read is None:
+        read = _read(file, threads=True)
+        if read[1]:  # rare: read again on one thread, where the reader numbers the lines it sets aside
+            read = _read(file, threads=False)
+    table, malformed = read
+    if part[1] > 1:
+        tickers = _tickers_of_part(table, malformed, tickers, part)
     return _columns(file, tickers, table, malformed)
+
+
+def _tickers_of_part(table: pa.Table, malformed: list[tuple[int, str]], tickers: frozenset[str] | None,
+                     part: tuple[int, int]) -> frozenset[str]:
+    number, parts = part
+    names = sorted(pc.unique(table.column("ticker")).to_pylist())
+    mine = set(names[len(names) * number // parts: len(names) * (number + 1) // parts])
+    if number == 0:
+        mine |= {line.split(",", 1)[0] for _, line in malformed} - set(names)
+    return frozenset(mine if tickers is None else mine & tickers)
 
 
 def _columns(file: LandedFile, tickers: frozenset[str] | None, table: pa.Table,

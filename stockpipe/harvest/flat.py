@@ -23,6 +23,7 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from stockpipe.compat import conf_for_call, default_parallelism
 from stockpipe.config import HarvestConfig, Tables
 from stockpipe.errors import NoTradingDayError, PipelineError
 from stockpipe.fetching import Fetcher, ReferenceFetch, fetch_references
@@ -30,7 +31,7 @@ from stockpipe.flatfiles.arrow import QUARANTINE, SILVER, ingested_us, prepare_d
 from stockpipe.flatfiles.land import DayFetch, DayStatus, LandedDays, land_days
 from stockpipe.flatfiles.rows import check_header, numpy_rows
 from stockpipe.flatfiles.store import FlatFileStore
-from stockpipe.flatfiles.tasks import prepared_frame, side_outputs
+from stockpipe.flatfiles.tasks import parts_a_file, prepared_frame, side_outputs
 from stockpipe.flatfiles.zone import FlatFileZone, LandedFile
 from stockpipe.harvest.background import SparkFactory
 from stockpipe.harvest.report import FixedReport, Laps, References, TickerCounts, TickerReport, Written
@@ -258,9 +259,12 @@ def _store_with_spark(spark: SparkSession, storage: DeltaStorage, files: list[La
     try:
         rows = prepared_frame(spark, files, wanted, storage.run_id, source, side_folder).select(
             *[F.col(f.name).cast(f.dataType) for f in SILVER_SCHEMA.fields])
-        storage.progress.expected_files = len(files)
-        version = storage.write(rows, tables.minutes, mode="overwrite", replace=replace, shaped=True,
-                                partition_by=cfg.layout.partition_by, cluster_by=cfg.layout.cluster_by)
+        storage.progress.expected_files = len(files) * parts_a_file(len(files), default_parallelism(spark))
+        # Each task holds one day: a writer a partition, kept open, instead of Spark sorting a day's rows by the
+        # day they all share before writing them (where the session lets the conf be set).
+        with conf_for_call(spark, "spark.sql.maxConcurrentOutputFileWriters", "4"):
+            version = storage.write(rows, tables.minutes, mode="overwrite", replace=replace, shaped=True,
+                                    partition_by=cfg.layout.partition_by, cluster_by=cfg.layout.cluster_by)
         stats, bad = side_outputs(side_folder, files)
     finally:
         shutil.rmtree(side_folder, ignore_errors=True)

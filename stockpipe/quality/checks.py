@@ -263,6 +263,9 @@ class CheckSummary:
         return summary
 
 
+CHECK_KEY = ("run_id", "ticker", "trade_date", "check")
+
+
 def checks_table(run_id: str, results: Sequence[CheckResult]) -> pa.Table:
     """The rows in CHECKS_SCHEMA."""
     now = dt.datetime.now(dt.UTC)
@@ -280,9 +283,12 @@ def checks_table(run_id: str, results: Sequence[CheckResult]) -> pa.Table:
     return table
 
 
-def write_checks(storage: DeltaStorage, path: str, run_id: str, results: Sequence[CheckResult]) -> int | None:
-    """Append the run's rows in one commit, handed over in Arrow (delta-rs writes them without a Spark job);
-    None when there is nothing to record."""
-    if not results:
-        return None
-    return storage.write_batches(checks_table(run_id, results).to_batches(), CHECKS_SCHEMA, path, mode="append")
+def write_checks(storage: DeltaStorage, path: str, run_id: str, results: Sequence[CheckResult]) -> int:
+    """Append the run's rows in one commit, as the run log is written (`storage.log_table`: delta-rs where it is
+    installed and the path local, a blind append of milliseconds; else the run's engine); the rows recorded."""
+    from stockpipe.storage.log_table import log_table
+
+    if results:
+        rows = checks_table(run_id, results)
+        log_table(path, lambda: storage, CHECK_KEY, user_metadata=storage.user_metadata).append(rows)
+    return len(results)

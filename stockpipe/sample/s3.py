@@ -4,8 +4,8 @@ whole-market path runs offline as the REST path does: the S3 calls a puller make
 - `GET /flatfiles?list-type=2&prefix=...` lists the published days' keys (ListObjectsV2, paginated by a
   continuation token), each with its ETag; a day is published from 11:00 New York the next day, by the server's
   clock, so the latest day may not be there yet, as on the real endpoint.
-- `HEAD` and `GET /flatfiles/<key>` answer a file's size and ETag, and its bytes (all of them, or from a
-  `Range: bytes=N-`, refused with 412 when `If-Match` names another ETag: the file was republished).
+- `HEAD` and `GET /flatfiles/<key>` answer a file's size and ETag, and its bytes (all of them, or a
+  `Range: bytes=N-` or `bytes=N-M`; refused with 412 when `If-Match` names another ETag: the file was republished).
 - Anything else is 404 `NoSuchKey`, as a plain S3 server answers (the real endpoint says 403 for a day outside the
   plan or not yet published; the harvester treats both alike).
 
@@ -138,21 +138,23 @@ class SampleFlatFilesServer:
                         "not hold", body)
             return
         data = day_file(day, self.symbols, self.cache).read_bytes()
-        start = 0
-        ranged = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range", "") or "")
+        start, end = 0, len(data) - 1
+        # Open-ended (a resumed download) or bounded (a multipart client's parts, as boto3's download_file asks).
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range", "") or "")
         if ranged:
             start = int(ranged[1])
-            if start >= len(data):
+            end = min(int(ranged[2]), len(data) - 1) if ranged[2] else len(data) - 1
+            if start >= len(data) or end < start:
                 self._error(handler, 416, "InvalidRange", "The requested range is not satisfiable", body)
                 return
-        piece = data[start:]
+        piece = data[start:end + 1]
         handler.send_response(206 if ranged else 200)
         handler.send_header("ETag", etag)
         handler.send_header("Content-Type", "application/x-gzip")
         handler.send_header("Accept-Ranges", "bytes")
         handler.send_header("Last-Modified", "Tue, 09 Jan 2024 16:00:00 GMT")
         if ranged:
-            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            handler.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         handler.send_header("Content-Length", str(len(piece)))
         handler.end_headers()
         if body:

@@ -39,14 +39,18 @@ class LogTable(Protocol):
 
 @dataclass
 class ArrowLogTable:
-    """delta-rs: no Spark, no JVM; commit races retried on the new snapshot (bounded, jittered)."""
+    """delta-rs: no Spark, no JVM; commit races retried on the new snapshot (bounded, jittered). Appends carry the
+    run's commit metadata when given (`DeltaStorage.user_metadata`), as the engine's own writes do."""
 
     path: str
+    user_metadata: str | None = None
 
     def append(self, rows: pa.Table) -> None:
-        from deltalake import write_deltalake
+        from deltalake import CommitProperties, write_deltalake
 
-        _retried(lambda: write_deltalake(self.path, rows, mode="append", schema_mode="merge"))
+        commit = CommitProperties(custom_metadata={"userMetadata": self.user_metadata}) if self.user_metadata else None
+        _retried(lambda: write_deltalake(self.path, rows, mode="append", schema_mode="merge",
+                                         commit_properties=commit))
 
     def merge(self, rows: pa.Table, keys: Sequence[str], *, update_if: str | None = None,
               insert: bool = True) -> None:
@@ -100,10 +104,12 @@ class EngineLogTable:
         return _with_nulls(to_arrow(frame.select(*[c for c in columns if c in frame.columns])), columns)
 
 
-def log_table(path: str, engine: Callable[[], DeltaStorage], key: Sequence[str]) -> LogTable:
-    """The writer for this table (whose rows are unique on `key`), chosen once (see the module's docstring)."""
+def log_table(path: str, engine: Callable[[], DeltaStorage], key: Sequence[str], *,
+              user_metadata: str | None = None) -> LogTable:
+    """The writer for this table (whose rows are unique on `key`), chosen once (see the module's docstring);
+    `user_metadata` tags the delta-rs appends' commits (the engine's writes carry the engine's own)."""
     if local_path(path) is not None and _has_deltalake():
-        return ArrowLogTable(path)
+        return ArrowLogTable(path, user_metadata)
     return EngineLogTable(path, engine, tuple(key))
 
 
