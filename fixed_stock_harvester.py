@@ -4,11 +4,10 @@
 Fetches minute bars from the Massive aggregates API (or the offline sample source), lands every raw page, then
 writes one Delta commit that replaces exactly the (ticker, trade_date) partitions it fetched. With --source
 flatfiles it lands the provider's daily files instead (a day of every ticker a file: --universe market stores them
-all) and replaces the days it stored. Every bar is judged by
-the bar rules first: one that breaks a rule goes to stocks_quarantine instead; the quality checks of every stored day
-go to quality_checks, and the splits, dividends and official daily bars to their tables (all beside the table). The
-run's row in pipeline_runs is written as it starts (status running) and replaced as it ends, with one outcome per
-ticker.
+all) and replaces the days it stored. Every bar is judged by the bar rules first: one that breaks a rule goes to
+stocks_quarantine instead; the quality checks of every stored day go to quality_checks, and the splits, dividends
+and official daily bars to their tables (all beside the table). The run's row in pipeline_runs is written as it
+starts (status running) and replaced as it ends, with one outcome per ticker.
 
 Exit codes:
   0  everything asked was stored, or what is missing was refused by the key's plan (the free tier refuses the

@@ -578,15 +578,12 @@ def render(results: dict[str, Any]) -> str:
     md = [f"# Benchmark results\n\nProduced by `make bench` on {results['machine']}, engines "
           f"{', '.join(results['engines'])}, {results['started']}. Times are medians of {results['repeat']} runs "
           "unless a row says n=1.\n"]
+    if results.get("broken_vs_fixed"):
+        md += ["## 1. Broken vs fixed harvester, same sample data (8 tickers x 5 trading days)\n",
+               "Both harvesters run from the same landed pages, so the times are transform + write only. The broken "
+               "table holds JPM alone, so its queries ask for JPM; files on disk include the overwritten tickers'.\n"]
     for engine, pair in results.get("broken_vs_fixed", {}).items():
         md += _render_broken_vs_fixed(engine, pair["broken"], pair["fixed"])
-    if "vacuum" in results:
-        rows = [[engine, label, f"{v['files_before']:,}", f"{v['deleted']:,}", _fmt(v["seconds"])]
-                for engine, runs in results["vacuum"].items() for label, v in runs.items()]
-        md += ["## 5. VACUUM RETAIN 0 HOURS of a 1,000-file table (500 partitions, overwritten once)\n",
-               "Spark defaults: `parallelPartitionDiscovery.parallelism` 10,000 and Delta's `snapshotPartitions` 50, "
-               "set for that run only; delta-rs has neither knob, so its two rows time the same call.\n",
-               _md_table(["engine", "session", "files on disk", "deleted", "seconds"], rows), ""]
     if "layouts" in results:
         rows = []
         for r in results["layouts"]:
@@ -624,6 +621,13 @@ def render(results: dict[str, Any]) -> str:
                "sample source unpaced, n=1)\n",
                _md_table(["tickers", "rows", "partitions", "wall s", "rows / s", "phases (s)"], rows),
                "\n![scaling](scaling.png)\n"]
+    if "vacuum" in results:
+        rows = [[engine, label, f"{v['files_before']:,}", f"{v['deleted']:,}", _fmt(v["seconds"])]
+                for engine, runs in results["vacuum"].items() for label, v in runs.items()]
+        md += ["## 5. VACUUM RETAIN 0 HOURS of a 1,000-file table (500 partitions, overwritten once)\n",
+               "Spark defaults: `parallelPartitionDiscovery.parallelism` 10,000 and Delta's `snapshotPartitions` 50, "
+               "set for that run only; delta-rs has neither knob, so its two rows time the same call.\n",
+               _md_table(["engine", "session", "files on disk", "deleted", "seconds"], rows), ""]
     if "e2e" in results:
         rows = []
         for engine, e in results["e2e"].items():
@@ -720,10 +724,7 @@ def _render_broken_vs_fixed(engine: str, b: dict[str, Any], f: dict[str, Any]) -
         rows.append([f"query: {label}, s", _fmt(b["queries"][q], 3), _fmt(f["queries"][q], 3),
                      _fmt(f["queries"][q] / b["queries"][q])])
         rows.append([f"files read: {label}", b["files_read"][q], f["files_read"][q], ""])
-    return [f"## 1. Broken vs fixed harvester on {engine}, same sample data (8 tickers x 5 trading days)\n",
-           "Both harvesters run from the same landed pages, so the times are transform + write only. The broken "
-           "table holds JPM alone, so its queries ask for JPM; files on disk include the overwritten tickers'.\n",
-           _md_table(["", "broken", "fixed", "fixed / broken"], rows), ""]
+    return [f"### On {engine}\n", _md_table(["", "broken", "fixed", "fixed / broken"], rows), ""]
 
 
 def charts(results: dict[str, Any], out: Path) -> None:
