@@ -88,11 +88,12 @@ def show_table(frame: pd.DataFrame, kinds: dict[str, Kind], *, wide: tuple[str, 
                ) -> None:
     """A table with each column in its kind's format (numbers right-aligned, with thousands separators, returns in
     percent like the charts) and no `None` in empty cells. Columns are those of `kinds`, in its order, named by it
-    (`label: kind` keys are `column`); `wide` columns (long text) get the room left."""
+    (`label: kind` keys are `column`); `wide` columns (long text) get a medium width, so the table fits its column at
+    1280 px and a long text is cut in its cell (whole in its table) rather than the table at the right edge."""
     shown = pd.DataFrame({name: [cell(v, kind) for v in frame[name]] for name, kind in kinds.items()})
     config = {name: st.column_config.TextColumn(
         name.replace("_", " "), alignment="left" if kind in ("text", "date", "time") else "right",
-        width="large" if name in wide else None) for name, kind in kinds.items()}
+        width="medium" if name in wide else None) for name, kind in kinds.items()}
     st.dataframe(shown, hide_index=True, column_config=config, width="stretch", key=key)
 
 

@@ -261,6 +261,16 @@ def test_the_page_in_a_real_browser_shows_the_tickers_and_a_chart(tables, tmp_pa
                 page.get_by_role("tab", name="Intraday").click()
                 page.wait_for_selector("text=moving averages of the close over 5, 15, 60 minutes", timeout=60_000)
                 assert page.locator("[data-testid='stException']").count() == 0
+                # Operations at both widths a person uses: every table fits its column (a long run message is
+                # cut in its cell, not the table at the right edge).
+                page.get_by_role("tab", name="Operations").click()
+                page.wait_for_selector("text=Last runs, newest first", timeout=60_000)
+                for width in (1280, 1400):
+                    page.set_viewport_size({"width": width, "height": 1000})
+                    page.wait_for_timeout(1500)
+                    overflow = page.evaluate("""() => Array.from(document.querySelectorAll('.dvn-scroller'))
+                        .filter(s => s.clientWidth > 0).map(s => s.scrollWidth - s.clientWidth)""")
+                    assert overflow and max(overflow) <= 1, (width, overflow)
             finally:
                 browser.close()
     finally:
