@@ -17,6 +17,7 @@ SCRIPTS = ["broken_stock_harvester", "fixed_stock_harvester", "fixed_stock_harve
 
 @BOTH_ENGINES
 @pytest.mark.connect
+@pytest.mark.slow  # six doors end to end (26 s on delta-rs): make test runs it, the fast loop leaves it out
 def test_the_demo_runs_the_scripts_in_order_into_one_base_path_and_tells_their_story(storage, tmp_path, monkeypatch,
                                                                                      capsys):
     monkeypatch.setenv("STOCKS_BASE_PATH", str(tmp_path))
