@@ -10,7 +10,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote
@@ -86,27 +86,30 @@ class DeltaRsStorage(DeltaStorage):
         over the rows) and the replaced files are exactly those of the matching partitions."""
         from pyspark.sql.pandas.types import to_arrow_schema  # pyspark's pandas helpers load on first use
 
-        staging = new_staging_dir(root)
-        moved: list[StagedFile] = []
-        try:
+        with _staging_dir(root) as staging:
             self.progress.phase("write", "Spark tasks write a file per partition")
             with self.progress.ticking(lambda: count_files_under(staging)):
                 files = write_files(df, staging, partition_by, order)
             self.progress.phase("commit", f"{len(files):,} files in one Delta commit")
             with self.progress.ticking():
-                if replace is not None and not all(replace.matches_partition(f.partition) for f in files):
-                    raise outside_predicate_error(replace)
-                schema = to_arrow_schema(df.schema)
-                moved = list(files)
-                move_into_table(staging, root, files)
-                self._commit_files(path, files, schema, mode, partition_by, replace)
-                moved = []
-            return DeltaTable(path).version()
+                return self._commit_staged(path, root, staging, files, to_arrow_schema(df.schema), mode,
+                                           partition_by, replace)
+
+    def _commit_staged(self, path: str, root: Path, staging: Path, files: list[StagedFile], schema: pa.Schema,
+                       mode: WriteMode, partition_by: list[str], replace: Replacement | None) -> int:
+        """The staged files checked against the replace predicate by their partition values, moved into the table's
+        folder and committed (`_commit_files`); the table's new version. A commit that fails leaves no file
+        behind."""
+        if replace is not None and not all(replace.matches_partition(f.partition) for f in files):
+            raise outside_predicate_error(replace)
+        moved = list(files)
+        try:
+            move_into_table(staging, root, files)
+            self._commit_files(path, files, schema, mode, partition_by, replace)
+            moved = []
         finally:
-            remove_moved(root, moved)  # a commit that failed leaves no file behind
-            shutil.rmtree(staging, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                staging.parent.rmdir()  # only when no other write is staging beside it
+            remove_moved(root, moved)
+        return DeltaTable(path).version()
 
     def _commit_files(self, path: str, files: list[StagedFile], schema: pa.Schema, mode: WriteMode,
                       partition_by: list[str], replace: Replacement | None) -> None:
@@ -155,26 +158,13 @@ class DeltaRsStorage(DeltaStorage):
         if not partition_by or root is None or (replace is not None and not replace.columns() <= set(partition_by)):
             table = pa.Table.from_batches(list(batches), schema=schema)
             return self._write_arrow_table(table, path, mode, partition_by, replace)
-        staging = new_staging_dir(root)
-        moved: list[StagedFile] = []
-        try:
+        with _staging_dir(root) as staging:
             data_columns = [name for name in schema.names if name not in partition_by]
             writer = partition_file_writer(str(staging), partition_by, data_columns)
             records = [r for batch in writer(iter(batches)) for r in batch.to_pylist()]
             files = [StagedFile(r["relative"], r["size"], r["modified_ms"], json.loads(r["partition"]), r["rows"],
                                 r["stats"]) for r in records]
-            if replace is not None and not all(replace.matches_partition(f.partition) for f in files):
-                raise outside_predicate_error(replace)
-            moved = list(files)
-            move_into_table(staging, root, files)
-            self._commit_files(path, files, schema, mode, partition_by, replace)
-            moved = []
-            return DeltaTable(path).version()
-        finally:
-            remove_moved(root, moved)
-            shutil.rmtree(staging, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                staging.parent.rmdir()
+            return self._commit_staged(path, root, staging, files, schema, mode, partition_by, replace)
 
     def _write_arrow(self, df: DataFrame, path: str, mode: WriteMode, partition_by: list[str],
                      replace: Replacement | None) -> int:
@@ -411,3 +401,15 @@ def _may_match(action: dict[str, Any], column: str, values: tuple[Any, ...]) -> 
 
 def _partition_text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+@contextlib.contextmanager
+def _staging_dir(root: Path) -> Iterator[Path]:
+    """A staging folder beside the table for one write's files, removed after it whatever happened."""
+    staging = new_staging_dir(root)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # only when no other write is staging beside it
