@@ -19,16 +19,15 @@ import datetime as dt
 import hashlib
 import http.server
 import re
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 from urllib.parse import parse_qs, quote, urlsplit
 from xml.sax.saxutils import escape
 
 from stockpipe.market_calendar import NEW_YORK, trading_days
+from stockpipe.sample import loopback
 from stockpipe.sample.flatfiles import BUCKET, MINUTE_PREFIX, VERSION, day_file, day_key, published
 
 _KEY = re.compile(rf"^{re.escape(MINUTE_PREFIX)}/(\d{{4}})/(\d{{2}})/(\d{{4}}-\d{{2}}-\d{{2}})\.csv\.gz$")
@@ -58,43 +57,18 @@ class SampleFlatFilesServer:
         self.stop()
 
     def start(self) -> None:
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server._handle(self, body=True)
-
-            def do_HEAD(self) -> None:  # noqa: N802
-                server._handle(self, body=False)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        class QuietServer(http.server.ThreadingHTTPServer):
-            block_on_close = False
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                if not isinstance(sys.exc_info()[1], ConnectionError):
-                    super().handle_error(request, client_address)
-
-        self._httpd = QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sample-s3",
-                         daemon=True).start()
+        self._httpd = loopback.serve(lambda request, body: self._handle(request, body=body), "sample-s3",
+                                     answers_head=True)
 
     def stop(self) -> None:
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            loopback.stop(self._httpd)
             self._httpd = None
 
     @property
     def url(self) -> str:
         assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return loopback.url_of(self._httpd)
 
     # -- what is published --------------------------------------------------------------------------------------------
     def etag(self, day: dt.date) -> str:

@@ -12,8 +12,6 @@ import http.server
 import json
 import random
 import re
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +22,7 @@ import numpy as np
 
 from stockpipe import DEFAULT_TICKERS
 from stockpipe.market_calendar import NEW_YORK, trading_days
+from stockpipe.sample import loopback
 from stockpipe.sample.actions import SAMPLE_DIVIDENDS, SAMPLE_SPLITS, Dividend, Split
 from stockpipe.sample.faults import sample_fault_details, with_minute_faults
 from stockpipe.sample.market import (
@@ -120,7 +119,6 @@ class SampleApiServer:
         self.now = now
         self._ids = random.Random(7)  # request ids, deterministic like the bars
         self._httpd: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -131,46 +129,17 @@ class SampleApiServer:
         self.stop()
 
     def start(self) -> None:
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        class QuietServer(http.server.ThreadingHTTPServer):
-            # stop() does not wait for answers still being made: a killed client's call that a test made hang
-            # (a fault's delay) would otherwise hold the stop for the rest of the delay.
-            block_on_close = False
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                # A client that went away mid-answer (a killed harvester, a timed-out read) is normal here: no
-                # traceback on stderr. Anything else is still reported.
-                if not isinstance(sys.exc_info()[1], ConnectionError):
-                    super().handle_error(request, client_address)
-
-        self._httpd = QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        # stop() waits for the serve loop's next poll: a short one, since every run and test pays it at its stop.
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-massive", daemon=True)
-        self._thread.start()
+        self._httpd = loopback.serve(lambda request, _body: self._handle(request), "fake-massive")
 
     def stop(self) -> None:
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            loopback.stop(self._httpd)
             self._httpd = None
 
     @property
     def base_url(self) -> str:
         assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return loopback.url_of(self._httpd)
 
     # -- hooks -------------------------------------------------------------------------------------------------------
     def _intercept(self, request: ApiRequest) -> bool:
