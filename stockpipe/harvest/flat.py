@@ -299,14 +299,7 @@ def _counts(tickers: list[str], stats: list[DayStats], stored: set[dt.date]) -> 
     by_ticker: dict[str, list[DayStats]] = {t: [] for t in tickers}
     for figures in stats:
         by_ticker.setdefault(figures.ticker, []).append(figures)
-    return {t: TickerCounts(
-        bars_landed=sum(s.landed for s in mine),
-        outside_range=sum(s.landed for s in mine if s.trade_date is not None and s.trade_date not in stored),
-        quarantined=sum(s.quarantined for s in mine),
-        duplicates=sum(s.duplicates for s in mine if s.trade_date in stored),
-        rows_written=sum(s.rows for s in mine if s.trade_date in stored),
-        partitions=sum(1 for s in mine if s.trade_date in stored and s.rows),
-    ) for t, mine in by_ticker.items()}
+    return {t: TickerCounts.of(mine, stored, stored) for t, mine in by_ticker.items()}
 
 
 def _references(cfg: HarvestConfig, spark: SparkSession, storage: DeltaStorage, tables: Tables, tickers: list[str],

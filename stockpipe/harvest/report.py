@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from stockpipe.errors import StopError
@@ -14,7 +15,7 @@ from stockpipe.flatfiles.land import DayFetch, DayStatus
 from stockpipe.layout import Layout
 from stockpipe.massive import FetchStats
 from stockpipe.outcome import Outcome
-from stockpipe.quality.checks import CheckSummary
+from stockpipe.quality.checks import CheckSummary, DayStats
 from stockpipe.quality.guard import Shrink
 from stockpipe.runlog import TickerOutcome
 
@@ -33,6 +34,21 @@ class TickerCounts:
     rows_written: int = 0
     partitions: int = 0
     kept_back: tuple[dt.date, ...] = ()  # stored days a shrinking answer did not replace
+
+    @classmethod
+    def of(cls, figures: Sequence[DayStats], storing: Collection[dt.date], in_range: Collection[dt.date], *,
+           kept_back: tuple[dt.date, ...] = ()) -> TickerCounts:
+        """A ticker's counts from its per-day figures: the days it stores count as stored; a bar of a day outside
+        the run's range counts as outside it."""
+        return cls(
+            bars_landed=sum(s.landed for s in figures),
+            outside_range=sum(s.landed for s in figures if s.trade_date is not None and s.trade_date not in in_range),
+            quarantined=sum(s.quarantined for s in figures),
+            duplicates=sum(s.duplicates for s in figures if s.trade_date in storing),
+            rows_written=sum(s.rows for s in figures if s.trade_date in storing),
+            partitions=sum(1 for s in figures if s.trade_date in storing and s.rows),
+            kept_back=kept_back,
+        )
 
 
 @dataclass(frozen=True)

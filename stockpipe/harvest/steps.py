@@ -130,15 +130,7 @@ def count_tickers(tickers: list[str], stats: list[DayStats], stored_days: Stored
     counts = {}
     for ticker in tickers:
         mine, storing = by_ticker[ticker], set(stored_days.get(ticker, ()))
-        counts[ticker] = TickerCounts(
-            bars_landed=sum(s.landed for s in mine),
-            outside_range=sum(s.landed for s in mine if s.trade_date is not None and s.trade_date not in wanted),
-            quarantined=sum(s.quarantined for s in mine),
-            duplicates=sum(s.duplicates for s in mine if s.trade_date in storing),
-            rows_written=sum(s.rows for s in mine if s.trade_date in storing),
-            partitions=sum(1 for s in mine if s.trade_date in storing and s.rows),
-            kept_back=guarded.kept_back(ticker),
-        )
+        counts[ticker] = TickerCounts.of(mine, storing, wanted, kept_back=guarded.kept_back(ticker))
         if counts[ticker].quarantined:
             log.warning("%s: %d bar(s) broke a bar rule: kept out of the table, recorded in stocks_quarantine",
                         ticker, counts[ticker].quarantined)
