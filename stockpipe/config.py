@@ -17,6 +17,10 @@ Source = Literal["api", "sample", "flatfiles"]
 SPLITS_TABLE = "stocks_splits"
 DIVIDENDS_TABLE = "stocks_dividends"
 OFFICIAL_TABLE = "stocks_official_daily"
+# Derived from the official daily bars of the whole market (market_daily.py): adjusted closes, returns, 52-week
+# extremes per (ticker, trade_date), and the market's breadth per day.
+MARKET_DAILY_TABLE = "stocks_market_daily"
+BREADTH_TABLE = "stocks_market_breadth"
 CHECKS_TABLE = "quality_checks"
 QUARANTINE_TABLE = "stocks_quarantine"
 # Calls in flight when the network round trip, not the rate limit, bounds a run (a paid key).

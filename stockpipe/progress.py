@@ -18,8 +18,9 @@ class Progress:
     """Fetch progress. On a terminal, a tqdm bar whose postfix counts down rate-limit waits with an ETA; elsewhere
     (CI logs, Databricks jobs) one log line per wait longer than a second."""
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
+    def __init__(self, total: int, enabled: bool = True, unit: str = "ticker") -> None:
         self.total = total
+        self.unit = unit
         self.done = 0
         self._lock = threading.Lock()
         # Seconds until n more calls can be made; the client's limiter sets it once the client exists.
@@ -31,8 +32,8 @@ class Progress:
 
             # tqdm's own ETA extrapolates from past speed, which a rate-limit wait makes meaningless: the postfix
             # shows the limiter's exact ETA instead.
-            self._bar = tqdm(total=total, unit="ticker", file=sys.stderr, leave=False, dynamic_ncols=True,
-                             bar_format="{desc}: {n_fmt}/{total_fmt} tickers |{bar}| {elapsed}{postfix}")
+            self._bar = tqdm(total=total, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
+                             bar_format="{desc}: {n_fmt}/{total_fmt} " + unit + "s |{bar}| {elapsed}{postfix}")
 
     def remaining(self) -> int:
         return self.total - self.done
@@ -44,7 +45,8 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix_str(f"waiting {seconds:.0f}s ({reason}); ETA {eta:.0f}s")
         else:
-            log.info("waiting %.1f s (%s); %d ticker(s) left, ETA %.0f s", seconds, reason, self.remaining(), eta)
+            log.info("waiting %.1f s (%s); %d %s(s) left, ETA %.0f s", seconds, reason, self.remaining(), self.unit,
+                     eta)
 
     def sleep(self, seconds: float) -> None:
         """Sleep in one-second steps so the countdown moves (a bounded loop: ceil(seconds) steps)."""

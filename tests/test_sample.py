@@ -29,6 +29,7 @@ from stockpipe.sample import (
     split_factor,
 )
 from stockpipe.sample.faults import with_minute_faults
+from stockpipe.sample.marketday import market_day
 from stockpipe.sample.universe import (
     ACTIVE_HEAD,
     MARKET_SIZE,
@@ -37,6 +38,7 @@ from stockpipe.sample.universe import (
     market_symbols,
     minutes_share,
     one_slip,
+    otc_symbols,
 )
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 
@@ -337,15 +339,55 @@ def test_the_official_daily_bar_agrees_with_the_minutes(server):
 
 def test_grouped_daily_holds_every_universe_ticker_consistent_with_its_minutes(server):
     page = get(server, "/v2/aggs/grouped/locale/us/market/stocks/2024-01-08", adjusted="false")
-    assert [bar["T"] for bar in page["results"]] == [*DEFAULT_TICKERS, OTHER]  # FOO is not a sample ticker
-    assert page["resultsCount"] == page["queryCount"] == 9 and page["adjusted"] is False and "next_url" not in page
-    for bar in page["results"]:
+    # The universe first (FOO is not a sample ticker), then the rest of the synthetic market: every listed name.
+    assert [bar["T"] for bar in page["results"][:9]] == [*DEFAULT_TICKERS, OTHER]
+    assert sorted(bar["T"] for bar in page["results"]) == sorted(market_symbols())
+    assert page["resultsCount"] == page["queryCount"] == MARKET_SIZE and page["adjusted"] is False
+    assert "next_url" not in page
+    for bar in page["results"][:9]:
         official = official_daily_bar(bar["T"], MONDAY)
         assert {k: v for k, v in bar.items() if k not in ("T", "t")} == {k: v for k, v in official.items() if k != "t"}
         minutes = range_bars(bar["T"], MONDAY, MONDAY)
         assert bar["c"] == minutes["c"][minutes["t"] == ms(MONDAY, 16, 0)][0]  # the closing print's bar
         assert bar["v"] >= minutes["v"].sum()
         assert ny(bar["t"]) == dt.datetime.combine(MONDAY, dt.time(16, 0), NEW_YORK)  # as the contract stamps it
+
+
+def test_grouped_daily_of_the_whole_market_agrees_with_the_flat_files_prints_and_adds_otc_on_request(server):
+    page = get(server, "/v2/aggs/grouped/locale/us/market/stocks/2024-01-08", adjusted="false", include_otc="true")
+    by_ticker = {bar["T"]: bar for bar in page["results"]}
+    assert set(otc_symbols()) <= set(by_ticker) and len(by_ticker) == MARKET_SIZE + len(otc_symbols())
+    assert not set(otc_symbols()) & set(market_symbols())
+    # The busiest synthetic names trade their opening and closing prints: the grouped bar's open and close are the
+    # flat file's minutes at 09:30 and 16:00.
+    head = tuple(t for t in market_symbols()[8:40] if t != OTHER)  # OTHER, in the universe, has its own bars
+    minutes = market_day(MONDAY, head).minutes
+    for ticker in head:
+        mine = minutes["ticker"] == ticker
+        at = {int(t): (o, c)
+              for t, o, c in zip(minutes["t"][mine], minutes["o"][mine], minutes["c"][mine], strict=True)}
+        bar = by_ticker[ticker]
+        assert bar["o"] == at[ms(MONDAY, 9, 30)][0] and bar["c"] == at[ms(MONDAY, 16, 0)][1]
+        assert bar["l"] <= min(bar["o"], bar["c"]) <= max(bar["o"], bar["c"]) <= bar["h"] and bar["l"] <= bar["vw"]
+    # Volume is heavy-tailed, as the market's is: the busiest tenth trades most of the shares.
+    volumes = sorted((bar["v"] * bar["c"] for bar in page["results"]), reverse=True)
+    assert sum(volumes[:len(volumes) // 10]) > 0.8 * sum(volumes)
+    assert len(get(server, "/v2/aggs/grouped/locale/us/market/stocks/2024-01-08")["results"]) == MARKET_SIZE
+
+
+def test_grouped_daily_faults_break_two_rules_a_day_only_when_asked():
+    with SampleApiServer(faults=True) as faulty:
+        for day in ("2024-01-08", "2024-01-09"):
+            results = get(faulty, f"/v2/aggs/grouped/locale/us/market/stocks/{day}", adjusted="false")["results"]
+            assert sum("c" not in bar for bar in results) == 1
+            assert sum("c" in bar and bar["h"] < bar["l"] for bar in results) == 1
+
+
+def test_grouped_daily_has_no_bar_for_a_day_not_over_yet():
+    during = dt.datetime.combine(MONDAY, dt.time(15, 0), NEW_YORK).timestamp()
+    with SampleApiServer(now=lambda: during) as early:
+        page = get(early, "/v2/aggs/grouped/locale/us/market/stocks/2024-01-08", adjusted="false")
+        assert "results" not in page and page["resultsCount"] == 0
 
 
 def test_grouped_daily_of_a_holiday_is_ok_and_empty_and_adjusts_by_default(server):

@@ -429,12 +429,12 @@ def official_daily_bar(ticker: str, day: dt.date) -> dict[str, Any] | None:
 
 
 def daily_bars_as_json(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    return [{"v": _volume(float(v)), "vw": float(vw), "o": float(o), "c": float(c), "h": float(h), "l": float(lo),
+    return [{"v": json_volume(float(v)), "vw": float(vw), "o": float(o), "c": float(c), "h": float(h), "l": float(lo),
              "t": int(t), "n": int(n)}
             for t, o, h, lo, c, v, vw, n in zip(*(columns[key] for key in DAILY_COLUMNS), strict=True)]
 
 
-def _volume(volume: float) -> int | float:
+def json_volume(volume: float) -> int | float:
     return int(volume) if volume.is_integer() else volume
 
 
@@ -443,7 +443,7 @@ def bars_as_json(columns: dict[str, np.ndarray], start: int, stop: int) -> list[
     t, o, h, lo, c, v, vw, n, missing = (columns[k] for k in COLUMNS)
     for i in range(start, stop):
         bar: dict[str, Any] = {
-            "v": _volume(float(v[i])),
+            "v": json_volume(float(v[i])),
             "o": float(o[i]),
             "c": float(c[i]),
             "h": float(h[i]),

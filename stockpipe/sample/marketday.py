@@ -24,7 +24,7 @@ import numpy as np
 
 from stockpipe.sample.days import day_layout
 from stockpipe.sample.market import FIRST_SESSION, MINUTE_MS, MINUTES_PER_DAY_MAX, UNREPORTED_VOLUME, _sessions
-from stockpipe.sample.universe import minutes_share, rank
+from stockpipe.sample.universe import MARKET_SIZE, is_sample_symbol, minutes_share, rank
 
 LEVELS = 14  # the dyadic grid's levels: 2**14 sessions from 2000, past 2060
 YEAR_SESSIONS = 256
@@ -100,7 +100,8 @@ class Profile:
 @functools.cache
 def profiles(symbols: tuple[str, ...]) -> Profile:
     ids = _ticker_ids(symbols)
-    ranks = np.array([rank(s) for s in symbols], dtype=float)
+    # Names outside the listed market (the over-the-counter ones) trade like its tail.
+    ranks = np.array([rank(s) if is_sample_symbol(s) else 2 * MARKET_SIZE for s in symbols], dtype=float)
     # Prices log-uniform from 5 cents to a thousand dollars; cheaper names move more (up to ~6% a day under $1).
     log_level = math.log(0.05) + _uniform(_key(ids, 3)) * (math.log(1000.0) - math.log(0.05))
     cheapness = np.clip((math.log(20.0) - log_level) / math.log(400.0), 0.0, 1.0)
@@ -211,3 +212,39 @@ def _daily(day: dt.date, order: tuple[str, ...], rows: np.ndarray, cols: np.ndar
         "n": np.round(np.bincount(rows, weights=minutes["n"], minlength=len(order))[tick[starts]] * extra)
         .astype(np.int64),
     }
+
+
+# A day's total volume over the name's shares a day: the minutes' lognormal draws average exp(0.6**2 / 2) of their
+# mean share, and the opening and closing prints trade six times a minute's share.
+_DAY_VOLUME = math.exp(0.18)
+
+
+def grouped_day(day: dt.date, symbols: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The synthetic tickers' official daily bars of `day` without their minutes: what the grouped daily endpoint
+    answers for a whole market in milliseconds instead of `market_day`'s seconds (a year of the market is 252 calls).
+    Open and close are the same prints as `market_day`'s (the Brownian path at the session's open and close, so the
+    flat files' opening and closing minutes agree with them); the range, volume, VWAP and trades are drawn from the
+    name's profile, not summed from minutes. Sorted by ticker; keys ticker, o, h, l, c, v, vw, n."""
+    order = tuple(sorted(symbols))
+    ids = _ticker_ids(order)
+    profile = profiles(order)
+    index = _session_index(day)
+    day_key = (day - FIRST_SESSION).days
+    log_close = profile.log_level + profile.volatility * brownian(ids, index + 1)
+    log_prev = profile.log_level + profile.volatility * brownian(ids, index)
+    log_open = log_prev + 0.3 * profile.volatility * _normal(_key(ids, 6, day_key))
+    price = lambda log: np.maximum(0.0001, np.round(np.exp(log), 4))  # noqa: E731 - as market_day prices them
+    open_, close = price(log_open), price(log_close)
+    # The session's range reaches past both prints by about half a day's move on each side.
+    up = np.abs(_normal(_key(ids, 10, day_key))) * 0.5 * profile.volatility
+    down = np.abs(_normal(_key(ids, 11, day_key))) * 0.5 * profile.volatility
+    high = np.round(np.maximum(open_, close) * (1 + up), 4)
+    low = np.maximum(0.0001, np.round(np.minimum(open_, close) * (1 - down), 4))
+    unreported = _uniform(_key(ids, 9, day_key))
+    extra = 1 + UNREPORTED_VOLUME[0] + (UNREPORTED_VOLUME[1] - UNREPORTED_VOLUME[0]) * unreported
+    volume = np.maximum(1.0, np.round(profile.shares_per_day * _DAY_VOLUME
+                                      * np.exp(0.25 * _normal(_key(ids, 12, day_key))) * extra))
+    typical = (high + low + close) / 3
+    vwap = np.round(np.clip(typical * (1 + 0.1 * profile.volatility * _normal(_key(ids, 13, day_key))), low, high), 4)
+    return {"ticker": np.array(order, dtype=object), "o": open_, "h": high, "l": low, "c": close, "v": volume,
+            "vw": vwap, "n": np.maximum(1, (volume / 80.0).astype(np.int64))}

@@ -32,9 +32,11 @@ from stockpipe.sample.market import (
     bars_as_json,
     daily_bars,
     daily_bars_as_json,
+    json_volume,
     range_bars,
 )
-from stockpipe.sample.universe import is_sample_symbol
+from stockpipe.sample.marketday import grouped_day
+from stockpipe.sample.universe import is_sample_symbol, market_symbols, otc_symbols
 
 Endpoint = Literal["aggs", "grouped", "splits", "dividends"]
 
@@ -285,19 +287,30 @@ class SampleApiServer:
         return page
 
     def _grouped_page(self, request: ApiRequest) -> dict[str, Any]:
-        """Every universe ticker's official daily bar of one date, each carrying its ticker as `T`; no pagination.
-        `t` is 16:00 New York, the end of the day's window, as the contract's example stamps grouped bars."""
+        """Every ticker's official daily bar of one date, each carrying its ticker as `T`; no pagination. The universe
+        (the eight and the run's tickers) first, from their own generator, so each agrees with its minutes; then the
+        rest of the synthetic market (`marketday.grouped_day`), and with `include_otc=true` the over-the-counter
+        names. `t` is 16:00 New York, the end of the day's window, as the contract's example stamps grouped bars. With
+        `faults`, two of the market's bars a day break a rule (`grouped_faults`). A day whose session has not ended
+        by the server's clock has no bar."""
         assert request.match is not None
         day = dt.date.fromisoformat(request.match["date"])
         adjusted = request.query.get("adjusted", ["true"])[0] != "false"
+        include_otc = request.query.get("include_otc", ["false"])[0] == "true"
+        stamp = int(dt.datetime.combine(day, dt.time(16, 0), NEW_YORK).timestamp() * 1000)
         results = []
         for ticker in self.universe:
             columns = self._closed_days(ticker, daily_bars(ticker, day, day))
             if adjusted:
                 columns = adjusted_bars(ticker, columns, self.splits)
             for bar in daily_bars_as_json(columns):
-                bar["t"] = int(dt.datetime.combine(day, dt.time(16, 0), NEW_YORK).timestamp() * 1000)
+                bar["t"] = stamp
                 results.append({"T": ticker, **bar})
+        ended = self.now() * 1000 >= stamp + 4 * 3_600_000  # the day's extended hours are over at 20:00
+        if ended and trading_days(day, day):
+            chosen = set(self.universe)
+            rest = tuple(t for t in market_symbols() if t not in chosen) + (otc_symbols() if include_otc else ())
+            results.extend(grouped_results(day, rest, stamp, faults=self.faults))
         page: dict[str, Any] = {"adjusted": adjusted, "queryCount": len(results), "resultsCount": len(results),
                                 "status": "OK", "request_id": request.request_id}
         if results:
@@ -386,3 +399,29 @@ def _encode_cursor(text: str) -> str:
 
 def _decode_cursor(cursor: str) -> dict[str, list[str]]:
     return parse_qs(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+
+
+def grouped_results(day: dt.date, symbols: tuple[str, ...], stamp: int, *, faults: bool) -> list[dict[str, Any]]:
+    """The grouped answer's items for synthetic names (no splits: the synthetic market has none, so adjusted or not
+    they are the same), with the day's injected faults when asked."""
+    columns = grouped_day(day, symbols)
+    items = [{"T": t, "v": json_volume(float(v)), "vw": float(vw), "o": float(o), "c": float(c), "h": float(h),
+              "l": float(lo), "t": stamp, "n": int(n)}
+             for t, o, h, lo, c, v, vw, n in zip(*(columns[k] for k in ("ticker", "o", "h", "l", "c", "v", "vw", "n")),
+                                                 strict=True)]
+    if faults and items:
+        for kind, index in grouped_faults(day, len(items)).items():
+            item = items[index]
+            if kind == "inverted_range":
+                item["h"], item["l"] = item["l"], item["h"]
+            else:  # "missing_close"
+                del item["c"]
+    return items
+
+
+def grouped_faults(day: dt.date, count: int) -> dict[str, int]:
+    """Which of a day's `count` synthetic bars (sorted by ticker) carry the injected faults: one whose high is below
+    its low, one without a close; a pure function of the day."""
+    draw = random.Random(f"grouped-faults-{day.isoformat()}")
+    first, second = draw.sample(range(count), 2) if count > 1 else (0, 0)
+    return {"inverted_range": first, "missing_close": second}

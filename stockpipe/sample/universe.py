@@ -107,3 +107,25 @@ def minutes_share(ranks: np.ndarray | int) -> np.ndarray:
     """The share of a day's minutes (04:00 to 20:00) that a name of this liquidity rank trades."""
     ranks = np.asarray(ranks, dtype=float)
     return np.minimum(1.0, (ACTIVE_HEAD / np.maximum(ranks, 1.0)) ** TAIL_EXPONENT)
+
+
+OTC_SIZE = 700  # names the grouped daily endpoint adds with include_otc=true (the real one adds thousands)
+
+
+@functools.cache
+def otc_symbols() -> tuple[str, ...]:
+    """The sample's over-the-counter names: five letters ending in F or Y, as foreign ordinaries and unsponsored ADRs
+    are quoted, none of them a listed sample ticker. Only the grouped daily answers with `include_otc=true` hold them
+    (the provider's flat files and a listed universe do not)."""
+    rng = np.random.default_rng(_SEED + 1)
+    listed = set(market_symbols())
+    found: dict[str, None] = {}
+    codes = rng.integers(0, 26, size=(4 * OTC_SIZE, 4))
+    endings = rng.integers(0, 2, size=4 * OTC_SIZE)
+    for code, ending in zip(codes.tolist(), endings.tolist(), strict=True):
+        symbol = "".join(string.ascii_uppercase[c] for c in code) + "FY"[ending]
+        if symbol not in listed and not _avoided(symbol):
+            found[symbol] = None
+            if len(found) == OTC_SIZE:
+                break
+    return tuple(found)
