@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.new_parser(__doc__, "every API call and its answer (never the key)")
     parser.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day [to minus 4 days]")
     parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD",
-                        help="last day, inclusive [New York today]")
+                        help="last day, inclusive [the session before New York today: the free tier refuses today's]")
     parser.add_argument("--source", choices=("api", "sample"),
                         help="api (needs MASSIVE_API_KEY or POLYGON_API_KEY) or sample (offline loopback fake of a "
                              "whole synthetic market) [api when a key is set, else sample]")
@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace, today: dt.date | None = None) -> MarketDailyConfig:
     """Argparse in, config out: everything typed is checked before any network or Spark work."""
-    date_from, date_to = cli.resolve_dates(args.date_from, args.date_to, today)
+    to_text = args.date_to or cli.previous_session(today or new_york_today()).isoformat()
+    date_from, date_to = cli.resolve_dates(args.date_from, to_text, today)
     table_path = cli.table_path_or_default(args.table_path, lambda: du.get_base_path("stocks_fixed"))
     landing_path = cli.table_path_or_default(args.landing_path, lambda: default_landing_path(table_path),
                                              "--landing-path")

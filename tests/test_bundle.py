@@ -40,7 +40,7 @@ def job(name: str = "stock_pipeline") -> dict:
     return load(ROOT / "resources" / f"{name}.yml")["resources"]["jobs"][name]
 
 
-JOBS = ("stock_pipeline", "market_pipeline")
+JOBS = ("stock_pipeline", "market_pipeline", "market_daily")
 
 
 def resolve(text: str, values: dict[str, str]) -> str:
@@ -203,6 +203,18 @@ def test_the_market_job_takes_every_ticker_from_the_flat_files_once_published_th
     assert all(0 < t["timeout_seconds"] <= ABANDONED_AFTER.total_seconds() for t in ordered)
     assert (ordered[0]["max_retries"], ordered[0]["retry_on_timeout"]) == (1, True)
     assert spec["email_notifications"]["on_failure"] == ["${var.alert_email}"]
+
+
+def test_the_free_key_market_job_fetches_the_previous_session_before_the_open_beside_the_eights_tables():
+    spec = job("market_daily")
+    assert spec["schedule"]["quartz_cron_expression"] == "0 30 6 ? * TUE-SAT"
+    assert spec["schedule"]["timezone_id"] == "America/New_York"
+    (task,) = spec["tasks"]
+    params = task["spark_python_task"]["parameters"]
+    assert door_of(task).__name__ == "market_daily" and "${var.volume_path}/stocks_fixed" in params
+    assert params[params.index("--secret-scope") + 1] == "${var.secret_scope}" and "--from" not in params
+    args = door_of(task).build_parser().parse_args([resolve(p, defaults()) for p in params])
+    assert args.date_to is None and args.date_from is None  # the previous session, and the four days before it
 
 
 @pytest.mark.slow

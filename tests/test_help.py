@@ -10,7 +10,8 @@ import pytest
 from stockpipe.cli import ENGINES
 from tests.helpers import ROOT
 
-DOORS = ("broken_stock_harvester", "fixed_stock_harvester", "daily_bars", "maintenance", "external_table")
+DOORS = ("broken_stock_harvester", "fixed_stock_harvester", "daily_bars", "maintenance", "external_table",
+         "market_daily")
 
 
 def help_text(door: str, capsys) -> str:

@@ -1,0 +1,86 @@
+"""market_daily.py on the free key, for real: eight trading days of the whole sample market through a loopback API
+that enforces 5 calls a rolling minute in real time, as the provider does, then the same run again.
+
+    python -m benchmarks.market_daily_free [--engine delta-rs|delta-spark] [--days 8]
+
+Prints the calls made, the seconds taken against the floor those calls allow at 5 a minute (the first five at once,
+each next five a minute later), the seconds spent storing answers against the seconds spent waiting for the next
+call, and the second run's calls (none expected). Takes a little over a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import databricks_utils as du
+import stockpipe.marketdaily as marketdaily
+from stockpipe.config import HarvestConfig
+from stockpipe.landing import default_landing_path
+from stockpipe.market_calendar import trading_days
+from stockpipe.marketdaily import MarketDailyConfig, run_market_daily
+from stockpipe.storage import choose_engine
+from stockpipe.testing import ApiBehaviour, FakeMassiveServer
+
+FREE_CALLS_PER_MINUTE = 5
+
+
+def floor_seconds(calls: int, per_minute: int = FREE_CALLS_PER_MINUTE) -> float:
+    """The least time `calls` take under a rolling window of `per_minute` calls a minute."""
+    return 60.0 * max(0, (calls - 1) // per_minute)
+
+
+def bench(engine: str, days: int) -> dict[str, float]:
+    spark = du.get_spark("bench-market-daily", want_delta_spark=engine != "delta-rs")
+    storage, _ = choose_engine(spark, engine)
+    chosen = trading_days(dt.date(2024, 1, 2), dt.date(2024, 3, 1))[:days]
+    stored_s: list[float] = []
+    real_store = marketdaily.store_days
+
+    def timed_store(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        try:
+            return real_store(*args, **kwargs)
+        finally:
+            stored_s.append(time.monotonic() - started)
+
+    marketdaily.store_days = timed_store  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory() as root, FakeMassiveServer(
+            ApiBehaviour(calls_per_window=FREE_CALLS_PER_MINUTE)) as server:
+        table = str(Path(root) / "stocks_fixed")
+        cfg = MarketDailyConfig(HarvestConfig(
+            tickers=(), date_from=chosen[0], date_to=chosen[-1], table_path=table,
+            landing_path=default_landing_path(table), source="api", base_url=server.base_url, api_key="bench-key",
+            calls_per_minute=FREE_CALLS_PER_MINUTE, show_progress=False), derive=False)
+        started = time.monotonic()
+        first = run_market_daily(cfg, storage)
+        seconds = time.monotonic() - started
+        answered = len(server.log)
+        run_market_daily(cfg, storage)
+        second_calls = len(server.log) - answered
+    floor = floor_seconds(first.calls)
+    return {"days": len(chosen), "calls": first.calls, "http_429": sum(s.http_429 for s in first.stats),
+            "seconds": seconds, "floor_s": floor, "ratio": seconds / floor if floor else float("nan"),
+            "rows": first.rows, "store_s_per_day": sum(stored_s) / max(1, len(chosen)),
+            "wait_s_per_call": first.waited_s / max(1, first.calls), "second_run_calls": second_calls}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", default="delta-rs", choices=("delta-rs", "delta-spark"))
+    parser.add_argument("--days", type=int, default=8)
+    args = parser.parse_args(argv)
+    found = bench(args.engine, args.days)
+    print(f"market_daily.py, {found['days']} trading days of the sample market on a 5-a-minute key "
+          f"({args.engine}): {found['calls']} calls ({found['http_429']} answered 429), {found['seconds']:.1f} s "
+          f"against a floor of {found['floor_s']:.0f} s = {found['ratio']:.3f}x; {found['rows']:,} rows; storing "
+          f"{found['store_s_per_day']:.2f} s a day against {found['wait_s_per_call']:.1f} s waited a call; "
+          f"a second run: {found['second_run_calls']} calls")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
