@@ -8,6 +8,11 @@ codes, the over-the-counter names)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -16,12 +21,12 @@ from deltalake import DeltaTable
 
 import market_daily
 from stockpipe.config import HarvestConfig
-from stockpipe.landing import default_landing_path
+from stockpipe.landing import GROUPED, LandingZone, default_landing_path
 from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.marketdaily import MarketDailyConfig, bar_problem, run_market_daily
 from stockpipe.sample.universe import MARKET_SIZE, otc_symbols
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
-from tests.helpers import FakeClock, run_door
+from tests.helpers import ROOT, FakeClock, run_door
 
 FIRST, LAST = dt.date(2024, 1, 8), dt.date(2024, 1, 18)  # eight sessions: Monday 15 January is a holiday
 DAYS = trading_days(FIRST, LAST)
@@ -183,3 +188,41 @@ def test_the_door_refuses_bad_input_in_one_line(argv, message, tmp_path, capsys)
     code, out, err = run_door(market_daily, [*argv, "--table-path", str(tmp_path / "t")], capsys)
     assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_the_rerun_stores_what_landed_and_fetches_only_the_rest(tmp_path, capsys, monkeypatch):
+    """A real kill of the door's process: ten days landed, the eleventh call hanging, nothing stored yet (a commit is
+    twenty days). The rerun stores the ten without a call, fetches the other eleven, and marks the killed run."""
+    table = tmp_path / "stocks_fixed"
+    january = trading_days(dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+    hang = Fault("delay", ticker="grouped", after=10, seconds=30, times=100)
+    env = {**os.environ, "MASSIVE_API_KEY": "a-key-of-test"}
+
+    def argv(base_url: str) -> list[str]:
+        return ["--source", "api", "--base-url", base_url, "--from", "2024-01-02", "--to", "2024-01-31",
+                "--table-path", str(table), "--engine", "delta-rs", "--no-derive", "--calls-per-minute", "100000"]
+
+    with FakeMassiveServer(ApiBehaviour(faults=[hang])) as server:
+        process = subprocess.Popen([sys.executable, str(ROOT / "market_daily.py"), *argv(server.base_url)], cwd=ROOT,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        zone = LandingZone(default_landing_path(str(table))).official()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and sum(f.complete for f in zone.fetches(GROUPED)) < 10:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    assert sum(f.complete for f in zone.fetches(GROUPED)) == 10
+    assert not (tmp_path / "stocks_official_daily" / "_delta_log").exists() or \
+        DeltaTable(str(tmp_path / "stocks_official_daily")).to_pyarrow_table().num_rows == 0
+    monkeypatch.setenv("MASSIVE_API_KEY", "a-key-of-test")
+    with FakeMassiveServer() as server:
+        code, out, err = run_door(market_daily, argv(server.base_url), capsys)
+        assert len(grouped_calls(server)) == len(january) - 10
+    assert code == 0, err
+    assert "11 fetched, 10 stored from answers an earlier run landed" in out
+    official = DeltaTable(str(tmp_path / "stocks_official_daily")).to_pyarrow_table()
+    assert official.num_rows == len(january) * MARKET_SIZE
+    assert sorted(f.date_from for f in zone.fetches(GROUPED) if f.complete) == january  # each day landed once
+    runs = DeltaTable(str(tmp_path / "pipeline_runs")).to_pyarrow_table().to_pylist()
+    assert sorted(r["status"] for r in runs) == ["abandoned", "success"]
