@@ -3,12 +3,17 @@
     make dashboard                  # builds the demo tables first when they are missing
     streamlit run dashboard.py      # tables under STOCKS_BASE_PATH (default delta_tables)
 
-The market on its latest stored day: top movers by total return, volatility leaders, and the alerts (the warn and fail
-rows of quality_checks); daily candlesticks from stocks_daily (as traded or split-adjusted) with volume and the 20-
-and 50-day moving averages; one day's minute bars from stocks_fixed with the pre-market, regular and post-market
-sessions shaded and 5-, 15- and 60-minute moving averages; operations: the last harvest at a glance and the last runs
-from pipeline_runs, each run's outcome per ticker and its failing checks; each table's health. Each view reads only
-what it shows: the market and daily views stocks_daily, the intraday view one (ticker, trade_date) file.
+The market: where the whole market's derived tables are stored (stocks_market_daily, stocks_market_breadth), any
+stored day (the latest first) with its top movers up and down among names above a minimum price and dollar volume,
+the most active by dollar volume, the breadth line over time, and a search for any ticker's split-adjusted history;
+otherwise the harvested tickers on their latest stored day: top movers by total return, volatility leaders. Both
+with the alerts (the warn and fail rows of quality_checks). Daily candlesticks from stocks_daily (as traded or
+split-adjusted) with volume and the 20- and 50-day moving averages; one day's minute bars from stocks_fixed with
+the pre-market, regular and post-market sessions shaded and 5-, 15- and 60-minute moving averages; operations: the
+last harvest at a glance and the last runs from pipeline_runs, each run's outcome per ticker and its failing checks;
+each table's health. Each view reads only what it shows: the whole market one day's file of stocks_market_daily
+(partitioned by trade_date) and the small breadth table, a searched ticker its rows of the chosen span; the eight
+tickers' market and daily views stocks_daily, the intraday view one (ticker, trade_date) file.
 """
 
 from __future__ import annotations
@@ -16,22 +21,26 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import altair as alt
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `streamlit run` puts the script's folder first anyway
 
+from stockpipe.config import BREADTH_TABLE, MARKET_DAILY_TABLE
 from stockpipe.market_calendar import session_hours
 from stockpipe.readers import Health, health, open_table, partitions, read
 
 TABLES = ("stocks_fixed", "stocks_splits", "stocks_dividends", "stocks_official_daily", "stocks_daily",
-          "pipeline_runs", "quality_checks", "stocks_quarantine")
+          "pipeline_runs", "quality_checks", "stocks_quarantine", MARKET_DAILY_TABLE, BREADTH_TABLE)
 HARVESTED = "python fixed_stock_harvester.py"
 MAKES = {
     "stocks_fixed": HARVESTED, "stocks_splits": HARVESTED, "stocks_dividends": HARVESTED,
@@ -39,11 +48,25 @@ MAKES = {
     "stocks_quarantine": f"{HARVESTED} (when a bar breaks a rule)",
     "stocks_daily": "python daily_bars.py",
     "pipeline_runs": "any script (every run appends a row)",
+    MARKET_DAILY_TABLE: "python market_daily.py", BREADTH_TABLE: "python market_daily.py",
 }
-# Tables a fresh demo may lack without anything being wrong: no bar was bad.
-OPTIONAL = {"stocks_quarantine"}
+# Tables a fresh demo may lack without anything being wrong: no bar was bad; the whole market was not fetched (the
+# eight tickers' demo does without it).
+OPTIONAL = {"stocks_quarantine", MARKET_DAILY_TABLE, BREADTH_TABLE}
 ALERTS_SHOWN = 50
 LEADERS = 10
+# The whole market's movers are ranked among names that trade: at least this close and this dollar volume (close x
+# volume) on the day, so that a $0.01 stock doubling on a few hundred dollars is not the headline. Both are the
+# reader's to move.
+MIN_PRICE = 1.0
+DOLLAR_VOLUME_FLOORS = {"none": 0.0, "$100K": 1e5, "$1M": 1e6, "$10M": 1e7, "$100M": 1e8}
+DEFAULT_FLOOR = "$1M"
+MARKET_COLUMNS = ("ticker", "close", "volume", "dollar_volume", "adj_close", "daily_return", "high_52w", "low_52w",
+                  "new_high", "new_low")
+HISTORY_COLUMNS = ("trade_date", "close", "adj_close", "volume", "dollar_volume", "daily_return", "split_factor",
+                   "high_52w", "low_52w")
+SEARCH_READERS = 4
+BREADTH_COLOURS = {"new highs": "#1f4e79", "new lows": "#f28e2b"}
 # The intraday chart's moving averages of the minute close, in minutes.
 MINUTE_AVERAGES = (5, 15, 60)
 AVERAGE_COLOURS = {"close": "#1f4e79", "5 min": "#f28e2b", "15 min": "#59a14f", "60 min": "#b07aa1",
@@ -59,14 +82,31 @@ CHECK_COLUMNS = ("run_id", "ticker", "trade_date", "check", "status", "observed"
 # The daily chart's span, in months back from the last stored day (None: everything stored).
 RANGES: dict[str, int | None] = {"3 months": 3, "1 year": 12, "5 years": 60, "all": None}
 SESSION_COLOURS = {"pre": "#dbe9f6", "regular": "#eef5ea", "post": "#fbe3d6"}
-# A chart of one bar a row keeps a readable height however few the rows: this many pixels a row, at least MIN_BARS.
+# A chart of one bar a row keeps a readable height however few or many the rows: this many pixels a row, at least
+# MIN_BARS rows' worth, plus its axis (see bar_height), each bar BAR_PX thick however few the rows (two bars do not
+# swell to fill the floor); a chart over time is never lower than MIN_CHART_PX.
 BAR_ROW_PX = 28
+BAR_PX = 20
 MIN_BARS = 6
+AXIS_PX = 40
+MIN_CHART_PX = 180
 
 # How each kind of column reads in a table: the units and formats a reader expects, an empty cell for a missing value.
-Kind = str  # "price" | "return" | "share" | "count" | "volume" | "text" | "date" | "time"
+Kind = str  # "price" | "return" | "share" | "count" | "volume" | "dollars" | "text" | "date" | "time"
+
+
+def dollars(value: float) -> str:
+    """An amount of money as a reader says it, to three figures: $950, $12.3K, $4.50M, $1.20B, $1,234T."""
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size * 0.9995:
+            scaled = value / size
+            return f"${scaled:,.{2 if abs(scaled) < 9.995 else 1 if abs(scaled) < 99.95 else 0}f}{unit}"
+    return f"${value:,.0f}"
+
+
 _FORMATS: dict[str, Callable[[Any], str]] = {
     "price": lambda v: f"{v:,.2f}",
+    "dollars": dollars,
     "return": lambda v: f"{100 * v:+.2f}%",  # a day's return: signed, in percent, as the charts show it
     "share": lambda v: f"{100 * v:.2f}%",  # a level that is a fraction (volatility)
     "count": lambda v: f"{int(v):,}",
@@ -158,6 +198,52 @@ def failing_checks(base: str, version: int) -> pd.DataFrame:
     """The checks that did not pass (fail or warn), of every run: what a person has to look at."""
     checks = read(Path(base) / "quality_checks", columns=CHECK_COLUMNS)
     return checks.filter(pc.field("status") != "pass").to_pandas()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def market_days(base: str, version: int) -> list[str]:
+    """The whole market's stored days, oldest first: from the log alone when the table is partitioned by trade_date
+    (the spec's layout: no data file is opened), else from its trade_date column."""
+    path = Path(base) / MARKET_DAILY_TABLE
+    table = open_table(path)
+    if table is not None and "trade_date" in table.metadata().partition_columns:
+        return [day for (day,) in partitions(path, ["trade_date"])]
+    found = read(path, columns=["trade_date"]).column("trade_date")
+    return sorted({str(day) for day in pc.unique(found).to_pylist()})
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def market_day(base: str, version: int, day: str) -> pd.DataFrame:
+    """Every ticker's row of one day: that day's file alone (partition pruning on trade_date), ~11,000 rows."""
+    return read(Path(base) / MARKET_DAILY_TABLE, columns=MARKET_COLUMNS, where={"trade_date": day}).to_pandas()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def market_breadth(base: str, version: int) -> pd.DataFrame:
+    """The breadth table, one row a day (252 a year): read whole, oldest first."""
+    frame = read(Path(base) / BREADTH_TABLE).to_pandas()
+    return frame.assign(trade_date=pd.to_datetime(frame["trade_date"])).sort_values("trade_date")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def ticker_history(base: str, version: int, ticker: str, since: str | None) -> pd.DataFrame:
+    """One ticker's rows from `since` (a day, or None for everything stored), oldest first: the day files of the
+    span only (pruned by their trade_date in the log), and in each the row groups that can hold the ticker. A year
+    is 252 small files: read in SEARCH_READERS threads, a share of the files each (1.1 s cold in one, 0.7 s in four
+    on two cores)."""
+
+    def reader(share: int) -> pa.Table:
+        def mine(action: dict[str, Any]) -> bool:
+            day = action.get("partition.trade_date")
+            in_span = since is None or day is None or str(day) >= since
+            return in_span and zlib.crc32(str(action["path"]).encode()) % SEARCH_READERS == share
+
+        return read(Path(base) / MARKET_DAILY_TABLE, columns=HISTORY_COLUMNS, where={"ticker": ticker}, keep=mine)
+
+    with ThreadPoolExecutor(SEARCH_READERS) as pool:
+        found = pa.concat_tables(list(pool.map(reader, range(SEARCH_READERS)))).to_pandas()
+    found = found.assign(trade_date=pd.to_datetime(found["trade_date"])).sort_values("trade_date")
+    return found[found["trade_date"] >= pd.Timestamp(since)] if since else found
 
 
 def outcomes_of(run: pd.Series) -> list[dict]:
@@ -346,6 +432,23 @@ def latest_day(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["trade_date"] == frame["trade_date"].max()]
 
 
+def bar_height(rows: int) -> int:
+    """The height of a chart of one bar a row: BAR_ROW_PX a row (ten names stay as readable as two), never fewer
+    than MIN_BARS rows' worth (two bars of 28 px collapsed the chart to a line and cut its labels), plus the axis."""
+    return BAR_ROW_PX * max(rows, MIN_BARS) + AXIS_PX
+
+
+def return_bars(frame: pd.DataFrame, column: str, title: str, *, largest_first: bool = True) -> alt.Chart:
+    """One bar a ticker for a return, green up and red down, the first in `frame`'s order at the top."""
+    return alt.Chart(frame).mark_bar(size=BAR_PX).encode(
+        x=alt.X(f"{column}:Q", title=title, axis=alt.Axis(format="%")),
+        y=alt.Y("ticker:N", sort="-x" if largest_first else "x", title=None),
+        color=alt.condition(f"datum.{column} >= 0", alt.value("#2e7d32"), alt.value("#c62828")),
+        tooltip=["ticker", alt.Tooltip(f"{column}:Q", title=title, format="+.2%"),
+                 *[alt.Tooltip(f"{c}:Q", format=",.2f") for c in ("close", "dividend") if c in frame]],
+    ).properties(height=bar_height(len(frame)))
+
+
 def market(frame: pd.DataFrame, alerts: pd.DataFrame | None) -> None:
     """The latest stored day at a glance: top movers by total return, volatility leaders, and the alerts."""
     today = latest_day(frame)
@@ -353,13 +456,8 @@ def market(frame: pd.DataFrame, alerts: pd.DataFrame | None) -> None:
     movers = today.sort_values("total_return", ascending=False)[
         ["ticker", "close", "daily_return", "dividend", "total_return"]].head(LEADERS)
     if movers["total_return"].notna().any():
-        bars = alt.Chart(movers.dropna(subset=["total_return"])).mark_bar().encode(
-            x=alt.X("total_return:Q", title="total return", axis=alt.Axis(format="%")),
-            y=alt.Y("ticker:N", sort="-x", title=None),
-            color=alt.condition("datum.total_return >= 0", alt.value("#2e7d32"), alt.value("#c62828")),
-            tooltip=["ticker", alt.Tooltip("total_return:Q", format="+.2%"), alt.Tooltip("dividend:Q")],
-        ).properties(height=BAR_ROW_PX * max(len(movers), MIN_BARS) + 30)
-        st.altair_chart(bars, width="stretch")
+        st.altair_chart(return_bars(movers.dropna(subset=["total_return"]), "total_return", "total return"),
+                        width="stretch")
     else:
         st.info("No total return on the latest day: the trading day before it is not stored.")
     show_table(movers, {"ticker": "text", "close": "price", "daily_return": "return", "dividend": "price",
@@ -372,6 +470,11 @@ def market(frame: pd.DataFrame, alerts: pd.DataFrame | None) -> None:
                              "adj_close": "price"})
     else:
         st.info("Volatility needs 21 consecutive stored trading days (20 daily returns): harvest a longer range.")
+    alerts_view(alerts)
+
+
+def alerts_view(alerts: pd.DataFrame | None) -> None:
+    """The warn and fail rows of quality_checks, newest first."""
     st.subheader("Alerts")
     if alerts is None:
         st.info(f"No `quality_checks` table yet: `{MAKES['quality_checks']}` writes it.")
@@ -382,6 +485,181 @@ def market(frame: pd.DataFrame, alerts: pd.DataFrame | None) -> None:
         st.caption(f"The {len(shown)} newest warn and fail rows of quality_checks ({len(alerts):,} in all)")
         show_table(shown, {"trade_date": "date", "ticker": "text", "check": "text", "status": "text",
                            "observed": "price", "message": "text"}, wide=("message",))
+
+
+def eligible_movers(bars: pd.DataFrame, min_price: float, min_dollar_volume: float) -> pd.DataFrame:
+    """The names a day's movers are ranked among: those with a return (their previous session stored), a close of at
+    least `min_price` and a dollar volume (close x volume) of at least `min_dollar_volume`."""
+    return bars[bars["daily_return"].notna() & (bars["close"] >= min_price)
+                & (bars["dollar_volume"] >= min_dollar_volume)]
+
+
+def whole_market(base: Path, version: int, breadth_version: int | None, alerts: pd.DataFrame | None) -> None:
+    """The whole market on a chosen day (the latest first): the day in numbers, its top movers up and down among
+    names that trade, the most active by dollar volume, the breadth over time, a search for any ticker, the alerts.
+    Reads one day's file of stocks_market_daily, the small breadth table, and a searched ticker's span."""
+    days = market_days(str(base), version)
+    if not days:
+        st.info(f"`{MARKET_DAILY_TABLE}` holds no day yet: `{MAKES[MARKET_DAILY_TABLE]}` fills it.")
+        alerts_view(alerts)
+        return
+    pick, floor_column, price_column = st.columns([2, 3, 2])
+    day = pick.selectbox("Day", days[::-1], index=0, key="market_day")
+    floor = floor_column.select_slider("Minimum dollar volume (close × volume) for the movers",
+                                       options=list(DOLLAR_VOLUME_FLOORS), value=DEFAULT_FLOOR, key="market_floor")
+    min_price = price_column.number_input("Minimum close ($) for the movers", min_value=0.0, value=MIN_PRICE,
+                                          step=0.5, format="%.2f", key="market_min_price")
+    bars = market_day(str(base), version, day)
+    breadth = market_breadth(str(base), breadth_version) if breadth_version is not None else None
+    day_in_numbers(bars, breadth, day)
+    movers_view(bars, day, floor, float(min_price))
+    most_active_view(bars, day)
+    breadth_view(breadth, day)
+    search_view(base, version, days, bars, day)
+    alerts_view(alerts)
+
+
+def day_in_numbers(bars: pd.DataFrame, breadth: pd.DataFrame | None, day: str) -> None:
+    """The day's tickers, advancers, decliners, unchanged and new 52-week highs and lows: the breadth table's row
+    (one definition, the pipeline's), or counted from the day's rows where the breadth table lacks the day."""
+    row = breadth[breadth["trade_date"] == pd.Timestamp(day)] if breadth is not None else None
+    if row is not None and len(row):
+        found = row.iloc[0]
+        counts = [found[c] for c in ("tickers", "advancers", "decliners", "unchanged", "new_highs", "new_lows")]
+    else:
+        returns = bars["daily_return"]
+        counts = [len(bars), (returns > 0).sum(), (returns < 0).sum(), (returns == 0).sum(),
+                  bars["new_high"].eq(True).sum(), bars["new_low"].eq(True).sum()]
+    labels = ("tickers traded", "advancers", "decliners", "unchanged", "new 52-week highs", "new 52-week lows")
+    figures = dict(zip(labels, (int(c) for c in counts), strict=True))
+    for column, (label, value) in zip(st.columns(len(figures)), figures.items(), strict=True):
+        column.metric(label, f"{value:,}")
+
+
+def movers_view(bars: pd.DataFrame, day: str, floor: str, min_price: float) -> None:
+    ranked = eligible_movers(bars, min_price, DOLLAR_VOLUME_FLOORS[floor])
+    st.subheader(f"Top movers on {day}")
+    traded = "any dollar volume" if DOLLAR_VOLUME_FLOORS[floor] == 0 else f"{floor} or more traded (close × volume)"
+    st.caption(f"Ranked by daily return (split-adjusted) among the {len(ranked):,} of {len(bars):,} tickers that "
+               f"closed at ${min_price:,.2f} or more with {traded} and their previous session stored: the other "
+               f"{len(bars) - len(ranked):,} are left out, so a penny stock doubling on a few trades is not the "
+               "headline. Move the minimums above to widen or narrow the field.")
+    halves = st.columns(2)
+    for half, title, frame, largest_first in (
+            (halves[0], "Gainers", ranked.nlargest(LEADERS, "daily_return"), True),
+            (halves[1], "Losers", ranked.nsmallest(LEADERS, "daily_return"), False)):
+        with half:
+            st.markdown(f"**{title}**")
+            if not len(frame):
+                st.info("No ticker above the minimums has a return on this day.")
+                continue
+            st.altair_chart(return_bars(frame, "daily_return", "daily return", largest_first=largest_first),
+                            width="stretch")
+            show_table(frame.rename(columns={"daily_return": "return", "dollar_volume": "traded"}),
+                       {"ticker": "text", "close": "price", "return": "return", "traded": "dollars"},
+                       key=f"market_{title.lower()}")
+
+
+def most_active_view(bars: pd.DataFrame, day: str) -> None:
+    st.subheader(f"Most active on {day}")
+    active = bars.nlargest(LEADERS, "dollar_volume")
+    st.caption("By dollar volume (close × volume, as traded), whatever the price")
+    data = active.assign(traded=[dollars(v) for v in active["dollar_volume"]])
+    chart = alt.Chart(data).mark_bar(color="#1f4e79", size=BAR_PX).encode(
+        x=alt.X("dollar_volume:Q", title="dollar volume",
+                axis=alt.Axis(labelExpr="replace(format(datum.value, '$.2~s'), 'G', 'B')")),
+        y=alt.Y("ticker:N", sort="-x", title=None),
+        tooltip=["ticker", alt.Tooltip("traded:N", title="dollar volume"), alt.Tooltip("close:Q", format=",.2f"),
+                 alt.Tooltip("daily_return:Q", title="daily return", format="+.2%")],
+    ).properties(height=bar_height(len(data)))
+    left, right = st.columns(2)
+    left.altair_chart(chart, width="stretch")
+    with right:
+        show_table(active.rename(columns={"daily_return": "return", "dollar_volume": "traded"}),
+                   {"ticker": "text", "close": "price", "return": "return", "volume": "volume", "traded": "dollars"},
+                   key="market_active")
+
+
+def breadth_view(breadth: pd.DataFrame | None, day: str) -> None:
+    st.subheader("Market breadth")
+    if breadth is None:
+        st.info(f"No `{BREADTH_TABLE}` table yet: `{MAKES[BREADTH_TABLE]}` derives it.")
+        return
+    if not len(breadth):
+        st.info(f"`{BREADTH_TABLE}` holds no day yet.")
+        return
+    net = breadth["advancers"] - breadth["decliners"]
+    data = breadth.assign(net=net, ad_line=net.cumsum())
+    chosen = alt.Chart(pd.DataFrame({"trade_date": [pd.Timestamp(day)]})).mark_rule(
+        color="#888888", strokeDash=[4, 3]).encode(x="trade_date:T")
+    line = alt.Chart(data).mark_line(color="#1f4e79").encode(
+        x=alt.X("trade_date:T", title=None),
+        y=alt.Y("ad_line:Q", title="advance-decline line", scale=alt.Scale(zero=False)),
+        tooltip=[alt.Tooltip("trade_date:T", title="day"), alt.Tooltip("advancers:Q", format=","),
+                 alt.Tooltip("decliners:Q", format=","), alt.Tooltip("unchanged:Q", format=","),
+                 alt.Tooltip("net:Q", title="advancers - decliners", format="+,"),
+                 alt.Tooltip("tickers:Q", format=",")],
+    )
+    st.altair_chart(alt.layer(line, chosen).properties(height=max(MIN_CHART_PX, 220)), width="stretch")
+    st.caption(f"The advance-decline line: the running sum of each day's advancers minus decliners (names with a "
+               f"return), from {breadth['trade_date'].min():%Y-%m-%d}; the dashed rule marks {day}.")
+    if not breadth["with_52w_history"].gt(0).any():
+        st.info("No new 52-week highs or lows yet: they need a ticker's history to reach 251 sessions back.")
+        return
+    folded = pd.concat([
+        pd.DataFrame({"trade_date": data["trade_date"], "kind": "new highs", "count": data["new_highs"]}),
+        pd.DataFrame({"trade_date": data["trade_date"], "kind": "new lows", "count": -data["new_lows"]})])
+    extremes = alt.Chart(folded).mark_bar().encode(
+        x=alt.X("trade_date:T", title=None),
+        y=alt.Y("count:Q", title="new highs / new lows", axis=alt.Axis(labelExpr="abs(datum.value)")),
+        color=alt.Color("kind:N", scale=alt.Scale(domain=list(BREADTH_COLOURS), range=list(BREADTH_COLOURS.values())),
+                        legend=alt.Legend(title=None, orient="top")),
+        tooltip=[alt.Tooltip("trade_date:T", title="day"), "kind:N",
+                 alt.Tooltip("count:Q", title="tickers", format=",")],
+    )
+    st.altair_chart(alt.layer(extremes, chosen).properties(height=max(MIN_CHART_PX, 200)), width="stretch")
+    st.caption("New 52-week highs (up) and lows (down), split-adjusted, among the names whose history reaches 251 "
+               "sessions back (" + f"{int(data['with_52w_history'].iloc[-1]):,} on the latest day)")
+
+
+def search_view(base: Path, version: int, days: list[str], bars: pd.DataFrame, day: str) -> None:
+    """Any ticker's split-adjusted closes over the chosen span and its latest figures; an unknown one says so, with
+    the chosen day's tickers that start like it."""
+    st.subheader("Find a ticker")
+    left, right = st.columns([2, 3])
+    typed = left.text_input("Ticker", placeholder="any ticker, e.g. AAPL", key="market_search")
+    span = right.radio("Span", list(RANGES), index=1, horizontal=True, key="market_span")
+    ticker = typed.strip().upper()
+    if not ticker:
+        st.caption("Type any ticker of the market for its split-adjusted closes and its latest figures.")
+        return
+    months = RANGES[span]
+    since = None if months is None else f"{pd.Timestamp(days[-1]) - pd.DateOffset(months=months):%Y-%m-%d}"
+    history = ticker_history(str(base), version, ticker, since)
+    if not len(history):
+        near = [t for t in bars["ticker"] if str(t).startswith(ticker[:-1] or ticker)][:8]
+        alike = f" Tickers like it on {day}: {', '.join(near)}" if near else ""
+        st.warning(f"No ticker {ticker} in {MARKET_DAILY_TABLE}" + (f" since {since}" if since else "") + f".{alike}")
+        return
+    last = history.iloc[-1]
+    figures = st.columns(4)
+    figures[0].metric(f"{ticker} close on {last['trade_date']:%Y-%m-%d}", cell(last["close"], "price"),
+                      delta=cell(last["daily_return"], "return") or None)
+    figures[1].metric("dollar volume", cell(last["dollar_volume"], "dollars"))
+    figures[2].metric("52-week high", cell(last["high_52w"], "price") or "-")
+    figures[3].metric("52-week low", cell(last["low_52w"], "price") or "-")
+    chart = alt.Chart(history).mark_line(color=AVERAGE_COLOURS["close"]).encode(
+        x=alt.X("trade_date:T", title=None),
+        y=alt.Y("adj_close:Q", title="split-adjusted close", scale=alt.Scale(zero=False)),
+        tooltip=[alt.Tooltip("trade_date:T", title="day"), alt.Tooltip("adj_close:Q", format=",.2f"),
+                 alt.Tooltip("close:Q", title="close as traded", format=",.2f"),
+                 alt.Tooltip("daily_return:Q", title="daily return", format="+.2%")],
+    ).properties(height=max(MIN_CHART_PX, 260))
+    st.altair_chart(chart, width="stretch")
+    st.caption(f"{ticker}: split-adjusted closes (as traded, divided by its later splits) over {len(history):,} "
+               f"sessions, {history['trade_date'].min():%Y-%m-%d} to {last['trade_date']:%Y-%m-%d}; the figures "
+               "above are of its latest stored day, as traded (52-week extremes split-adjusted, where its history "
+               "reaches 251 sessions back).")
 
 
 def main() -> None:
@@ -397,8 +675,12 @@ def main() -> None:
     alerts = failing_checks(str(base), checks_table.version()) if checks_table is not None else None
     market_tab, daily_tab, intraday_tab, ops_tab, health_tab = st.tabs(
         ["Market", "Daily", "Intraday", "Operations", "Table health"])
+    market_table, breadth_table = opened[MARKET_DAILY_TABLE], opened[BREADTH_TABLE]
     with market_tab:
-        if daily_table is None:
+        if market_table is not None:  # the whole market, derived from its official daily bars
+            whole_market(base, market_table.version(), breadth_table.version() if breadth_table is not None else None,
+                         alerts)
+        elif daily_table is None:
             missing("stocks_daily")
         else:
             market(daily(str(base), daily_table.version()), alerts)
@@ -475,4 +757,5 @@ def main() -> None:
             st.caption(maintained)
 
 
-main()
+if __name__ == "__main__":  # `streamlit run` and AppTest run the page as __main__; an import only defines it
+    main()
