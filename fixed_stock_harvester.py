@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         run.wrote(rows=report.rows_written, partitions=report.partitions_written, files=report.written.files,
                   version=report.written.version)
         run.outcomes(report.outcomes())
+        run.notes = report.notes()  # what it left to a later run: the run's message when it has no error or warning
         print(render_fixed(report))
         return cli.report_errors(report.errors(), run, warnings=report.warnings(), strict=args.strict)
 

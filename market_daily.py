@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import databricks_utils as du
 from stockpipe import cli
-from stockpipe.config import OFFICIAL_TABLE, SPLITS_TABLE, HarvestConfig
+from stockpipe.config import OFFICIAL_TABLE, SPLITS_TABLE, HarvestConfig, Source
 from stockpipe.errors import MissingKeyError, UsageError
 from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import new_york_today
@@ -83,7 +83,7 @@ def build_config(args: argparse.Namespace, today: dt.date | None = None) -> Mark
         api_key = du.get_secret(args.secret_scope, args.secret_key) or ""
     if args.sample_faults and args.source == "api":
         raise UsageError("--sample-faults needs --source sample")
-    source = "api" if args.source == "api" or (args.source is None and api_key) else "sample"
+    source: Source = "api" if args.source == "api" or (args.source is None and api_key) else "sample"
     if source == "api" and not api_key:
         raise MissingKeyError()
     if source == "sample" and args.source is None and du.is_databricks():

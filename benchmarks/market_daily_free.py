@@ -22,7 +22,7 @@ from stockpipe.config import HarvestConfig
 from stockpipe.landing import default_landing_path
 from stockpipe.market_calendar import trading_days
 from stockpipe.marketdaily import MarketDailyConfig, run_market_daily
-from stockpipe.storage import choose_engine
+from stockpipe.storage import EngineName, choose_engine
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer
 
 FREE_CALLS_PER_MINUTE = 5
@@ -33,7 +33,7 @@ def floor_seconds(calls: int, per_minute: int = FREE_CALLS_PER_MINUTE) -> float:
     return 60.0 * max(0, (calls - 1) // per_minute)
 
 
-def bench(engine: str, days: int) -> dict[str, float]:
+def bench(engine: EngineName, days: int) -> dict[str, float]:
     spark = du.get_spark("bench-market-daily", want_delta_spark=engine != "delta-rs")
     storage, _ = choose_engine(spark, engine)
     chosen = trading_days(dt.date(2024, 1, 2), dt.date(2024, 3, 1))[:days]
@@ -47,7 +47,7 @@ def bench(engine: str, days: int) -> dict[str, float]:
         finally:
             stored_s.append(time.monotonic() - started)
 
-    marketdaily.store_days = timed_store  # type: ignore[assignment]
+    marketdaily.store_days = timed_store
     with tempfile.TemporaryDirectory() as root, FakeMassiveServer(
             ApiBehaviour(calls_per_window=FREE_CALLS_PER_MINUTE)) as server:
         table = str(Path(root) / "stocks_fixed")

@@ -2,6 +2,11 @@
 data: the splits and dividends lists (the year before the run's first day and everything since the last refresh,
 unless already refreshed through today) and the official daily bars of the stored days that lack one.
 
+On a key paced like the free tier, the reference calls take only the slots the bars leave free in the window under
+way, in order of what they change: splits (they re-adjust history), then dividends, then official daily bars. What
+does not fit is deferred, never a reason for another window: a later run fetches what is still missing, and the daily
+build meanwhile reads the official bars market_daily.py stored. A faster key (or none) defers nothing.
+
 One client (so one rolling rate-limit window and one 429 back-off) and one progress display serve a whole run;
 tickers can be fetched several at a time. Finished past days already landed as traded are reused without a call.
 An answer that stops short of the requested end without a `next_url` is continued after its last bar.
@@ -38,6 +43,10 @@ MAX_CONTINUATIONS = 3
 # Corporate actions are re-read at least this far back from a run's first day: the provider adds splits it missed
 # after the fact (polygon-io/issues #21, #53, #238), and a split learned late must still re-adjust the days before it.
 ACTIONS_LOOKBACK = dt.timedelta(days=365)
+# A key paced at this many calls a window or fewer is the free tier's kind, where one window more is most of a run's
+# time: its reference calls use only the slots the run's own calls leave free (config.in_flight draws the same line).
+# A faster key makes every reference call.
+SLOW_PACE = 60
 
 
 @dataclass
@@ -70,6 +79,9 @@ class ReferenceFetch:
     landed: LandedFetch | None = None
     error: str | None = None
     refused: bool = False  # the key's plan does not cover it (HTTP 403): a warning, not a failure
+    # Calls left to a later run: no slot was free for them in the pacing window (`Fetcher.slot_free`). A list is
+    # deferred whole (1); official bars call by call, so some may be fetched and the rest deferred.
+    deferred: int = 0
 
 
 @dataclass
@@ -204,10 +216,19 @@ class Fetcher:
         last_day = dt.datetime.fromtimestamp(last_t / 1000, NEW_YORK).date()
         return trading_days(last_day + dt.timedelta(days=1), min(hi, self.today - dt.timedelta(days=1)))
 
+    def slot_free(self) -> bool:
+        """Whether a reference call fits without making the run wait for another window: always on an unpaced key or
+        one faster than SLOW_PACE; on a slow one (the free tier's 5 a minute) only when the run's own calls left a
+        slot free in the window under way."""
+        pace = self.client.config.calls_per_minute
+        return pace is None or pace > SLOW_PACE or self.client.limiter.slot_in_window()
+
     def refresh_actions(self, kind: str, run_first_day: dt.date) -> ReferenceFetch | None:
         """A corporate-action list (`splits` or `dividends`) for every ticker, landed raw like the bars: the year
         before the run's first day and everything since the last refresh, through today. Nothing when windows
-        fetched today already reach back that far; only the part they do not when some do."""
+        fetched today already reach back that far; only the part they do not when some do. Deferred when no slot is
+        free for its first call (`slot_free`); a list once begun is read to its last page, since part of a list
+        lands nothing a table can use."""
         needed_from = run_first_day - ACTIONS_LOOKBACK
         windows = [f for f in self.landing.reference_fetches(kind) if f.complete]
         fresh = [f for f in windows if f.date_to >= self.today]
@@ -221,6 +242,10 @@ class Fetcher:
             start = needed_from if refreshed is None else min(needed_from, refreshed + dt.timedelta(days=1))
             end = self.today
         result = ReferenceFetch(kind, start, end, FetchStats(kind))
+        if not self.slot_free():
+            log.info("%s deferred: no free call in the pacing window", kind)
+            result.deferred = 1
+            return result
         writer = self.landing.new_reference_fetch(kind, start, end)
         try:
             for page in self.client.iter_url(kind, self.client.reference_url(kind, start, end), result.stats):
@@ -236,7 +261,8 @@ class Fetcher:
 
     def fetch_official(self, stored: dict[str, list[dt.date]]) -> ReferenceFetch | None:
         """The official daily bars of the stored days before today that have none landed yet (see
-        stockpipe.reference.official_bars), with the fewest calls; nothing when every one has."""
+        stockpipe.reference.official_bars), with the fewest calls; nothing when every one has. The calls no slot
+        is free for (`slot_free`) are deferred: a later run plans them again."""
         zone = self.landing.official()
         plan = plan_official(zone, stored, self.today)
         if not plan.calls:
@@ -246,8 +272,13 @@ class Fetcher:
         final = self.today - dt.timedelta(days=1)
         calls = [(GROUPED, day, day, self.client.grouped_url(day)) for day in plan.grouped] + [
             (ticker, lo, hi, self.client.daily_url(ticker, lo, hi)) for ticker, lo, hi in plan.ranges]
-        for label, lo, hi, url in calls:
+        for made, (label, lo, hi, url) in enumerate(calls):
             if self.cancelled.is_set():
+                break
+            if not self.slot_free():
+                result.deferred = len(calls) - made
+                log.info("official daily bars: %d of %d call(s) deferred: no free call in the pacing window",
+                         result.deferred, len(calls))
                 break
             writer = zone.new_fetch(label, lo, hi)
             try:
@@ -394,7 +425,8 @@ def fetch_all(cfg: HarvestConfig, landing: LandingZone, days: list[dt.date],
 
 
 def fetch_references(fetcher: Fetcher, cfg: HarvestConfig, stored: dict[str, list[dt.date]]) -> list[ReferenceFetch]:
-    """Splits and dividends, then the official daily bars, each skipped when already landed (see Fetcher)."""
+    """Splits, then dividends, then the official daily bars, each skipped when already landed, in that order of
+    priority for the slots the bars left free on a slow key (see Fetcher.slot_free)."""
     found: list[ReferenceFetch] = []
     for kind in ("splits", "dividends"):
         if not fetcher.cancelled.is_set() and (fetched := fetcher.refresh_actions(kind, cfg.date_from)) is not None:

@@ -50,6 +50,11 @@ REFERENCE_LIMIT = 1_000  # the splits and dividends lists' largest page
 REFERENCE_DATES = {"splits": "execution_date", "dividends": "ex_dividend_date"}
 # The free tier allows 5 calls a minute per key; one key is shared by many students, so this is also the default pace.
 FREE_TIER_CALLS_PER_MINUTE = 5
+# A call that waits at most this share of the window (and never less than SAME_WINDOW_MIN_S) waits on a call of the
+# previous window that answered a little after the others of its burst (answers come tens of milliseconds to seconds
+# apart): it takes a slot of the window under way, not one of the next window. 3 s of a minute.
+SAME_WINDOW_SHARE = 0.05
+SAME_WINDOW_MIN_S = 0.25
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -95,6 +100,12 @@ class RollingWindowLimiter:
             else:  # every slot is held by a call still in flight: its window starts when it answers
                 wait = max(wait, min(1.0, self.window))
         return wait
+
+    def slot_in_window(self) -> bool:
+        """Whether one more call fits in the window under way: a slot is free now, or frees within SAME_WINDOW_SHARE
+        of the window (SAME_WINDOW_MIN_S at least) as a call of the previous window leaves it, so the call does not
+        wait for the next window."""
+        return self.delay() <= max(self.window * SAME_WINDOW_SHARE, SAME_WINDOW_MIN_S)
 
     def reserve(self) -> float:
         """Take a slot for a call about to be sent and return 0, or return how long to wait before asking again."""

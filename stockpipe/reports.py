@@ -12,8 +12,9 @@ from stockpipe.daily import DailyReport
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
 from stockpipe.harvest import BrokenReport, FixedReport
-from stockpipe.harvest.report import REFERENCE_NAMES
+from stockpipe.harvest.report import REFERENCE_NAMES, deferral_line
 from stockpipe.health import MaintenanceReport, TableMaintenance
+from stockpipe.marketdaily import MarketDailyReport
 from stockpipe.outcome import Outcome
 from stockpipe.paths import local_path
 from stockpipe.runlog import RunRecord
@@ -126,12 +127,14 @@ def render_fixed(report: FixedReport) -> str:
         lines.append("Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
         return "\n".join(lines)
     for fetched in report.fetched_references:
-        if fetched.error is None:
+        if fetched.error is None and fetched.stats.calls:
             calls = fetched.stats.calls
             lines.append(f"{REFERENCE_NAMES[fetched.kind].capitalize()}: {fetched.date_from}..{fetched.date_to} "
                          f"fetched in {calls} call{'s' if calls != 1 else ''}")
         elif fetched.refused:
             lines.append(f"warning: {REFERENCE_NAMES[fetched.kind]} not in your plan ({fetched.error})")
+        if (deferred := deferral_line(fetched)) is not None:
+            lines.append(deferred)
     for shrink in report.shrinks:
         lines.append(("warning: " if report.shrink_allowed else "KEPT ") + shrink.line(replaced=report.shrink_allowed))
     lines += checks_lines(report)
@@ -452,3 +455,29 @@ def shown(path: str) -> str:
 def shown_in(text: str, path: str) -> str:
     """`text` (a call or a statement that ran) with `path` shown as `shown` shows it: the same call, run from here."""
     return text.replace(path, shown(path))
+
+
+def render_market_daily(report: MarketDailyReport) -> str:
+    """The run's end summary: a few lines whatever the number of days (the market is too many tickers to list)."""
+    days = report.days
+    served = [f"{report.count(how):,} {label}" for how, label in (
+        ("fetched", "fetched"), ("landed", "stored from answers an earlier run landed"),
+        ("stored", "already stored (no call)"), ("empty", "answered with no bar"), ("refused", "refused by the plan"),
+        ("failed", "failed")) if report.count(how)]
+    span = f"{days[0].day} to {days[-1].day}" if days else "no day"
+    lines = [
+        f"Market daily bars, {span}: {len(days):,} trading day(s): {', '.join(served)}",
+        f"Table {shown(report.official_path)}: {report.rows:,} row(s) written, {report.tickers:,} tickers over the "
+        f"run's days; version {report.version if report.version is not None else '- (nothing written)'}, "
+        f"engine {report.engine}",
+        f"{report.calls:,} call(s), {report.waited_s:.0f} s waiting on the rate limit; "
+        f"{report.quarantined:,} bar(s) quarantined; {report.seconds:.1f} s in all",
+    ]
+    for reference in report.references:
+        state = f"not refreshed ({reference.error})" if reference.error else "refreshed"
+        lines.append(f"{reference.kind}: {state}, {reference.date_from} to {reference.date_to}")
+    if report.derived is not None:
+        lines.append(str(report.derived))
+    for day in report.failed[:PROBLEMS_SHOWN]:
+        lines.append(f"  failed {day.day}: {day.error}")
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Reference data beside the bars, on both engines: splits and dividends landed and replayed through one path (the
 provider's duplicates folded), re-read over the year before a run and not again the same day, a split listed late
 re-adjusting the days before it on the next daily build, the official daily bars by the cheaper endpoint, and the
-call budget of a one-day run."""
+call budget of a one-day run on the free key (tests/test_free_slots.py has the floor)."""
 
 from __future__ import annotations
 
@@ -75,12 +75,17 @@ def one_day(tmp_path_factory, storage):
     return path, first, again, calls, second
 
 
-def test_a_one_day_run_adds_three_reference_calls_and_a_rerun_none(one_day):
+def test_a_one_day_run_fits_two_reference_calls_and_the_rerun_makes_the_deferred_one(one_day):
+    """Eight bars at 5 a minute leave two slots in the second window: splits and dividends. The official bars' one
+    grouped call is deferred; the rerun makes it, and nothing else."""
     _, first, again, calls, second = one_day
     paths = sorted(entry.path for entry in calls if "/range/1/minute/" not in entry.path)
-    assert paths == ["/v2/aggs/grouped/locale/us/market/stocks/2024-03-11", "/v3/reference/dividends",
-                     "/v3/reference/splits"]
-    assert len(calls) == 8 + 3 and second == [] and again.fetched_references == []
+    assert paths == ["/v3/reference/dividends", "/v3/reference/splits"]
+    assert len(calls) == 8 + 2 and [entry.path for entry in second] == [
+        "/v2/aggs/grouped/locale/us/market/stocks/2024-03-11"]
+    assert [(f.kind, f.deferred) for f in first.fetched_references] == [("splits", 0), ("dividends", 0),
+                                                                         ("official_daily", 1)]
+    assert [(f.kind, f.stats.calls, f.deferred) for f in again.fetched_references] == [("official_daily", 1, 0)]
     windows = {f.kind: (f.date_from, f.date_to) for f in first.fetched_references if f.kind != "official_daily"}
     assert windows == {"splits": (dt.date(2023, 3, 12), dt.date(2024, 3, 12)),
                        "dividends": (dt.date(2023, 3, 12), dt.date(2024, 3, 12))}
@@ -135,8 +140,9 @@ def test_a_plan_that_refuses_official_bars_is_a_warning_and_the_bars_are_stored(
     from stockpipe.testing import Fault
 
     with FakeMassiveServer(ApiBehaviour(api_key="k", faults=[Fault("403", ticker="grouped", times=10)])) as server:
-        report = harvest(storage, tmp_path / "stocks_fixed", server, clock, tickers=EIGHT, date_from="2024-03-11",
-                         date_to="2024-03-12", today=dt.date(2024, 3, 14))
+        # two tickers' one day leave the free key's window a slot for the grouped call
+        report = harvest(storage, tmp_path / "stocks_fixed", server, clock, tickers=EIGHT[:2], date_from="2024-03-11",
+                         date_to="2024-03-11", today=dt.date(2024, 3, 14))
         grouped = [e for e in server.log if "/grouped/" in e.path]
     official = next(f for f in report.fetched_references if f.kind == "official_daily")
     assert official.refused and not report.errors() and [e.status for e in grouped] == [403]

@@ -20,6 +20,20 @@ from stockpipe.quality.guard import Shrink
 from stockpipe.runlog import TickerOutcome
 
 REFERENCE_NAMES = {"splits": "splits", "dividends": "dividends", "official_daily": "official daily bars"}
+# Who fetches a deferred kind: a later run (it is still missing then); the official bars, market_daily.py too.
+LATER = {"official_daily": "a later run or market_daily.py"}
+
+
+def deferral_line(fetched: ReferenceFetch) -> str | None:
+    """What a run left to a later one, in one line (None when nothing was deferred)."""
+    if not fetched.deferred:
+        return None
+    name = REFERENCE_NAMES[fetched.kind].capitalize()
+    who = LATER.get(fetched.kind, "a later run")
+    if fetched.stats.calls:  # official bars: some calls made, the rest deferred
+        return (f"{name}: {fetched.deferred} call{'s' if fetched.deferred != 1 else ''} deferred: no free call in the "
+                f"pacing window; {who} fetches the rest")
+    return f"{name} deferred: no free call in the pacing window; {who} fetches them"
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,12 @@ class FixedReport:
                 errors.append(f"{REFERENCE_NAMES[fetched.kind]} were not refreshed ({fetched.error}); the bars are "
                               "stored, and the next run asks for them again")
         return errors
+
+    def notes(self) -> list[str]:
+        """What the run left to a later one, a line each: reference calls deferred because no slot was free in the
+        pacing window. Neither an error nor a warning: the bars are stored and nothing was refused; the run's row in
+        pipeline_runs says it as its message when the run has no error or warning to say instead."""
+        return [line for fetched in self.fetched_references if (line := deferral_line(fetched)) is not None]
 
     def warnings(self) -> list[str]:
         """What the key's plan refused (the free tier refuses the current day), named by day: the run is `partial`

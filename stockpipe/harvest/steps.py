@@ -23,7 +23,7 @@ from stockpipe.layout import Layout
 from stockpipe.quality.checks import CheckResult, DayStats
 from stockpipe.quality.guard import Shrink, shrink_results, shrinking_days, stored_rows
 from stockpipe.reference.corporate_actions import ACTION_KINDS, landed_actions, store_actions
-from stockpipe.reference.official_bars import landed_official, store_official
+from stockpipe.reference.official_bars import landed_official, official_known, store_official
 from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,8 @@ def write_days(storage: DeltaStorage, rows: DataFrame, stored_days: StoredDays, 
 def write_references(spark: SparkSession, storage: DeltaStorage, landing: LandingZone, tables: Tables,
                      tickers: tuple[str, ...], stored_days: StoredDays) -> References:
     """The run's tickers' splits and dividends (from every window landed so far) and the official daily bars of
-    the days it stored (those that have one landed), each into its table beside the bars."""
+    the days it stored (those that have one landed), each into its table beside the bars. The official bars known
+    count those the table already held for the days none landed for (market_daily.py's)."""
     paths = {"splits": tables.splits, "dividends": tables.dividends, "official_daily": tables.official}
     known, versions = {}, {}
     for kind in ACTION_KINDS:
@@ -180,6 +181,6 @@ def write_references(spark: SparkSession, storage: DeltaStorage, landing: Landin
         known[kind.name] = len(actions)
     official = landed_official(landing.official(), stored_days)
     versions["official_daily"] = store_official(spark, storage, tables.official, official, stored_days)
-    known["official_daily"] = len(official)
+    known["official_daily"] = official_known(storage, tables.official, official, stored_days)
     return References(paths, known, versions)
 

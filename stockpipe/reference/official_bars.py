@@ -5,6 +5,10 @@ Fetched with the fewest calls: the grouped endpoint (every stock of one date, on
 fewer dates than tickers, else one ranged call per ticker (`/range/1/day/`); both as traded (`adjusted=false`).
 They land raw in their own landing zone (one folder per ticker, and one for the grouped answers), so a day whose
 official bar already landed after it was over is never fetched again, and the table is filled from what landed.
+
+The table is shared: market_daily.py stores every ticker of the grouped answers in it. The harvester replaces only
+the (ticker, trade_date) rows it has a landed bar for, so a row it did not fetch (another ticker's, or one of its own
+days whose call a free key deferred) stays, and the daily build reads it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pyspark.sql import SparkSession
 
 from stockpipe.landing import GROUPED, LandedFetch, LandingZone
 from stockpipe.market_calendar import NEW_YORK
-from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate
+from stockpipe.storage import AnyOf, DeltaStorage, Replacement, ReplacePredicate, RowFilter
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +166,16 @@ def store_official(spark: SparkSession, storage: DeltaStorage, path: str, bars: 
     frame = spark.createDataFrame([astuple(bar) for bar in bars], OFFICIAL_SCHEMA)
     storage.create_if_missing(path, frame.schema)
     return storage.write(frame, path, mode="overwrite", replace=replace)
+
+
+def official_known(storage: DeltaStorage, path: str, bars: list[OfficialBar],
+                   stored: Mapping[str, Iterable[dt.date]]) -> int:
+    """How many stored (ticker, day)s have an official bar: those landed, and those the table holds without one
+    landed (market_daily.py stored them). The table is read only when some stored day has none landed."""
+    landed = {(bar.ticker, bar.trade_date) for bar in bars}
+    lacking = {(ticker, day) for ticker, days in stored.items() for day in days} - landed
+    if not lacking or not storage.is_delta(path):
+        return len(landed)
+    where = RowFilter.of(ticker={t for t, _ in lacking}, trade_date={d for _, d in lacking})
+    held = storage.read_arrow(path, where=where, columns=["ticker", "trade_date"]).to_pylist()
+    return len(landed) + len({(row["ticker"], row["trade_date"]) for row in held} & lacking)
