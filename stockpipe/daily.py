@@ -28,7 +28,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,16 +137,58 @@ def session_summary(minute: DataFrame, calendar: DataFrame) -> DataFrame:
     )
 
 
-def split_factors(days: DataFrame, splits: DataFrame) -> DataFrame:
-    """(ticker, trade_date, split_factor): the product of split_to / split_from over the ticker's splits executed
-    after the day; 1.0 where none was. Multiplied in order, not through exp(sum(log)), so 20 stays exactly 20."""
-    later = splits.select(
-        F.col("ticker").alias("_ticker"), "execution_date", (F.col("split_to") / F.col("split_from")).alias("ratio")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+def split_periods(splits: DataFrame) -> DataFrame:
+    """(_split_ticker, _from, _until, _factor): each split closes a period of the ticker's days, [_from, _until): from
+    the split before it (null: from the first day) up to the day before it executes. A day of the period is
+    adjusted by this split and every later one. Days on or after the ticker's last split are in no period (factor 1).
+    Small (one row a split), so joined by broadcast: a market of days pays no shuffle for it."""
+    by_date = Window.partitionBy("ticker").orderBy("execution_date")
+    this_and_later = by_date.rowsBetween(Window.currentRow, Window.unboundedFollowing)
+    # Multiplied in order (execution dates ascending), not through exp(sum(log)), so 20 stays exactly 20.
+    product = F.aggregate(F.collect_list("_ratio").over(this_and_later), F.lit(1.0), lambda acc, ratio: acc * ratio)
+    return (
+        splits.select("ticker", "execution_date", (F.col("split_to") / F.col("split_from")).alias("_ratio"))
+        .select(F.col("ticker").alias("_split_ticker"), F.lag("execution_date").over(by_date).alias("_from"),
+                F.col("execution_date").alias("_until"), product.alias("_factor"))
     )
-    joined = days.join(later, (days["ticker"] == later["_ticker"]) & (later["execution_date"] > days["trade_date"]),
-                       "left")
-    product = F.aggregate(F.collect_list("ratio"), F.lit(1.0), lambda acc, ratio: acc * ratio)
-    return joined.groupBy("ticker", "trade_date").agg(product.alias("split_factor"))
+
+
+def with_split_factor(days: DataFrame, splits: DataFrame) -> DataFrame:
+    """Adds `split_factor` to (ticker, trade_date) rows: the product of split_to / split_from over the ticker's splits
+    executed after the day; 1.0 where none was. The one definition of the split adjustment: the daily table and the
+    market's table both take it from here. Each row keeps its place: no aggregation, one row out per row in."""
+    periods = F.broadcast(split_periods(splits))
+    in_period = ((days["ticker"] == periods["_split_ticker"]) & (days["trade_date"] < periods["_until"])
+                 & (periods["_from"].isNull() | (days["trade_date"] >= periods["_from"])))
+    return days.join(periods, in_period, "left").select(
+        *[days[c] for c in days.columns], F.coalesce(periods["_factor"], F.lit(1.0)).alias("split_factor"))
+
+
+def with_split_adjusted(days: DataFrame, prices: Sequence[str] = PRICE_COLUMNS,
+                        volumes: Sequence[str] = ("volume",)) -> DataFrame:
+    """Adds `adj_<price>` (the price divided by `split_factor`) and `adj_<volume>` (multiplied by it): the day in
+    today's shares."""
+    return days.select("*", *[(F.col(c) / F.col("split_factor")).alias(f"adj_{c}") for c in prices],
+                       *[(F.col(c) * F.col("split_factor")).alias(f"adj_{c}") for c in volumes])
+
+
+def with_daily_return(days: DataFrame, calendar: DataFrame) -> DataFrame:
+    """Adds `previous_adj_close` and `daily_return` (adj_close / previous_adj_close - 1) to rows with `adj_close`.
+    Gap-aware: the ticker's previous stored day counts only when it is the exchange's previous session
+    (`calendar`: trade_date, previous_session), so a return across a day the table does not hold is null, not
+    several days' move; a day the calendar does not list has no previous session, so no return. The one definition
+    of a daily return: the daily table and the market's table both take it from here."""
+    sessions = F.broadcast(calendar.select("trade_date", F.col("previous_session").alias("_previous_session")))
+    by_date = Window.partitionBy("ticker").orderBy("trade_date")
+    previous_close = F.when(F.lag("trade_date").over(by_date) == F.col("_previous_session"),
+                            F.lag("adj_close").over(by_date))
+    return (days.join(sessions, "trade_date", "left")
+            .withColumn("previous_adj_close", previous_close)
+            .withColumn("daily_return", F.col("adj_close") / F.col("previous_adj_close") - 1)
+            .select(*days.columns, "previous_adj_close", "daily_return"))
 
 
 def dividends_by_day(dividends: DataFrame) -> DataFrame:
@@ -159,29 +201,22 @@ def daily_bars(minute: DataFrame, splits: DataFrame, dividends: DataFrame, offic
                calendar: DataFrame) -> DataFrame:
     """The daily table's columns from the stored tables (fingerprints left null: the build fills them)."""
     summary = session_summary(minute, calendar)
-    factors = split_factors(summary.select("ticker", "trade_date"), splits)
-    sessions = F.broadcast(calendar.select("trade_date", "session_index", "previous_session"))
+    sessions = F.broadcast(calendar.select("trade_date", "session_index"))
     official_days = official.select("ticker", "trade_date", *[F.col(c.removeprefix("official_")).alias(c)
                                                                for c in OFFICIAL_COLUMNS])
     days = (
-        summary.join(factors, ["ticker", "trade_date"])
+        summary.transform(with_split_factor, splits)
         .join(sessions, "trade_date", "left")
         .join(dividends_by_day(dividends), ["ticker", "trade_date"], "left")
         .join(official_days, ["ticker", "trade_date"], "left")
         .withColumn("dividend", F.coalesce("dividend", F.lit(0.0)))
-        .select("*", *[(F.col(c) / F.col("split_factor")).alias(f"adj_{c}") for c in ("open", "high", "low", "close")],
-                (F.col("volume") * F.col("split_factor")).alias("adj_volume"))
+        .transform(with_split_adjusted)
+        .transform(with_daily_return, calendar)
     )
-    by_date = Window.partitionBy("ticker").orderBy("trade_date")
-    # The previous stored day counts only when it is the previous trading day: a return across a gap is not daily.
-    previous_close = F.when(F.lag("trade_date").over(by_date) == F.col("previous_session"),
-                            F.lag("adj_close").over(by_date))
     returns = (
-        days.withColumn("_previous_close", previous_close)
-        .withColumn("daily_return", F.col("adj_close") / F.col("_previous_close") - 1)
-        .withColumn("total_return", (F.col("adj_close") + F.col("dividend") / F.col("split_factor"))
-                    / F.col("_previous_close") - 1)
-        .withColumn("_log_return", F.log(F.col("adj_close") / F.col("_previous_close")))
+        days.withColumn("total_return", (F.col("adj_close") + F.col("dividend") / F.col("split_factor"))
+                        / F.col("previous_adj_close") - 1)
+        .withColumn("_log_return", F.log(F.col("adj_close") / F.col("previous_adj_close")))
     )
 
     def trailing(days_back: int) -> WindowSpec:
