@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stockpipe.breadth import MarketReport
 from stockpipe.daily import DailyReport
 from stockpipe.external import ExternalReport
 from stockpipe.fetching import TickerFetch
@@ -476,8 +477,29 @@ def render_market_daily(report: MarketDailyReport) -> str:
     for reference in report.references:
         state = f"not refreshed ({reference.error})" if reference.error else "refreshed"
         lines.append(f"{reference.kind}: {state}, {reference.date_from} to {reference.date_to}")
-    if report.derived is not None:
-        lines.append(str(report.derived))
+    if isinstance(report.derived, MarketReport):
+        lines.append(market_derived_line(report.derived))
     for day in report.failed[:PROBLEMS_SHOWN]:
         lines.append(f"  failed {day.day}: {day.error}")
     return "\n".join(lines)
+
+
+def market_derived_line(report: MarketReport) -> str:
+    """The derived tables' build in two lines: what it rewrote, and the latest day's breadth."""
+    if report.market_version is None and report.breadth_version is None:
+        built = "already up to date: nothing written"
+    elif report.full:
+        built = f"every day derived again ({report.why_full})"
+    else:
+        built = f"{report.rewritten_days:,} day(s) derived again" + (
+            f", {report.removed_days:,} removed" if report.removed_days else "")
+    span = f"{report.first_day} to {report.last_day}" if report.first_day else "no day"
+    line = (f"Derived {shown(report.market_path)} and {Path(report.breadth_path).name}: {built}; {report.rows:,} "
+            f"rows, {report.days:,} days ({span}); {report.seconds:.1f} s")
+    latest = report.latest
+    if latest:
+        highs_lows = (f", new 52-week highs {latest['new_highs']:,} / lows {latest['new_lows']:,}"
+                      if latest.get("with_52w_history") else " (no ticker has 52 weeks of history yet)")
+        line += (f"\nBreadth {latest['trade_date']}: {latest['advancers']:,} up, {latest['decliners']:,} down, "
+                 f"{latest['unchanged']:,} unchanged of {latest['tickers']:,}{highs_lows}")
+    return line

@@ -146,9 +146,16 @@ def test_the_door_stores_the_sample_market_records_its_run_and_adds_otc_on_reque
     table = tmp_path / "stocks_fixed"
     argv = ["--source", "sample", "--from", "2024-01-10", "--to", "2024-01-12", "--table-path", str(table),
             "--engine", "delta-rs", "--no-derive"]
-    code, out, err = run_door(market_daily, argv, capsys)
+    code, out, err = run_door(market_daily, [a for a in argv if a != "--no-derive"], capsys)
     assert code == 0, err
     assert "3 trading day(s): 3 fetched" in out and "33,000 row(s) written, 11,000 tickers" in out
+    # Then the derived tables, with no call: each day's breadth counts the market's returns (none the first day).
+    assert "every day derived again (first build); 33,000 rows, 3 days" in out
+    breadth = DeltaTable(str(tmp_path / "stocks_market_breadth")).to_pyarrow_table().sort_by("trade_date").to_pylist()
+    assert [b["tickers"] for b in breadth] == [MARKET_SIZE] * 3
+    assert breadth[0]["advancers"] + breadth[0]["decliners"] + breadth[0]["unchanged"] == 0
+    assert all(b["advancers"] + b["decliners"] + b["unchanged"] == MARKET_SIZE for b in breadth[1:])
+    assert f"Breadth 2024-01-12: {breadth[2]['advancers']:,} up" in out
     runs = DeltaTable(str(tmp_path / "pipeline_runs")).to_pyarrow_table().to_pylist()
     assert [(r["script"], r["status"], r["calls"], r["rows_written"]) for r in runs] == [
         ("market_daily", "success", 5, 33_000)]
