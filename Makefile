@@ -41,8 +41,9 @@ dashboard: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
-# The developer loop (under a minute): everything but what is marked slow, i.e. the end-to-end modules and every
-# delta-spark case; `make test` and CI run them all.
+# The developer loop (under a minute): everything but what is marked slow, i.e. the end-to-end modules, every
+# delta-spark case, and the scenarios that cost seconds each (the market's derived tables, the storage contract's
+# maintenance and many-partition cases, real-time pacing); `make test` and CI run them all.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -72,6 +72,7 @@ def test_file_statistics_are_deltas_from_the_footer(tmp_path):
 
 
 @BOTH_ENGINES
+@pytest.mark.slow
 def test_a_partitioned_write_leaves_one_file_per_partition_and_nothing_staged(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     data = [("A", D1, float(i)) for i in range(5)] + [("B", D2, 9.0)]
@@ -88,6 +89,7 @@ def test_a_partitioned_write_leaves_one_file_per_partition_and_nothing_staged(sp
     assert not [p for p in Path(path).rglob("*.crc") if "_delta_log" not in p.parts]  # no checksum per data file
 
 
+@pytest.mark.slow
 def test_a_commit_that_fails_leaves_no_file_behind(spark, storage, tmp_path, monkeypatch):
     """delta-rs's staged write (delta-spark writes and commits inside one Spark call)."""
     from deltalake import DeltaTable

@@ -34,6 +34,9 @@ from stockpipe.reference.corporate_actions import SPLITS_SCHEMA
 from stockpipe.reference.official_bars import OFFICIAL_SCHEMA
 from stockpipe.storage import ReplacePredicate
 
+# Each scenario derives 291 sessions through Spark (2-8 s each): `make test` and CI run them, the fast loop does not.
+pytestmark = pytest.mark.slow
+
 DAYS = trading_days(dt.date(2023, 1, 3), dt.date(2024, 2, 29))  # 291 sessions
 SPLIT_DAY = DAYS[270]  # SPLT splits 2-for-1: as traded its price halves
 GAP_DAY = DAYS[275]  # GAPS has no bar that day

@@ -106,6 +106,7 @@ def test_show_string_and_schema_tree_are_what_show_prints(spark):
                                                " |-- bars: long (nullable = true)"]
 
 
+@pytest.mark.slow
 def test_scan_metrics_count_the_files_a_pruned_scan_read(spark, tmp_path):
     frame = spark.createDataFrame([(day, i) for day in ("a", "b", "c") for i in range(3)], "day string, i long")
     frame.repartition("day").write.partitionBy("day").parquet(str(tmp_path / "t"))

@@ -53,6 +53,7 @@ def _reaped_children_cpu_ticks(pid: int) -> int:
 
 @needs_javac
 @linux_only
+@pytest.mark.slow
 def test_a_partitioned_write_on_local_disk_forks_no_chmod(spark, tmp_path):
     pid = _spark_jvm_pid()
     if pid is None:
@@ -74,6 +75,7 @@ def test_a_partitioned_write_on_local_disk_forks_no_chmod(spark, tmp_path):
 
 @needs_javac
 @linux_only
+@pytest.mark.slow
 def test_the_class_sets_the_modes_hadoops_chmod_would(tmp_path, fresh):
     built = local_file_system(cache=tmp_path / "cache")
     assert built.classpath is not None
@@ -110,6 +112,7 @@ def test_the_class_is_compiled_once_then_reused(tmp_path, fresh):
 
 
 @needs_javac
+@pytest.mark.slow
 def test_a_cached_folder_without_a_sound_class_is_built_again(tmp_path, fresh):
     built = local_file_system(cache=tmp_path)
     assert built.classpath is not None

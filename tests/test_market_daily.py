@@ -62,6 +62,7 @@ def free_key_run(storage, tmp_path_factory):
     return table, first, elapsed, calls_first, grouped_first, second, calls_second
 
 
+@pytest.mark.slow
 def test_eight_days_take_ten_calls_within_the_free_keys_floor(free_key_run):
     _, first, elapsed, calls, grouped, _, _ = free_key_run
     assert len(grouped) == len(DAYS) == 8  # one a trading day; the holiday and the weekend make none
@@ -69,6 +70,7 @@ def test_eight_days_take_ten_calls_within_the_free_keys_floor(free_key_run):
     assert elapsed <= 1.15 * FREE_FLOOR_S and first.count("fetched") == 8
 
 
+@pytest.mark.slow
 def test_every_ticker_of_every_day_is_stored_once_and_the_bad_bars_are_quarantined(free_key_run, storage):
     table, first, *_ = free_key_run
     official = DeltaTable(str(table.parent / "stocks_official_daily")).to_pyarrow_table()
@@ -85,6 +87,7 @@ def test_every_ticker_of_every_day_is_stored_once_and_the_bad_bars_are_quarantin
     assert not {(row["ticker"], row["trade_date"]) for row in quarantine} & stored
 
 
+@pytest.mark.slow
 def test_a_second_run_over_the_same_days_calls_nothing_and_writes_nothing(free_key_run):
     table, first, _, _, _, second, calls = free_key_run
     assert calls == 0 and second.calls == 0 and second.count("stored") == 8 and second.version is None
@@ -94,6 +97,7 @@ def test_a_second_run_over_the_same_days_calls_nothing_and_writes_nothing(free_k
     assert quarantined == first.quarantined  # a bad bar is recorded once
 
 
+@pytest.mark.slow
 def test_a_run_that_stops_part_way_keeps_what_landed_and_the_next_run_fetches_only_the_rest(storage, tmp_path,
                                                                                            monkeypatch):
     import stockpipe.marketdaily as module
@@ -142,6 +146,8 @@ def test_the_rules_a_grouped_bar_keeps(item, problem):
 
 
 # -- the door --------------------------------------------------------------------------------------------------------
+@pytest.mark.connect
+@pytest.mark.slow
 def test_the_door_stores_the_sample_market_records_its_run_and_adds_otc_on_request(tmp_path, capsys):
     table = tmp_path / "stocks_fixed"
     argv = ["--source", "sample", "--from", "2024-01-10", "--to", "2024-01-12", "--table-path", str(table),

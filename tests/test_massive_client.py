@@ -385,6 +385,7 @@ def test_key_is_in_no_log_record_or_exception(clock, caplog):
 
 # -- concurrency -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.slow
 def test_concurrent_fetches_share_one_window_and_cause_no_429(tmp_path, concurrency):
     """Real time, short window: 7 tickers, then the reference calls in the slots the bars left free in the window
     under way (splits, dividends, then official bars: a prefix of them, the rest deferred), a server allowing 3 calls

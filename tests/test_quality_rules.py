@@ -110,7 +110,7 @@ def test_every_rule_has_a_bar_that_breaks_it_alone(spark, tmp_path):
     assert found == {(1, 0): None, **{(1, i): name for i, name in enumerate(BREAKS, start=1)}}
 
 
-@pytest.mark.parametrize(("case", "reason"), [
+SHAPES = [
     (bar(h="10.5"), "fields_are_numbers"), (bar(t=str(GOOD["t"])), "fields_are_numbers"),
     (bar(v=True), "fields_are_numbers"), (bar(o=[10.0]), "fields_are_numbers"), (bar(n="12"), "fields_are_numbers"),
     (None, "readable"), ([GOOD], "readable"), ("a bar", "readable"),
@@ -120,11 +120,30 @@ def test_every_rule_has_a_bar_that_breaks_it_alone(spark, tmp_path):
                                                                                            "volume_valid"),
     (bar(n=2.5), "optional_finite"), (bar(vw=math.nan), "optional_finite"),
     (bar(vw=..., n=...), None), (bar(t=float(GOOD["t"]), n=12.0, v=303067.656), None), (bar(otc=True), None),
-])
-def test_each_shape_a_feed_sends_gets_its_rule(spark, tmp_path, case, reason):
+]
+
+
+@pytest.fixture(scope="module")
+def shapes_judged(spark, tmp_path_factory) -> dict[str, dict[tuple[int, int], str | None]]:
+    """Every shape of SHAPES landed at once, each under a ticker of its own (alone on a page, then beside a good bar),
+    and judged in one read: each case's verdicts by its ticker."""
+    root = tmp_path_factory.mktemp("shapes")
+    files = [f for number, (case, _) in enumerate(SHAPES) for f in land_pages(root, [[case], [GOOD, case]],
+                                                                               ticker=f"S{number:02d}")]
+    rows = with_reason(raw_bars_from_pages(spark, files)).collect()
+    vectorised = first_broken_vectorised(as_columns(rows))
+    assert [r.reason for r in rows] == list(vectorised)
+    found: dict[str, dict[tuple[int, int], str | None]] = {}
+    for r in rows:
+        found.setdefault(r.ticker, {})[(r.page, r.position)] = r.reason
+    return found
+
+
+@pytest.mark.parametrize("number", range(len(SHAPES)), ids=lambda n: f"{n}-{SHAPES[n][1]}")
+def test_each_shape_a_feed_sends_gets_its_rule(shapes_judged, number):
     """Alone on a page and beside a good bar: a page read from its own text judges each bar the same way."""
-    files = land_pages(tmp_path, [[case], [GOOD, case]])
-    assert judged(spark, files) == {(1, 0): reason, (2, 0): None, (2, 1): reason}
+    reason = SHAPES[number][1]
+    assert shapes_judged[f"S{number:02d}"] == {(1, 0): reason, (2, 0): None, (2, 1): reason}
 
 
 def test_a_count_no_long_holds_is_quarantined_not_a_crash_with_ansi_sql_on(spark, tmp_path):
@@ -220,6 +239,7 @@ bars = st.one_of(sane, one_field_off, st.builds(lambda b, t: {**b, "t": t}, sane
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pages=st.lists(st.lists(bars, max_size=25), min_size=1, max_size=6))
 @example(pages=[[{**GOOD, "n": 1e300}]])  # found by a CI run: a count no long holds
+@pytest.mark.slow
 def test_any_bar_lands_valid_or_in_quarantine_never_both_never_a_crash(spark, tmp_path_factory, pages):
     files = land_pages(tmp_path_factory.mktemp("p"), pages)
     found = judged(spark, files)

@@ -586,6 +586,7 @@ def test_faulted_minutes_page_without_losing_a_bar():
     assert [bar["t"] for bar in results] == expected and pages > 3
 
 
+@pytest.mark.slow
 def test_the_sample_server_in_a_process_of_its_own_serves_the_same_bars_and_stops_with_the_run():
     from stockpipe.sample import SampleApiServer
     from stockpipe.sample.process import sample_server_process

@@ -92,6 +92,7 @@ def test_replace_on_a_missing_table_refuses_rows_outside_it_and_creates_nothing(
     assert not storage.is_delta(path)
 
 
+@pytest.mark.slow
 def test_optimize_reduces_live_files_and_keeps_every_row(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     for i in range(4):
@@ -109,6 +110,7 @@ def test_optimize_reduces_live_files_and_keeps_every_row(spark, storage, tmp_pat
     assert last.operation == "OPTIMIZE" and (last.changes.files_added, last.changes.files_removed) == (1, 4)
 
 
+@pytest.mark.slow
 def test_zorder_optimize_keeps_every_row(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     for day in (D1, D2, D3):
@@ -120,6 +122,7 @@ def test_zorder_optimize_keeps_every_row(spark, storage, tmp_path):
     assert storage.detail(path).num_files == 3
 
 
+@pytest.mark.slow
 def test_vacuum_at_zero_hours_leaves_exactly_the_live_files(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     for i in range(3):
@@ -133,6 +136,7 @@ def test_vacuum_at_zero_hours_leaves_exactly_the_live_files(spark, storage, tmp_
     assert deleted == 3 and len(live) == 1
 
 
+@pytest.mark.slow
 def test_history_lists_each_operation(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     storage.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
@@ -160,6 +164,7 @@ def test_not_a_delta_table_is_named(spark, storage, tmp_path):
     assert storage.is_delta(str(tmp_path)) is False
 
 
+@pytest.mark.slow
 def test_registered_view_reads_the_table_by_name(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     storage.write(frame(spark, rows("AAPL", D1)), path, mode="append", partition_by=["ticker", "trade_date"])
@@ -185,6 +190,7 @@ def test_a_table_written_by_one_engine_reads_in_the_other(spark_info, tmp_path):
         assert collect(reader, path) == sorted(rows("AAPL", D1))
 
 
+@pytest.mark.slow
 def test_filtered_read_skips_files_by_partition_and_statistics(spark, storage, tmp_path):
     path = str(tmp_path / "t")
     for ticker in ("AAPL", "MSFT", "NVDA"):  # one file per ticker inside one date partition: stats tell them apart
@@ -243,6 +249,7 @@ def test_a_lost_commit_race_is_retried_with_a_bounded_backoff(spark, storage, tm
     assert pauses == []  # anything else is raised at once
 
 
+@pytest.mark.slow
 def test_two_writers_creating_the_same_table_at_once_store_each_row_once(spark, storage, tmp_path):
     """Both start before the table exists and replace the same partition. One wins, the other conflicts and is
     retried as a replace: each row once. (delta-rs committed both creating writes, 6 rows for 3, before the
@@ -271,6 +278,7 @@ def test_two_writers_creating_the_same_table_at_once_store_each_row_once(spark, 
     assert collect(storage, path) == sorted(rows("AAPL", D1))
 
 
+@pytest.mark.slow
 def test_a_replace_of_each_tickers_own_days_touches_only_those_partitions(spark, storage, tmp_path):
     """Tickers replacing different days (AnyOf: the plan refused today for some of them) replace exactly their own
     partitions on either engine (delta-spark makes their folders first, delta-rs removes their files itself)."""
@@ -332,6 +340,7 @@ def test_long_predicates_match_exactly_their_values_and_compare_dates_as_dates(s
 
 
 @pytest.mark.parametrize("partition_by", [["ticker", "trade_date"], []], ids=["partitioned", "unpartitioned"])
+@pytest.mark.slow
 def test_a_replace_naming_many_days_replaces_exactly_those_days(spark, storage, tmp_path, partition_by):
     """Each engine reads the long predicate's SQL (delta-rs where it evaluates the text: an unpartitioned table):
     only the named days are replaced, and a day inside the named range but not named is refused."""
