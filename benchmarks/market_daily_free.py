@@ -5,7 +5,8 @@ that enforces 5 calls a rolling minute in real time, as the provider does, then 
 
 Prints the calls made, the seconds taken against the floor those calls allow at 5 a minute (the first five at once,
 each next five a minute later), the seconds spent storing answers against the seconds spent waiting for the next
-call, and the second run's calls (none expected). Takes a little over a minute.
+call, and the second run's calls (none expected). The derived tables are built as the door builds them (after the
+last call) unless --no-derive. Takes a little over a minute.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import databricks_utils as du
+import market_daily
 import stockpipe.marketdaily as marketdaily
 from stockpipe.config import HarvestConfig
 from stockpipe.landing import default_landing_path
@@ -33,7 +35,7 @@ def floor_seconds(calls: int, per_minute: int = FREE_CALLS_PER_MINUTE) -> float:
     return 60.0 * max(0, (calls - 1) // per_minute)
 
 
-def bench(engine: EngineName, days: int) -> dict[str, float]:
+def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, float]:
     spark = du.get_spark("bench-market-daily", want_delta_spark=engine != "delta-rs")
     storage, _ = choose_engine(spark, engine)
     chosen = trading_days(dt.date(2024, 1, 2), dt.date(2024, 3, 1))[:days]
@@ -54,12 +56,13 @@ def bench(engine: EngineName, days: int) -> dict[str, float]:
         cfg = MarketDailyConfig(HarvestConfig(
             tickers=(), date_from=chosen[0], date_to=chosen[-1], table_path=table,
             landing_path=default_landing_path(table), source="api", base_url=server.base_url, api_key="bench-key",
-            calls_per_minute=FREE_CALLS_PER_MINUTE, show_progress=False), derive=False)
+            calls_per_minute=FREE_CALLS_PER_MINUTE, show_progress=False), derive=derive)
         started = time.monotonic()
-        first = run_market_daily(cfg, storage)
+        derived = market_daily._derive(table) if derive else None  # as the door runs it, unless --no-derive
+        first = run_market_daily(cfg, storage, derive=derived)
         seconds = time.monotonic() - started
         answered = len(server.log)
-        run_market_daily(cfg, storage)
+        run_market_daily(cfg, storage, derive=derived)
         second_calls = len(server.log) - answered
     floor = floor_seconds(first.calls)
     return {"days": len(chosen), "calls": first.calls, "http_429": sum(s.http_429 for s in first.stats),
@@ -72,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", default="delta-rs", choices=("delta-rs", "delta-spark"))
     parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--no-derive", action="store_true", help="leave out the derived tables' build, as the door's "
+                        "--no-derive does")
     args = parser.parse_args(argv)
-    found = bench(args.engine, args.days)
+    found = bench(args.engine, args.days, derive=not args.no_derive)
     print(f"market_daily.py, {found['days']} trading days of the sample market on a 5-a-minute key "
-          f"({args.engine}): {found['calls']} calls ({found['http_429']} answered 429), {found['seconds']:.1f} s "
+          f"({args.engine}{', no derived tables' if args.no_derive else ', derived tables included'}): "
+          f"{found['calls']} calls ({found['http_429']} answered 429), {found['seconds']:.1f} s "
           f"against a floor of {found['floor_s']:.0f} s = {found['ratio']:.3f}x; {found['rows']:,} rows; storing "
           f"{found['store_s_per_day']:.2f} s a day against {found['wait_s_per_call']:.1f} s waited a call; "
           f"a second run: {found['second_run_calls']} calls")
