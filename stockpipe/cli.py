@@ -57,6 +57,8 @@ def parse_tickers(text: str) -> tuple[str, ...]:
 
 def _ticker_file(name: str) -> tuple[str, ...]:
     path = Path(name).expanduser()
+    # Said back in one line whatever was typed: a name with a carriage return or a newline is shown quoted.
+    name = name if name.isprintable() else repr(name)
     try:
         if path.stat().st_size > MAX_TICKER_FILE_BYTES:
             raise UsageError(f"--tickers @{name}: larger than {MAX_TICKER_FILE_BYTES:,} bytes; is it a list of "

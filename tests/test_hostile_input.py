@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fixed_stock_harvester
@@ -38,6 +38,7 @@ bad_dates = st.one_of(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ticker=bad_tickers)
+@example(ticker="@\r")  # a file name with a carriage return was said back raw, on two lines
 def test_bad_tickers_never_traceback_never_write(ticker, tmp_path, capsys):
     code = fixed_stock_harvester.main(["--tickers", ticker, "--table-path", str(tmp_path / "t")])
     _, err = capsys.readouterr()
