@@ -346,19 +346,9 @@ def write_actions(storage: DeltaStorage, landing: LandingZone, hc: HarvestConfig
     its rows: the lists are windows, not the whole history)."""
     paths = {"splits": hc.splits_path, "dividends": hc.dividends_path}
     for kind in ACTION_KINDS:
-        every = _listed_tickers(landing, kind.name)
-        if every:
-            store_actions(storage, paths[kind.name], kind, every, landed_actions(landing, kind, every))
-
-
-def _listed_tickers(landing: LandingZone, kind: str) -> list[str]:
-    found: set[str] = set()
-    for fetch in landing.reference_fetches(kind):
-        if fetch.complete:
-            for page in fetch.pages():
-                found.update(str(item["ticker"]) for item in json.loads(page.read_bytes()).get("results") or []
-                             if isinstance(item, dict) and isinstance(item.get("ticker"), str))
-    return sorted(found)
+        actions = landed_actions(landing, kind, None)
+        if actions:
+            store_actions(storage, paths[kind.name], kind, {a.ticker for a in actions}, actions)
 
 
 def distinct_tickers(storage: DeltaStorage, path: str, days: Iterable[dt.date]) -> int:

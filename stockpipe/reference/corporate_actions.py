@@ -112,11 +112,11 @@ DIVIDENDS = ActionKind("dividends", "stocks_dividends", DIVIDENDS_SCHEMA, parse_
 ACTION_KINDS = (SPLITS, DIVIDENDS)
 
 
-def landed_actions(landing: LandingZone, kind: ActionKind, tickers: Iterable[str]) -> list[Action]:
-    """Every action of these tickers in every complete landed window of the list; an action listed again (same id,
-    or the same payment under another id) is taken from the newest window, so a correction by the provider replaces
-    what an older window said."""
-    wanted = set(tickers)
+def landed_actions(landing: LandingZone, kind: ActionKind, tickers: Iterable[str] | None) -> list[Action]:
+    """Every action of these tickers (None: of every ticker, the market's) in every complete landed window of the
+    list; an action listed again (same id, or the same payment under another id) is taken from the newest window, so
+    a correction by the provider replaces what an older window said."""
+    wanted = None if tickers is None else set(tickers)
     by_id: dict[str, Action] = {}
     for fetch in landing.reference_fetches(kind.name):  # oldest first: newer windows overwrite
         if not fetch.complete:
@@ -127,7 +127,7 @@ def landed_actions(landing: LandingZone, kind: ActionKind, tickers: Iterable[str
                 if action is None:
                     log.warning("an item of %s in %s is malformed and was skipped: %s", kind.name, page,
                                 json.dumps(item)[:200])
-                elif action.ticker in wanted:
+                elif wanted is None or action.ticker in wanted:
                     by_id.pop(action.id, None)
                     by_id[action.id] = action  # re-inserted: dict order is now newest last
     if kind.same is not None:
