@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +31,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from benchmarks.streamlit_server import streamlit_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -240,12 +239,6 @@ def time_loaders(base: Path, ticker: str) -> tuple[dict[str, float], dict[str, f
     return cold, warm
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class BrowserTimes:
     """Seconds from navigation to the view drawn: on a server just started (its imports, Streamlit's cache empty,
@@ -264,51 +257,34 @@ def time_browser(base: Path, loads: int, shot: Path | None = None, width: int = 
     box."""
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env={**os.environ, "STOCKS_BASE_PATH": str(base)}, cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
-        with sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            try:
-                def opened(page: Any) -> float:
-                    started = time.monotonic()
-                    page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
-                    for selector in ready:
-                        page.wait_for_selector(selector, timeout=120_000)
-                    return time.monotonic() - started
+    with streamlit_server(base) as address, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            def opened(page: Any) -> float:
+                started = time.monotonic()
+                page.goto(address, timeout=120_000)
+                for selector in ready:
+                    page.wait_for_selector(selector, timeout=120_000)
+                return time.monotonic() - started
 
-                def visitor() -> Any:
-                    return browser.new_context(viewport={"width": width, "height": 1100}).new_page()
+            def visitor() -> Any:
+                return browser.new_context(viewport={"width": width, "height": 1100}).new_page()
 
-                page = visitor()
-                cold = opened(page)
-                again = [opened(page) for _ in range(max(1, loads - 1))]
-                new_visitor = opened(visitor())
-                if shot is not None:  # the whole view: Streamlit scrolls inside its page, so a window as tall
-                    if search:
-                        box = page.locator("input[aria-label='Ticker']")
-                        box.fill(search)
-                        box.press("Enter")
-                        page.wait_for_selector(f"text={search} close on", timeout=60_000)
-                    page.set_viewport_size({"width": width, "height": 3600})
-                    page.wait_for_timeout(2500)  # the other charts finish drawing
-                    page.screenshot(path=str(shot), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+            page = visitor()
+            cold = opened(page)
+            again = [opened(page) for _ in range(max(1, loads - 1))]
+            new_visitor = opened(visitor())
+            if shot is not None:  # the whole view: Streamlit scrolls inside its page, so a window as tall
+                if search:
+                    box = page.locator("input[aria-label='Ticker']")
+                    box.fill(search)
+                    box.press("Enter")
+                    page.wait_for_selector(f"text={search} close on", timeout=60_000)
+                page.set_viewport_size({"width": width, "height": 3600})
+                page.wait_for_timeout(2500)  # the other charts finish drawing
+                page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
     return BrowserTimes(cold, again, new_visitor)
 
 

@@ -9,28 +9,20 @@ chart drawn, then each view's own redraw after a change of ticker.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+from benchmarks.streamlit_server import streamlit_server
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
 TABS = ("Market", "Daily", "Intraday", "Operations", "Table health")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,48 +34,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1400, help="the browser window's width in pixels [1400]")
     parser.add_argument("--app", type=Path, default=None, help="the dashboard script [this repository's dashboard.py]")
     args = parser.parse_args(argv)
-    port = free_port()
-    root = Path(__file__).resolve().parents[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(args.app or root / "dashboard.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env={**os.environ, "STOCKS_BASE_PATH": str(args.base)}, cwd=Path.cwd(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
-        with sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": args.width, "height": 1100})
-            loads = []
-            for _ in range(max(1, args.loads)):  # the first load also warms Streamlit's cache of the daily table
-                started = time.monotonic()
-                page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
-                page.wait_for_selector(CHART, timeout=120_000)
-                loads.append(time.monotonic() - started)
-            print(f"page load to the first chart: first {loads[0]:.2f} s, median of the rest "
-                  f"{statistics.median(loads[1:] or loads):.2f} s ({len(loads)} loads, {args.base})")
-            if args.out:
-                page.wait_for_timeout(1500)  # let the second chart finish drawing
-                page.screenshot(path=str(args.out), full_page=True)
-                print(f"wrote {args.out}")
-            if args.views:
-                args.views.mkdir(parents=True, exist_ok=True)
-                for tab in TABS:
-                    page.get_by_role("tab", name=tab).click()
-                    page.wait_for_timeout(2500)  # the view's charts and tables draw
-                    shot = args.views / f"{tab.lower().replace(' ', '_')}_{args.width}.png"
-                    page.screenshot(path=str(shot), full_page=True)
-                    print(f"wrote {shot}")
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with streamlit_server(args.base, app=args.app, cwd=Path.cwd()) as address, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": args.width, "height": 1100})
+        loads = []
+        for _ in range(max(1, args.loads)):  # the first load also warms Streamlit's cache of the daily table
+            started = time.monotonic()
+            page.goto(address, timeout=120_000)
+            page.wait_for_selector(CHART, timeout=120_000)
+            loads.append(time.monotonic() - started)
+        print(f"page load to the first chart: first {loads[0]:.2f} s, median of the rest "
+              f"{statistics.median(loads[1:] or loads):.2f} s ({len(loads)} loads, {args.base})")
+        if args.out:
+            page.wait_for_timeout(1500)  # let the second chart finish drawing
+            page.screenshot(path=str(args.out), full_page=True)
+            print(f"wrote {args.out}")
+        if args.views:
+            args.views.mkdir(parents=True, exist_ok=True)
+            for tab in TABS:
+                page.get_by_role("tab", name=tab).click()
+                page.wait_for_timeout(2500)  # the view's charts and tables draw
+                shot = args.views / f"{tab.lower().replace(' ', '_')}_{args.width}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                print(f"wrote {shot}")
+        browser.close()
     return 0
 
 

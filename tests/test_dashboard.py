@@ -5,17 +5,11 @@ by playwright) against `streamlit run` on a loopback port."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +19,7 @@ import pytest
 
 import daily_bars
 import fixed_stock_harvester
+from benchmarks.streamlit_server import streamlit_server
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -220,42 +215,11 @@ def test_a_minute_table_without_the_daily_table_still_shows_the_day(tables, tmp_
     assert "python daily_bars.py" in " ".join(info.value for info in at.info)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def require_browser() -> None:
     if not os.path.exists(CHROMIUM):
         if os.environ.get("STOCKS_REQUIRE_BROWSER") == "1":
             pytest.fail(f"STOCKS_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install -y chromium)")
         pytest.skip(f"no {CHROMIUM} here (apt-get install -y chromium to run it)")
-
-
-@contextlib.contextmanager
-def streamlit_server(base: Path) -> Iterator[str]:
-    """`streamlit run dashboard.py` over the tables under `base` on a loopback port: its address, once it answers
-    its health check; stopped on the way out."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env={**os.environ, "STOCKS_BASE_PATH": str(base)}, cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # bounded: the server answers its health check within seconds
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
