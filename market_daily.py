@@ -4,11 +4,12 @@
 key's rate like the harvester: on the free key (5 calls a minute), a year is 252 calls, about 50 minutes.
 
 A day already stored, or landed by an earlier run (this one's or the harvester's), makes no call; weekends and
-holidays make none. Answers land raw first and are stored a batch of days a commit, so a killed run resumes where it
-stopped. A bar that breaks a rule goes to stocks_quarantine. Splits and dividends are refreshed for every ticker,
-then the derived tables are brought up to date with no call: stocks_market_daily (split-adjusted close, gap-aware
-daily return, 52-week high and low, per ticker and day) and stocks_market_breadth (advancers, decliners, unchanged,
-new 52-week highs and lows, per day). The run is recorded in pipeline_runs.
+holidays make none. Answers land raw first and are stored a batch of days a commit (20, or what landed before a
+wait for the key's next window), so a killed run resumes where it stopped. A bar that breaks a rule goes to
+stocks_quarantine. Splits and dividends are refreshed for every ticker, then the derived tables are brought up to
+date with no call (also during those waits): stocks_market_daily (split-adjusted close, gap-aware daily return,
+52-week high and low, per ticker and day) and stocks_market_breadth (advancers, decliners, unchanged, new 52-week
+highs and lows, per day). The run is recorded in pipeline_runs.
 
 Exit codes:
   0  every day stored, or what is missing was refused by the key's plan (the free tier refuses the current day):

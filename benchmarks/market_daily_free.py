@@ -39,7 +39,8 @@ def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, float
     spark = du.get_spark("bench-market-daily", want_delta_spark=engine != "delta-rs")
     storage, _ = choose_engine(spark, engine)
     chosen = trading_days(dt.date(2024, 1, 2), dt.date(2024, 3, 1))[:days]
-    stored_s: list[float] = []
+    stored: list[tuple[float, float]] = []  # each commit of answers: (began, ended), monotonic
+    built: list[tuple[float, float]] = []  # each build of the derived tables
     real_store = marketdaily.store_days
 
     def timed_store(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -47,7 +48,16 @@ def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, float
         try:
             return real_store(*args, **kwargs)
         finally:
-            stored_s.append(time.monotonic() - started)
+            stored.append((started, time.monotonic()))
+
+    def timed(work):  # type: ignore[no-untyped-def]
+        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+            started = time.monotonic()
+            try:
+                return work(*args, **kwargs)
+            finally:
+                built.append((started, time.monotonic()))
+        return run
 
     marketdaily.store_days = timed_store
     with tempfile.TemporaryDirectory() as root, FakeMassiveServer(
@@ -58,17 +68,30 @@ def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, float
             landing_path=default_landing_path(table), source="api", base_url=server.base_url, api_key="bench-key",
             calls_per_minute=FREE_CALLS_PER_MINUTE, show_progress=False), derive=derive)
         started = time.monotonic()
-        derived = market_daily._derive(table) if derive else None  # as the door runs it, unless --no-derive
+        derived = timed(market_daily._derive(table)) if derive else None  # as the door runs it, unless --no-derive
         first = run_market_daily(cfg, storage, derive=derived)
-        seconds = time.monotonic() - started
+        ended = time.monotonic()
+        seconds = ended - started
         answered = len(server.log)
+        last_call = server.log[-1].at
+        stored_first, built_first = list(stored), list(built)
         run_market_daily(cfg, storage, derive=derived)
         second_calls = len(server.log) - answered
     floor = floor_seconds(first.calls)
+
+    def after(spans: list[tuple[float, float]]) -> float:
+        return sum(end - max(began, last_call) for began, end in spans if end > last_call)
+
     return {"days": len(chosen), "calls": first.calls, "http_429": sum(s.http_429 for s in first.stats),
             "seconds": seconds, "floor_s": floor, "ratio": seconds / floor if floor else float("nan"),
-            "rows": first.rows, "store_s_per_day": sum(stored_s) / max(1, len(chosen)),
-            "wait_s_per_call": first.waited_s / max(1, first.calls), "second_run_calls": second_calls}
+            "rows": first.rows, "store_s_per_day": sum(e - b for b, e in stored_first) / max(1, len(chosen)),
+            "wait_s_per_call": first.waited_s / max(1, first.calls), "second_run_calls": second_calls,
+            "commits": len(stored_first), "builds": len(built_first),
+            "builds_in_waits": sum(1 for _, end in built_first if end <= last_call),
+            "after_last_call_s": ended - last_call, "store_after_s": after(stored_first),
+            "derive_after_s": after(built_first),
+            "build_s": [round(end - began, 2) for began, end in built_first],
+            "store_s": [round(end - began, 2) for began, end in stored_first]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.engine}{', no derived tables' if args.no_derive else ', derived tables included'}): "
           f"{found['calls']} calls ({found['http_429']} answered 429), {found['seconds']:.1f} s "
           f"against a floor of {found['floor_s']:.0f} s = {found['ratio']:.3f}x; {found['rows']:,} rows; storing "
-          f"{found['store_s_per_day']:.2f} s a day against {found['wait_s_per_call']:.1f} s waited a call; "
+          f"{found['store_s_per_day']:.2f} s a day against {found['wait_s_per_call']:.1f} s waited a call "
+          f"({found['commits']} commits, {found['builds']} builds of the derived tables, "
+          f"{found['builds_in_waits']} during the waits); after the last call {found['after_last_call_s']:.1f} s "
+          f"(storing {found['store_after_s']:.1f}, deriving {found['derive_after_s']:.1f}; each commit "
+          f"{found['store_s']} s, each build {found['build_s']} s); "
           f"a second run: {found['second_run_calls']} calls")
     return 0
 

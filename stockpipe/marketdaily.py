@@ -8,7 +8,10 @@ never fetch the market's minute bars can keep its daily bars: five years are 1,2
   holds as a finished day, or whose market the table already holds, makes no call. Weekends and holidays make none.
 - Answers are stored as they land, a batch of days a commit, into `stocks_official_daily` (as traded, one row per
   (ticker, trade_date), the day's rows replaced whole); a kill loses nothing: the next run stores what landed and
-  fetches only what did not.
+  fetches only what did not. A batch ends at DAYS_PER_COMMIT days, or where the next call must wait on the key's
+  window (`EARLY_WORK_MIN_WAIT_S` or more: on the free key, each minute's five answers): what landed is stored, and
+  the derived tables brought up to date with it, in a wait that is there anyway, so after the last call only the
+  last minute's days are left to store and derive.
 - A bar that breaks a rule (a price missing or not positive, a high below the low or outside the open and close, a
   negative volume, a ticker twice) goes to `stocks_quarantine`, never into the table.
 - The current day, which the free plan refuses, is `partial`: a warning, and a later run fetches it.
@@ -53,6 +56,9 @@ MARKET_DAY_TICKERS = 1_000
 # Days stored a commit: a commit every ~4 minutes on the free key, and never more than this many days to store again
 # from the landing zone after a kill.
 DAYS_PER_COMMIT = 20
+# What landed is stored and derived before a wait on the key's window at least this long (and at least as long as
+# the last such work took): the wait hides it. A paid key's calls do not wait; its batches are DAYS_PER_COMMIT days.
+EARLY_WORK_MIN_WAIT_S = 15.0
 OFFICIAL_ARROW = pa.schema([
     pa.field("ticker", pa.string()), pa.field("trade_date", pa.date32()), pa.field("open", pa.float64()),
     pa.field("high", pa.float64()), pa.field("low", pa.float64()), pa.field("close", pa.float64()),
@@ -90,7 +96,8 @@ class MarketDailyReport:
     version: int | None  # the official table's version after the run's last commit; None when nothing was written
     tickers: int  # distinct tickers stored over the run's days
     references: list[ReferenceFetch]
-    derived: Any = None  # stockpipe.breadth's report, when the derived tables were brought up to date
+    derived: Any = None  # stockpipe.breadth's report of the last build, when the derived tables were brought up to date
+    derived_early: int = 0  # builds made while the calls waited on the key's window, before the last one
     stopped: StopError | None = None
     stats: list[FetchStats] = dataclasses.field(default_factory=list)
 
@@ -230,13 +237,32 @@ def run_market_daily(cfg: MarketDailyConfig, storage: DeltaStorage, *,
     log.info("%d trading day(s): %d already stored, %d landed to store, %d to fetch", len(days), len(stored),
              len(pending), len(to_fetch))
 
+    to_derive: set[dt.date] = set()  # days stored by this run and not derived yet
+    actions_written = False
+
     def store_pending() -> None:
         if pending:
             version = store_days(storage, cfg, [(d, f) for d, f, _ in pending], results,
                                  {d: how for d, _, how in pending}, Path(hc.landing_path), source)
             report.version = version if version is not None else report.version
+            to_derive.update(d for d, _, _ in pending if results[d].how in ("fetched", "landed"))
             pending.clear()
 
+    def bring_up_to_date() -> bool:
+        """The splits and dividends landed so far into their tables (before a build reads the splits: the build
+        after the last call then finds the same splits, not a change that rebuilds every day), then the derived
+        tables with the days stored since the last build."""
+        nonlocal actions_written
+        if not actions_written:
+            write_actions(storage, landing, hc)
+            actions_written = True
+        if derive is None or not cfg.derive:
+            return False
+        report.derived = derive(storage, sorted(to_derive))
+        to_derive.clear()
+        return True
+
+    last_early_s = 0.0
     progress = Progress(len(to_fetch), enabled=hc.show_progress, unit="day")
     with open_client(hc, progress) as client:
         progress.eta = client.limiter.eta
@@ -247,7 +273,7 @@ def run_market_daily(cfg: MarketDailyConfig, storage: DeltaStorage, *,
                 if fetched is not None:
                     report.references.append(fetched)
                     stats.append(fetched.stats)
-            for day in to_fetch:
+            for number, day in enumerate(to_fetch, 1):
                 result, fetch, stop = fetch_day(client, zone, cfg, day, today, stats)
                 results[day] = result
                 progress.advance(day.isoformat())
@@ -258,11 +284,17 @@ def run_market_daily(cfg: MarketDailyConfig, storage: DeltaStorage, *,
                     break
                 if len(pending) >= DAYS_PER_COMMIT:
                     store_pending()
+                elif pending and number < len(to_fetch) and \
+                        client.limiter.delay() >= max(EARLY_WORK_MIN_WAIT_S, last_early_s):
+                    # The next call waits on the window anyway: store and derive what landed meanwhile.
+                    began = time.monotonic()
+                    store_pending()
+                    report.derived_early += bring_up_to_date()
+                    last_early_s = time.monotonic() - began
         finally:
             progress.close()
             fetcher.progress.close()
             store_pending()
-    write_actions(storage, landing, hc)
     report.days = [results.get(d) or DayResult(d, "failed", error="not fetched: the run stopped first")
                    for d in days]
     report.calls = sum(s.calls for s in stats)
@@ -270,9 +302,13 @@ def run_market_daily(cfg: MarketDailyConfig, storage: DeltaStorage, *,
     report.stats = stats
     if storage.is_delta(hc.official_path):
         report.tickers = distinct_tickers(storage, hc.official_path, days)
-    changed = sorted(d.day for d in report.days if d.how in ("fetched", "landed"))
-    if derive is not None and cfg.derive:
-        report.derived = derive(storage, changed)
+    # The references were all fetched before the first day: written already if a build ran during a wait.
+    if not actions_written:
+        write_actions(storage, landing, hc)
+    # The build finds the days where the tables disagree whatever it is told; after builds during the waits, only
+    # days stored since need one.
+    if derive is not None and cfg.derive and (to_derive or not report.derived_early):
+        report.derived = derive(storage, sorted(to_derive))
     report.seconds = time.monotonic() - started
     return report
 

@@ -479,6 +479,9 @@ def render_market_daily(report: MarketDailyReport) -> str:
         lines.append(f"{reference.kind}: {state}, {reference.date_from} to {reference.date_to}")
     if isinstance(report.derived, MarketReport):
         lines.append(market_derived_line(report.derived))
+        if report.derived_early:
+            lines.append(f"Derived {report.derived_early} time(s) while the calls waited on the key's window; the "
+                         "line above is the last build")
     for day in report.failed[:PROBLEMS_SHOWN]:
         lines.append(f"  failed {day.day}: {day.error}")
     return "\n".join(lines)

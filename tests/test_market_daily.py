@@ -7,6 +7,7 @@ codes, the over-the-counter names)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -20,10 +21,12 @@ import pytest
 from deltalake import DeltaTable
 
 import market_daily
+from stockpipe.breadth import build_market
 from stockpipe.config import HarvestConfig
 from stockpipe.landing import GROUPED, LandingZone, default_landing_path
 from stockpipe.market_calendar import new_york_today, trading_days
 from stockpipe.marketdaily import MarketDailyConfig, bar_problem, run_market_daily
+from stockpipe.reports import render_market_daily
 from stockpipe.sample.universe import MARKET_SIZE, otc_symbols
 from stockpipe.testing import ApiBehaviour, FakeMassiveServer, Fault
 from tests.helpers import ROOT, FakeClock, run_door
@@ -92,9 +95,35 @@ def test_a_second_run_over_the_same_days_calls_nothing_and_writes_nothing(free_k
     table, first, _, _, _, second, calls = free_key_run
     assert calls == 0 and second.calls == 0 and second.count("stored") == 8 and second.version is None
     history = DeltaTable(str(table.parent / "stocks_official_daily")).history()
-    assert len(history) == 2  # created, then the eight days in one commit; the second run added none
+    # Created, the first minute's three days (stored while the next calls waited on the window), the last five; the
+    # second run added none.
+    assert len(history) == 3
     quarantined = DeltaTable(str(table.parent / "stocks_quarantine")).to_pyarrow_table().num_rows
     assert quarantined == first.quarantined  # a bad bar is recorded once
+
+
+@pytest.mark.slow
+def test_the_derived_tables_are_built_while_the_calls_wait_so_the_last_build_takes_the_last_minute_alone(
+        storage, tmp_path):
+    """The first minute's three days are stored and derived while the next five calls wait on the window; after the
+    last call the build derives those five alone, and the tables are those one build of the eight days makes."""
+    table, clock = tmp_path / "stocks_fixed", FakeClock()
+    with FakeMassiveServer() as server:
+        cfg = dataclasses.replace(config(server, table, clock), derive=True)
+        report = run_market_daily(cfg, storage, derive=market_daily._derive(str(table)))
+    assert report.calls == 10 and report.derived_early == 1
+    last = report.derived
+    assert not last.full and last.rewritten_days == 5 and last.days == 8 and last.rows == 8 * MARKET_SIZE
+    assert "Derived 1 time(s) while the calls waited" in render_market_daily(report)
+    whole = tmp_path / "whole"
+    built = build_market(storage, str(tmp_path / "stocks_official_daily"), str(tmp_path / "stocks_splits"),
+                         str(whole / "market"), str(whole / "breadth"), full=True)
+    assert built.rewritten_days == 8
+    for early, once, key in (("stocks_market_daily", "market", ["trade_date", "ticker"]),
+                             ("stocks_market_breadth", "breadth", ["trade_date"])):
+        got = DeltaTable(str(tmp_path / early)).to_pyarrow_table().sort_by([(k, "ascending") for k in key])
+        expected = DeltaTable(str(whole / once)).to_pyarrow_table().sort_by([(k, "ascending") for k in key])
+        assert got.to_pylist() == expected.select(got.column_names).to_pylist()
 
 
 @pytest.mark.slow
