@@ -57,24 +57,25 @@ def test_spark_starts_once_while_fetching_after_the_first_landed_ticker(storage,
 def test_a_paced_run_warms_spark_up_on_the_first_ticker_and_leaves_nothing_behind(storage, tmp_path, clock,
                                                                                    monkeypatch):
     """8 tickers at 5 calls a minute: a window of waiting lies ahead after the first ticker, so the transform and a
-    scratch write run once on it in the background. The stored table is exactly the 8 tickers' bars."""
+    scratch write run on it in the background. The injected clock lets the fetch end long before that first pass
+    does, so no second pass follows. The stored table is exactly the 8 tickers' bars."""
     import stockpipe.harvest.background as harvest_module
 
-    warmed: list[tuple[str, list[str]]] = []
+    warmed: list[tuple[list[str], list[str]]] = []
     real_warm_up = harvest_module.warm_up
 
-    def recording(spark, engine, item, days, layout, fetch_done):
+    def recording(spark, engine, landed, days, layout, fetch_done):
         before = set(os.listdir(tempfile.gettempdir()))
         # as if the calls were still waiting on the window
-        real_warm_up(spark, engine, item, days, layout, lambda: False)
+        real_warm_up(spark, engine, landed, days, layout, lambda: False)
         after = set(os.listdir(tempfile.gettempdir()))
-        warmed.append((item.ticker, sorted(n for n in after - before if n.startswith("stocks-warm-up-"))))
+        warmed.append((sorted(landed), sorted(n for n in after - before if n.startswith("stocks-warm-up-"))))
 
     monkeypatch.setattr(harvest_module, "warm_up", recording)
     eight = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "META", "NVDA", "JPM")
     with FakeMassiveServer(ApiBehaviour(api_key=KEY)) as server:
         report = harvest(storage, tmp_path / "t", server, clock, tickers=eight)
-    assert warmed == [("AAPL", [])]  # once, on the first ticker; its scratch table is gone
+    assert warmed == [(["AAPL"], [])]  # once, on the first ticker; its scratch table is gone
     assert report.engine == storage.name and not report.failed
     assert every_bar_once(storage, tmp_path / "t", eight)
 
@@ -139,3 +140,43 @@ def test_calls_in_flight_follow_what_bounds_the_run():
     assert in_flight(source="api", calls_per_minute=1000) == in_flight(source="sample", calls_per_minute=1000) \
         == FAST_CONCURRENCY
     assert in_flight(source="sample", concurrency=5) == 5
+
+
+@pytest.mark.parametrize("then, passes", [("keeps waiting", 4), ("calls due now", 1), ("fetch done", 1)])
+def test_warm_up_passes_go_on_over_the_landed_tickers_only_while_the_wait_lasts(monkeypatch, then, passes):
+    """Pass after pass over the tickers landed so far, up to WARM_UP_PASSES, while the calls still to make wait on the
+    window; none once the calls are due before a pass would end, or the fetch is done (no Spark here: the passes are
+    recorded, the session is a stand-in)."""
+    import datetime as dt
+
+    import stockpipe.harvest.background as harvest_module
+    from stockpipe.fetching import TickerFetch
+    from stockpipe.layout import PARTITIONED
+    from stockpipe.massive import FetchStats
+
+    first_pass_began, go_on = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
+
+    def recording(spark, storage, landed, days, layout, fetch_done):
+        seen.append(sorted(landed))
+        if len(seen) == 1:
+            first_pass_began.set()
+            assert go_on.wait(10)
+
+    def landed_item(ticker: str) -> TickerFetch:
+        item = TickerFetch(ticker, FetchStats(ticker))
+        item.stats.calls = 1
+        return item
+
+    monkeypatch.setattr(harvest_module, "warm_up", recording)
+    with harvest_module.SparkInBackground(lambda: (object(), object())) as spark_early:  # type: ignore[arg-type]
+        landed = spark_early.on_landed([dt.date(2024, 3, 11)], PARTITIONED)
+        landed(landed_item("AAPL"), 60.0)
+        assert first_pass_began.wait(10)
+        landed(landed_item("MSFT"), 0.0 if then == "calls due now" else 58.0)
+        if then == "fetch done":
+            spark_early.fetch_done()
+        go_on.set()
+        spark_early.result()
+    assert seen == [["AAPL"]] + [["AAPL", "MSFT"]] * (passes - 1)
+    assert harvest_module.WARM_UP_PASSES == 4
