@@ -51,17 +51,25 @@ def bench_free_key_day(engine: str, root: Path) -> dict[str, Any]:
     env = {**os.environ, "MASSIVE_API_KEY": "bench-key"}
     behaviour = ApiBehaviour(api_key="bench-key", calls_per_window=calls_per_minute, window_seconds=WINDOW_S)
     try:
-        with FakeMassiveServer(behaviour) as server:
+        with FakeMassiveServer(behaviour) as server, tempfile.TemporaryFile("w+") as out, \
+                tempfile.TemporaryFile("w+") as err:
+            # Output to files, not pipes: the wall time ends when the harvester's process exits, as a terminal's
+            # prompt comes back. Spark's JVM (a child holding the same output) exits on its own a moment later,
+            # once it sees the process gone; a pipe would wait for it too.
             started = time.monotonic()
-            done = subprocess.run([*argv, "--base-url", server.base_url], env=env, capture_output=True, text=True,
-                                  timeout=600, check=False)
+            process = subprocess.Popen([*argv, "--base-url", server.base_url], env=env, stdout=out, stderr=err,
+                                       text=True)
+            returncode = process.wait(timeout=600)
             wall = time.monotonic() - started
             log = list(server.log)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
     finally:
         shutil.rmtree(path.parent, ignore_errors=True)
         shutil.rmtree(default_landing_path(str(path)), ignore_errors=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"fixed harvester failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+    if returncode != 0:
+        raise RuntimeError(f"fixed harvester failed ({returncode}): {stderr.strip()[-300:]}")
     answered = [entry for entry in log if entry.status == 200]
     minute = [e for e in answered if "/range/1/minute/" in e.path]
     floor = floor_seconds(len(answered), calls_per_minute, WINDOW_S)
@@ -73,8 +81,8 @@ def bench_free_key_day(engine: str, root: Path) -> dict[str, Any]:
         # row), and after the last (transform, write, tables beside, the run log, Spark's stop)
         "first_call_s": log[0].at - started if log else None,
         "after_last_call_s": started + wall - log[-1].at if log else None,
-        "ratio": wall / floor if floor else None, "phases": _phase_seconds(done.stdout),
-        "deferred": [line for line in done.stdout.splitlines() if "deferred" in line],
+        "ratio": wall / floor if floor else None, "phases": _phase_seconds(stdout),
+        "deferred": [line for line in stdout.splitlines() if "deferred" in line],
         "within_bound": len(answered) <= MAX_CALLS and floor > 0 and wall <= BOUND * floor,
     }
 
