@@ -32,8 +32,7 @@ demo: $(STAMP)
 # which it builds first when they are missing.
 dashboard: $(STAMP)
 	test -d delta_tables/stocks_daily/_delta_log || $(MAKE) demo
-	$(BIN)/python -m streamlit run dashboard.py --server.address 127.0.0.1 --server.headless true \
-		--browser.gatherUsageStats false
+	$(BIN)/python dashboard.py --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false
 
 # The whole suite on Spark 3.5 classic. Each engine is proved where the code branches by engine (the storage
 # contract, maintenance, registering a name, clustering, history, commit races: on both); everything else runs once,

@@ -1,7 +1,11 @@
 """The dashboard: the pipeline's tables in a browser, read with delta-rs (no JVM, no writes).
 
     make dashboard                  # builds the demo tables first when they are missing
-    streamlit run dashboard.py      # tables under STOCKS_BASE_PATH (default delta_tables)
+    python dashboard.py             # tables under STOCKS_BASE_PATH (default delta_tables); any `streamlit run` option
+    streamlit run dashboard.py      # the same page; its first visitor waits for the page's imports
+
+`python dashboard.py` starts Streamlit's server in this process after the page's libraries (pandas, altair, Arrow,
+delta-rs) are imported here, so the first page a visitor opens does not wait for them (about 2 s on two cores).
 
 The market: where the whole market's derived tables are stored (stocks_market_daily, stocks_market_breadth), any
 stored day (the latest first) with its top movers up and down among names above a minimum price and dollar volume,
@@ -38,6 +42,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `streamlit run` puts
 from stockpipe.config import BREADTH_TABLE, MARKET_DAILY_TABLE
 from stockpipe.market_calendar import session_hours
 from stockpipe.readers import Health, health, open_table, partitions, read
+
+
+def serve(options: list[str]) -> int:
+    """Streamlit's server for this page, in this process: `streamlit run dashboard.py <options>`, with the modules
+    imported above already loaded, so each run of the page (the first visitor's too) finds them."""
+    from streamlit.web import cli as streamlit_cli
+
+    sys.argv = ["streamlit", "run", str(Path(__file__).resolve()), *options]
+    return int(streamlit_cli.main() or 0)
+
+
+if __name__ == "__main__":
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:  # `python dashboard.py [options]`, not a run of the page
+        sys.exit(serve(sys.argv[1:]))
 
 TABLES = ("stocks_fixed", "stocks_splits", "stocks_dividends", "stocks_official_daily", "stocks_daily",
           "pipeline_runs", "quality_checks", "stocks_quarantine", MARKET_DAILY_TABLE, BREADTH_TABLE)
@@ -757,5 +777,5 @@ def main() -> None:
             st.caption(maintained)
 
 
-if __name__ == "__main__":  # `streamlit run` and AppTest run the page as __main__; an import only defines it
+if __name__ == "__main__":  # a run of the page (`streamlit run`, the server `serve` starts, AppTest) is __main__
     main()

@@ -1,4 +1,4 @@
-"""`streamlit run` of the dashboard on a loopback port, for the benchmarks and the browser tests: one place that
+"""The dashboard's Streamlit server on a loopback port, for the benchmarks and the browser tests: one place that
 starts it, waits for its health check and stops it."""
 
 from __future__ import annotations
@@ -27,9 +27,13 @@ def streamlit_server(base: Path, app: Path | None = None, cwd: Path = REPO) -> I
     """`app` (dashboard.py) over the tables under `base` on 127.0.0.1: its address, once it answers its health check
     (bounded: a minute); stopped on the way out."""
     port = free_port()
+    # dashboard.py serves itself (`python dashboard.py`, as `make dashboard` starts it); another app through
+    # `streamlit run`.
+    command = [sys.executable, str(REPO / "dashboard.py")] if app is None else [
+        sys.executable, "-m", "streamlit", "run", str(app)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app or REPO / "dashboard.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        [*command, "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
         env={**os.environ, "STOCKS_BASE_PATH": str(base)}, cwd=cwd, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     try:

@@ -146,3 +146,25 @@ def test_landed_pages_carry_request_metadata_and_follow_up_cursors(tmp_path, clo
     assert len(metas) == 3 and metas[0]["cursor"] is None and all(m["cursor"] for m in metas[1:])
     assert all(m["request_id"] and m["ticker"] == "AAPL" and m["from"] == "2024-01-08" for m in metas)
     assert all(KEY not in json.dumps(m) for m in metas)
+
+
+def test_a_door_run_as_a_script_exits_without_stopping_spark_and_its_jvm_cleans_up_after_it(tmp_path):
+    """run_as_script leaves a classic local session to its JVM: the process exits with the door's code, then the
+    JVM, seeing its gateway's stdin closed, stops the session in its own shutdown hook and removes Spark's temporary
+    folders (here under SPARK_LOCAL_DIRS) within seconds."""
+    local_dirs = tmp_path / "spark-local"
+    local_dirs.mkdir()
+    env = {**os.environ, "SPARK_LOCAL_DIRS": str(local_dirs)}
+    for name in ("MASSIVE_API_KEY", "POLYGON_API_KEY", "SPARK_REMOTE"):  # the sample source, a classic session
+        env.pop(name, None)
+    argv = ["--source", "sample", "--tickers", "AAPL", "--from", "2024-03-11", "--to", "2024-03-11",
+            "--table-path", str(tmp_path / "stocks_fixed"), "--engine", "delta-rs"]
+    done = subprocess.run([sys.executable, str(ROOT / "fixed_stock_harvester.py"), *argv], cwd=ROOT, env=env,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=300, check=False)  # stderr a pipe: run() returns once the JVM has let it go too
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(local_dirs.iterdir()):  # bounded: the hook runs as the JVM exits
+        time.sleep(0.2)
+    assert not any(local_dirs.iterdir()), sorted(p.name for p in local_dirs.iterdir())

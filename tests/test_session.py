@@ -97,32 +97,3 @@ def test_cleanup_path_removes_a_local_folder(spark, tmp_path):
     (tmp_path / "t" / "x").mkdir(parents=True)
     databricks_utils.cleanup_path(spark, str(tmp_path / "t"))
     assert not (tmp_path / "t").exists()
-
-
-@pytest.mark.slow
-def test_a_door_run_as_a_script_exits_without_stopping_spark_and_its_jvm_cleans_up_after_it(tmp_path):
-    """run_as_script leaves a classic local session to its JVM: the process exits with the door's code, then the
-    JVM, seeing its gateway's stdin closed, stops the session in its own shutdown hook and removes Spark's temporary
-    folders (here under SPARK_LOCAL_DIRS) within seconds."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    local_dirs = tmp_path / "spark-local"
-    local_dirs.mkdir()
-    env = {**os.environ, "SPARK_LOCAL_DIRS": str(local_dirs)}
-    env.pop("MASSIVE_API_KEY", None)
-    env.pop("POLYGON_API_KEY", None)
-    argv = ["--source", "sample", "--tickers", "AAPL", "--from", "2024-03-11", "--to", "2024-03-11",
-            "--table-path", str(tmp_path / "stocks_fixed"), "--engine", "delta-rs"]
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(root / "fixed_stock_harvester.py"), *argv], cwd=root, env=env,
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          timeout=300, check=False)  # stderr a pipe: run() returns once the JVM has let it go too
-    assert done.returncode == 0, done.stderr[-500:]
-    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(local_dirs.iterdir()):  # bounded: the hook runs as the JVM exits
-        time.sleep(0.2)
-    assert not any(local_dirs.iterdir()), sorted(p.name for p in local_dirs.iterdir())
