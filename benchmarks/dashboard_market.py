@@ -5,7 +5,7 @@ a share of penny stocks; a few 2-for-1 splits and late listings) written with de
 (partitioned by trade_date, each day's file sorted by ticker) and `stocks_market_breadth`, in the schemas of issue
 #45's spec. Then it times the loaders the view calls (the stored days from the log, one day's rows, the breadth
 table, one ticker's history), cold (a fresh process's first call, what Streamlit's cache misses) and warm, and once
-in the real browser (`streamlit run` on a loopback port, Debian's chromium through playwright): navigation to the
+in the real browser (`python dashboard.py` on a loopback port, Debian's chromium through playwright): navigation to the
 first render of the movers chart.
 
     python -m benchmarks.dashboard_market                       # 11,000 tickers x 252 sessions (2.8 M rows)
@@ -189,7 +189,7 @@ def write_market(base: Path, daily: pa.Table, market_breadth: pa.Table | None = 
 
 
 def load_dashboard() -> ModuleType:
-    """dashboard.py's functions, without drawing the page (its `main()` runs under `streamlit run` only)."""
+    """dashboard.py's functions, without drawing the page (its `main()` runs in a run of the page only)."""
     spec = importlib.util.spec_from_file_location("dashboard_for_bench", REPO / "dashboard.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

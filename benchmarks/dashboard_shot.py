@@ -1,4 +1,4 @@
-"""The dashboard's screenshot for the README, and its load time: `streamlit run` on a loopback port over the tables
+"""The dashboard's screenshot for the README, and its load time: its server on a loopback port over the tables
 under --base, Debian's chromium driven by playwright (no browser download), timed from navigation to the first
 chart drawn, then each view's own redraw after a change of ticker.
 

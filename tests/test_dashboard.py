@@ -1,7 +1,7 @@
 """The dashboard: each view with Streamlit's AppTest over tables written by each engine (so delta-rs reads what
 delta-spark wrote), the empty and half-built states, the whole market's view over a synthetic market (its derived
 tables written with delta-rs in the spec's schemas), and each market once in a real browser (Debian's chromium driven
-by playwright) against `streamlit run` on a loopback port."""
+by playwright) against its server (`python dashboard.py`) on a loopback port."""
 
 from __future__ import annotations
 
