@@ -16,6 +16,7 @@ import datetime as dt
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import databricks_utils as du
 import market_daily
@@ -35,7 +36,7 @@ def floor_seconds(calls: int, per_minute: int = FREE_CALLS_PER_MINUTE) -> float:
     return 60.0 * max(0, (calls - 1) // per_minute)
 
 
-def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, float]:
+def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, Any]:
     spark = du.get_spark("bench-market-daily", want_delta_spark=engine != "delta-rs")
     storage, _ = choose_engine(spark, engine)
     chosen = trading_days(dt.date(2024, 1, 2), dt.date(2024, 3, 1))[:days]
