@@ -42,25 +42,18 @@ def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, Any]:
     chosen = trading_days(dt.date(2024, 1, 2), dt.date(2024, 3, 1))[:days]
     stored: list[tuple[float, float]] = []  # each commit of answers: (began, ended), monotonic
     built: list[tuple[float, float]] = []  # each build of the derived tables
-    real_store = marketdaily.store_days
 
-    def timed_store(*args, **kwargs):  # type: ignore[no-untyped-def]
-        started = time.monotonic()
-        try:
-            return real_store(*args, **kwargs)
-        finally:
-            stored.append((started, time.monotonic()))
-
-    def timed(work):  # type: ignore[no-untyped-def]
+    def timed(work, spans):  # type: ignore[no-untyped-def]
+        """`work`, each call's (began, ended) appended to `spans`."""
         def run(*args, **kwargs):  # type: ignore[no-untyped-def]
             started = time.monotonic()
             try:
                 return work(*args, **kwargs)
             finally:
-                built.append((started, time.monotonic()))
+                spans.append((started, time.monotonic()))
         return run
 
-    marketdaily.store_days = timed_store
+    marketdaily.store_days = timed(marketdaily.store_days, stored)
     with tempfile.TemporaryDirectory() as root, FakeMassiveServer(
             ApiBehaviour(calls_per_window=FREE_CALLS_PER_MINUTE)) as server:
         table = str(Path(root) / "stocks_fixed")
@@ -69,7 +62,8 @@ def bench(engine: EngineName, days: int, derive: bool = True) -> dict[str, Any]:
             landing_path=default_landing_path(table), source="api", base_url=server.base_url, api_key="bench-key",
             calls_per_minute=FREE_CALLS_PER_MINUTE, show_progress=False), derive=derive)
         started = time.monotonic()
-        derived = timed(market_daily._derive(table)) if derive else None  # as the door runs it, unless --no-derive
+        # As the door runs it, unless --no-derive.
+        derived = timed(market_daily._derive(table), built) if derive else None
         first = run_market_daily(cfg, storage, derive=derived)
         ended = time.monotonic()
         seconds = ended - started
